@@ -1,0 +1,160 @@
+{#-
+    Input resolution. A source is either a file named by a var (customers_path / transactions_path),
+    read by the adapter's file reader with every column as text, or - when no path is given - the demo
+    seeds. Either way staging sees text columns plus `_segfit_row_number`, the 1-based data row of the
+    input, so every row can be traced back to its line in the file.
+-#}
+
+{% macro segfit_known_columns(kind) -%}
+    {{ return({
+        'customers': {
+            'required': ['customer_id', 'profitability_segment', 'retention_probability'],
+            'optional': ['subsidiary_id', 'customer_name', 'segmentation_date', 'comprehensive_customer_score',
+                         'lifecycle_stage', 'seasonal_preference', 'total_revenue', 'net_profit',
+                         'transaction_count', 'avg_transactions_per_month', 'transaction_value_volatility',
+                         'q1_transactions', 'q2_transactions', 'q3_transactions', 'q4_transactions',
+                         'customer_age_days'],
+        },
+        'transactions': {
+            'required': ['transaction_id', 'customer_id', 'transaction_date', 'amount'],
+            'optional': ['profit'],
+        },
+    }[kind]) }}
+{%- endmacro %}
+
+{#- The file reader is engine-specific, so it is dispatched. -#}
+{% macro segfit_file_reader(path) -%}
+    {{ return(adapter.dispatch('segfit_file_reader', 'segfit')(path)) }}
+{%- endmacro %}
+
+{% macro default__segfit_file_reader(path) -%}
+    {{ segfit_fail("reading files is implemented for DuckDB only; on " ~ target.type ~ " load the file into a table and point the seeds at it (" ~ path ~ ")") }}
+{%- endmacro %}
+
+{% macro duckdb__segfit_file_reader(path) -%}
+    {%- if (path | lower).endswith('.parquet') or (path | lower).endswith('.pq') -%}
+        read_parquet('{{ path }}')
+    {%- else -%}
+        read_csv('{{ path }}', header = true, all_varchar = true, auto_detect = true, strict_mode = true)
+    {%- endif -%}
+{%- endmacro %}
+
+{#- Returns {'relation': sql-from-clause, 'label': human name, 'columns': {normalized: original}, 'present': bool} -#}
+{% macro segfit_input(kind) -%}
+    {%- set cfg = segfit_config() -%}
+    {%- set path = cfg[kind ~ '_path'] -%}
+    {%- set label = '' -%}
+    {%- set present = true -%}
+    {%- if path != '' -%}
+        {%- set relation = segfit_file_reader(path) -%}
+        {%- set label = kind ~ " file " ~ path -%}
+    {%- elif cfg['customers_path'] != '' -%}
+        {#- the user gave customers but no transactions: the transactions input is absent -#}
+        {%- set relation = none -%}
+        {%- set present = false -%}
+        {%- set label = kind ~ " (not given)" -%}
+    {%- elif kind == 'customers' and cfg['demo_variant'] == 'precomputed' -%}
+        {%- set relation = ref('demo_customers_precomputed') -%}
+        {%- set label = "demo seed demo_customers_precomputed" -%}
+    {%- elif kind == 'customers' -%}
+        {%- set relation = ref('demo_customers') -%}
+        {%- set label = "demo seed demo_customers" -%}
+    {%- elif cfg['demo_variant'] == 'transactions' -%}
+        {%- set relation = ref('demo_transactions') -%}
+        {%- set label = "demo seed demo_transactions" -%}
+    {%- else -%}
+        {%- set relation = none -%}
+        {%- set present = false -%}
+        {%- set label = kind ~ " (demo variant precomputed has none)" -%}
+    {%- endif -%}
+
+    {%- set known = segfit_known_columns(kind) -%}
+    {%- set columns = {} -%}
+    {%- if present and execute -%}
+        {%- set probe = run_query("select * from " ~ relation ~ " limit 0") -%}
+        {%- for original in probe.column_names -%}
+            {%- set normalized = ((original | replace('\ufeff', '')) | trim | lower) -%}
+            {%- do columns.update({normalized: original}) -%}
+        {%- endfor -%}
+        {%- for required in known['required'] -%}
+            {%- if required not in columns -%}
+                {{ segfit_fail(label ~ " is missing required column '" ~ required ~ "' (found: " ~ (columns.keys() | list | join(', ')) ~ ")") }}
+            {%- endif -%}
+        {%- endfor -%}
+    {%- elif present -%}
+        {#- parse time: assume the full contract so the model compiles -#}
+        {%- for name in known['required'] + known['optional'] -%}
+            {%- do columns.update({name: name}) -%}
+        {%- endfor -%}
+    {%- endif -%}
+    {{ return({'relation': relation, 'label': label, 'columns': columns, 'present': present, 'known': known}) }}
+{%- endmacro %}
+
+{#- select list: every known column as trimmed text (null when the input lacks it), then extras untouched -#}
+{% macro segfit_input_select(input) -%}
+    {%- set known_names = input.known['required'] + input.known['optional'] -%}
+    {%- for name in known_names %}
+        {% if name in input.columns -%}
+            {{ segfit_clean_text(adapter.quote(input.columns[name])) }} as {{ name }},
+        {%- else -%}
+            cast(null as {{ segfit_text() }}) as {{ name }},
+        {%- endif -%}
+    {%- endfor %}
+    {%- for normalized, original in input.columns.items() if normalized not in known_names %}
+        {{ adapter.quote(original) }} as {{ adapter.quote(normalized) }},
+    {%- endfor %}
+{%- endmacro %}
+
+{#- a zero-row relation with the known columns as text, for an input that was not given -#}
+{% macro segfit_empty_input(input) -%}
+    select
+    {%- for name in input.known['required'] + input.known['optional'] %}
+        cast(null as {{ segfit_text() }}) as {{ name }},
+    {%- endfor %}
+        cast(null as {{ dbt.type_bigint() }}) as _segfit_row_number
+    from (select 1 as one) as no_rows
+    where 1 = 0
+{%- endmacro %}
+
+{#- Does this run have a transactions input? Decided from vars alone (no query). -#}
+{% macro segfit_has_transactions() -%}
+    {%- set cfg = segfit_config() -%}
+    {%- if cfg['transactions_path'] != '' -%}
+        {{ return(true) }}
+    {%- elif cfg['customers_path'] != '' -%}
+        {{ return(false) }}
+    {%- else -%}
+        {{ return(cfg['demo_variant'] == 'transactions') }}
+    {%- endif -%}
+{%- endmacro %}
+
+{#- staging body shared by stg_customers and stg_transactions: text columns, typed columns, row numbers -#}
+{% macro segfit_staged_input(input) -%}
+    {%- if input.present %}
+    select
+        {{- segfit_input_select(input) }}
+        row_number() over () as _segfit_row_number
+    from {{ input.relation }}
+    {%- else %}
+    {{ segfit_empty_input(input) }}
+    {%- endif %}
+{%- endmacro %}
+
+{% macro segfit_typed_columns(double_columns, timestamp_columns) -%}
+    {%- for name in double_columns %}
+        {{ name }} as {{ name }}_raw,
+        {{ dbt.safe_cast(name, segfit_double()) }} as {{ name }},
+    {%- endfor %}
+    {%- for name in timestamp_columns %}
+        {{ name }} as {{ name }}_raw,
+        {{ dbt.safe_cast(name, dbt.type_timestamp()) }} as {{ name }},
+    {%- endfor %}
+{%- endmacro %}
+
+{#- the input's extra (non-contract) columns, passed through untouched -#}
+{% macro segfit_passthrough_columns(input) -%}
+    {%- set known_names = input.known['required'] + input.known['optional'] -%}
+    {%- for normalized in input.columns.keys() if normalized not in known_names %}
+        {{ adapter.quote(normalized) }},
+    {%- endfor %}
+{%- endmacro %}

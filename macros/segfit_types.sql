@@ -1,0 +1,37 @@
+{#- Type names and small expressions that differ between engines, dispatched so a new adapter
+    (e.g. Spark) only overrides these. Models never write engine-specific syntax themselves. -#}
+
+{% macro segfit_double() -%}{{ return(adapter.dispatch('segfit_double', 'segfit')()) }}{%- endmacro %}
+{% macro default__segfit_double() -%}double{%- endmacro %}
+
+{% macro segfit_text() -%}{{ return(adapter.dispatch('segfit_text', 'segfit')()) }}{%- endmacro %}
+{% macro default__segfit_text() -%}{{ return(dbt.type_string()) }}{%- endmacro %}
+
+{% macro segfit_median(expression) -%}
+    {{ return(adapter.dispatch('segfit_median', 'segfit')(expression)) }}
+{%- endmacro %}
+{% macro default__segfit_median(expression) -%}
+    percentile_cont(0.5) within group (order by {{ expression }})
+{%- endmacro %}
+
+{% macro segfit_quarter(expression) -%}
+    {{ return(adapter.dispatch('segfit_quarter', 'segfit')(expression)) }}
+{%- endmacro %}
+{% macro default__segfit_quarter(expression) -%}
+    extract(quarter from {{ expression }})
+{%- endmacro %}
+
+{#- A blank or whitespace-only text becomes null. -#}
+{% macro segfit_clean_text(expression) -%}
+    nullif(trim(cast({{ expression }} as {{ segfit_text() }})), '')
+{%- endmacro %}
+
+{#- dbt_utils.generate_surrogate_key, re-implemented (the package hub is unreachable here). -#}
+{% macro segfit_surrogate_key(fields) -%}
+    {%- set parts = [] -%}
+    {%- for field in fields -%}
+        {%- do parts.append("coalesce(cast(" ~ field ~ " as " ~ segfit_text() ~ "), '_segfit_null_')") -%}
+        {%- if not loop.last %}{% do parts.append("'-'") %}{% endif -%}
+    {%- endfor -%}
+    {{ dbt.hash(dbt.concat(parts)) }}
+{%- endmacro %}

@@ -1,0 +1,90 @@
+{#-
+    Every var segfit reads goes through segfit_config(), which validates it and fails the run with a
+    message naming the var. Paths are checked before they reach SQL: a quote, semicolon, backslash-escape,
+    newline or an unsupported extension is rejected.
+-#}
+
+{% macro segfit_fail(message) -%}
+    {{ exceptions.raise_compiler_error("segfit: " ~ message) }}
+{%- endmacro %}
+
+{% macro segfit_number_var(name, minimum=none, maximum=none) -%}
+    {%- set raw = var(name) -%}
+    {%- if raw is boolean or raw is none -%}
+        {{ segfit_fail("var '" ~ name ~ "' must be a number, got '" ~ raw ~ "'") }}
+    {%- endif -%}
+    {%- if raw is number -%}
+        {%- set value = raw -%}
+    {%- else -%}
+        {%- set text = (raw | string) | trim -%}
+        {%- if not modules.re.match('^-?[0-9]+(\\.[0-9]+)?([eE]-?[0-9]+)?$', text) -%}
+            {{ segfit_fail("var '" ~ name ~ "' must be a number, got '" ~ raw ~ "'") }}
+        {%- endif -%}
+        {%- set value = text | float -%}
+    {%- endif -%}
+    {%- if minimum is not none and value < minimum -%}
+        {{ segfit_fail("var '" ~ name ~ "' must be >= " ~ minimum ~ ", got " ~ value) }}
+    {%- endif -%}
+    {%- if maximum is not none and value > maximum -%}
+        {{ segfit_fail("var '" ~ name ~ "' must be <= " ~ maximum ~ ", got " ~ value) }}
+    {%- endif -%}
+    {{ return(value) }}
+{%- endmacro %}
+
+{% macro segfit_choice_var(name, choices) -%}
+    {%- set value = (var(name) | string) | trim | lower -%}
+    {%- if value not in choices -%}
+        {{ segfit_fail("var '" ~ name ~ "' must be one of " ~ (choices | join(', ')) ~ ", got '" ~ var(name) ~ "'") }}
+    {%- endif -%}
+    {{ return(value) }}
+{%- endmacro %}
+
+{% macro segfit_path_var(name) -%}
+    {%- set value = ((var(name) or '') | string) | trim -%}
+    {%- if value == '' -%}
+        {{ return('') }}
+    {%- endif -%}
+    {%- if modules.re.search("['\";\\n\\r\\x00`]", value) -%}
+        {{ segfit_fail("var '" ~ name ~ "' contains a quote, semicolon or control character, which is not allowed in a path: " ~ value) }}
+    {%- endif -%}
+    {%- if not modules.re.search('\\.(csv|tsv|txt|csv\\.gz|parquet|pq)$', value | lower) -%}
+        {{ segfit_fail("var '" ~ name ~ "' must name a .csv, .csv.gz, .tsv, .txt or .parquet file, got " ~ value) }}
+    {%- endif -%}
+    {{ return(value) }}
+{%- endmacro %}
+
+{% macro segfit_text_list_var(name) -%}
+    {%- set raw = var(name) -%}
+    {%- if raw is string -%}
+        {%- set raw = (raw.split(',') if raw | trim != '' else []) -%}
+    {%- endif -%}
+    {%- set values = [] -%}
+    {%- for item in raw -%}
+        {%- set text = (item | string) | trim -%}
+        {%- if modules.re.search("['\";\\n\\r\\x00]", text) -%}
+            {{ segfit_fail("var '" ~ name ~ "' value '" ~ text ~ "' contains a quote, semicolon or control character") }}
+        {%- endif -%}
+        {%- do values.append(text) -%}
+    {%- endfor -%}
+    {{ return(values) }}
+{%- endmacro %}
+
+{% macro segfit_config() -%}
+    {%- set cfg = {
+        'customers_path': segfit_path_var('customers_path'),
+        'transactions_path': segfit_path_var('transactions_path'),
+        'demo_variant': segfit_choice_var('demo_variant', ['transactions', 'precomputed']),
+        'allowed_segments': segfit_text_list_var('allowed_segments'),
+        'customer_grain': segfit_choice_var('customer_grain', ['all', 'latest']),
+        'anomaly_threshold': segfit_number_var('anomaly_threshold', 0, none),
+        'anomaly_threshold_mode': segfit_choice_var('anomaly_threshold_mode', ['absolute', 'relative']),
+        'rule_seasonality_cv': segfit_number_var('rule_seasonality_cv'),
+        'rule_transaction_value_volatility': segfit_number_var('rule_transaction_value_volatility'),
+        'rule_txn_consistency_error': segfit_number_var('rule_txn_consistency_error'),
+        'seasonal_peak_min_share': segfit_number_var('seasonal_peak_min_share', 0.25, 1),
+        'lifecycle_mature_days': segfit_number_var('lifecycle_mature_days', 0, none),
+        'lifecycle_at_risk_days': segfit_number_var('lifecycle_at_risk_days', 0, none),
+        'future_transaction_grace_days': segfit_number_var('future_transaction_grace_days', 0, none),
+    } -%}
+    {{ return(cfg) }}
+{%- endmacro %}

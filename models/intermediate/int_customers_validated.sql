@@ -1,0 +1,105 @@
+{#- One row per input customer record, typed, with one check_* column per rule (null = passed). -#}
+{%- set cfg = segfit_config() -%}
+{%- set optional_doubles = ['comprehensive_customer_score', 'total_revenue', 'net_profit',
+                            'avg_transactions_per_month', 'transaction_value_volatility'] -%}
+{%- set integers = ['transaction_count', 'q1_transactions', 'q2_transactions', 'q3_transactions',
+                    'q4_transactions', 'customer_age_days'] -%}
+
+with
+
+customers as (
+
+    select * from {{ ref('stg_customers') }}
+
+),
+
+checked as (
+
+    select
+        customers.*,
+        case
+            when customer_id is null then 'customer_id is null or blank'
+        end as check_customer_id,
+        case
+            when profitability_segment is null then 'profitability_segment is null or blank'
+            {%- if cfg['allowed_segments'] | length > 0 %}
+            when profitability_segment not in (
+                {%- for segment in cfg['allowed_segments'] %}'{{ segment }}'{% if not loop.last %}, {% endif %}{% endfor -%}
+            ) then 'profitability_segment is not one of the allowed segments'
+            {%- endif %}
+        end as check_profitability_segment,
+        case
+            when retention_probability_raw is null then 'retention_probability is null or blank'
+            when retention_probability is null then 'retention_probability is not a number'
+            when abs(retention_probability) > 1e300 then 'retention_probability is not a finite number'
+            when retention_probability > 1 and retention_probability <= 100
+                then 'retention_probability is outside [0, 1] (looks like a percentage)'
+            when retention_probability < 0 or retention_probability > 1
+                then 'retention_probability is outside [0, 1]'
+        end as check_retention_probability,
+        case
+            when segmentation_date_raw is not null and segmentation_date is null
+                then 'segmentation_date is not a valid date'
+        end as check_segmentation_date,
+        {%- for name in optional_doubles %}
+        case
+            when {{ name }}_raw is not null and {{ name }} is null then '{{ name }} is not a number'
+            when abs({{ name }}) > 1e300 then '{{ name }} is not a finite number'
+        end as check_{{ name }},
+        {%- endfor %}
+        {%- for name in integers %}
+        case
+            when {{ name }}_raw is not null and {{ name }} is null then '{{ name }} is not a number'
+            when abs({{ name }}) > 1e15 then '{{ name }} is out of range'
+            when {{ name }} <> floor({{ name }}) then '{{ name }} is not a whole number'
+            when {{ name }} < 0 then '{{ name }} is negative'
+        end as check_{{ name }},
+        {%- endfor %}
+        1 as one
+    from customers
+
+),
+
+final as (
+
+    select
+        source_row_number,
+        customer_id,
+        subsidiary_id,
+        customer_name,
+        profitability_segment,
+        lifecycle_stage,
+        seasonal_preference,
+        segmentation_date,
+        retention_probability,
+        {%- for name in optional_doubles %}
+        {{ name }},
+        {%- endfor %}
+        {%- for name in integers %}
+        case when check_{{ name }} is null then cast({{ name }} as {{ dbt.type_bigint() }}) end as {{ name }},
+        {%- endfor %}
+        {%- for name in ['customer_id', 'profitability_segment', 'retention_probability', 'segmentation_date'] + optional_doubles + integers %}
+        check_{{ name }},
+        {%- endfor %}
+        case
+            when check_customer_id is null
+                and check_profitability_segment is null
+                and check_retention_probability is null
+                and check_segmentation_date is null
+                {%- for name in optional_doubles + integers %}
+                and check_{{ name }} is null
+                {%- endfor %}
+                then false
+            else true
+        end as is_rejected,
+        retention_probability_raw,
+        segmentation_date_raw,
+        {%- for name in optional_doubles + integers %}
+        {{ name }}_raw,
+        {%- endfor %}
+        input_label
+    from checked
+
+)
+
+select * from final

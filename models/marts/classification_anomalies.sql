@@ -1,0 +1,30 @@
+{#- One row per classification-anomaly record, ranked by absolute deviation (largest first). -#}
+
+with
+
+fit as (
+
+    select * from {{ ref('customer_segment_fit') }}
+
+),
+
+anomalies as (
+
+    select
+        fit.*,
+        row_number() over (order by abs_retention_deviation desc, customer_record_id) as anomaly_rank
+    from fit
+    where is_classification_anomaly
+
+),
+
+final as (
+
+    select
+        anomalies.*
+    from anomalies
+
+)
+
+select * from final
+order by anomaly_rank

@@ -1,0 +1,112 @@
+{#- One row per customer record in the chosen grain: behaviour features, the segment's average
+    retention, the record's deviation from it and the classification-anomaly flag.
+    The flag is strict: abs(deviation) > threshold. Deviations are rounded to 10 decimal places before
+    the comparison so binary floating-point noise (0.65 - 0.5 = 0.15000000000000002) cannot decide the
+    boundary. In relative mode the deviation is divided by the segment average; a segment average of 0
+    gives no relative deviation and no flag. -#}
+{%- set cfg = segfit_config() -%}
+
+with
+
+features as (
+
+    select * from {{ ref('int_customer_features_computed') }}
+
+),
+
+segment_stats as (
+
+    select
+        features.*,
+        avg(retention_probability) over (partition by profitability_segment) as segment_avg_retention,
+        count(*) over (partition by profitability_segment) as segment_record_count,
+        avg(total_revenue) over () as revenue_mean,
+        stddev_pop(total_revenue) over () as revenue_std,
+        avg(comprehensive_customer_score) over () as score_mean,
+        stddev_pop(comprehensive_customer_score) over () as score_std
+    from features
+
+),
+
+deviations as (
+
+    select
+        segment_stats.*,
+        retention_probability - segment_avg_retention as retention_deviation,
+        abs(
+            (total_revenue - revenue_mean) / nullif(revenue_std, 0)
+            - (comprehensive_customer_score - score_mean) / nullif(score_std, 0)
+        ) as value_mismatch_z
+    from segment_stats
+
+),
+
+flagged as (
+
+    select
+        deviations.*,
+        {%- if cfg['anomaly_threshold_mode'] == 'relative' %}
+        coalesce(
+            round(abs(retention_deviation) / nullif(segment_avg_retention, 0), 10) > {{ cfg['anomaly_threshold'] }},
+            false
+        ) as is_classification_anomaly
+        {%- else %}
+        coalesce(round(abs(retention_deviation), 10) > {{ cfg['anomaly_threshold'] }}, false)
+            as is_classification_anomaly
+        {%- endif %}
+    from deviations
+
+),
+
+final as (
+
+    select
+        cast(customer_record_id as {{ segfit_text() }}) as customer_record_id,
+        cast(customer_id as {{ segfit_text() }}) as customer_id,
+        cast(subsidiary_id as {{ segfit_text() }}) as subsidiary_id,
+        cast(customer_name as {{ segfit_text() }}) as customer_name,
+        cast(segmentation_date as {{ dbt.type_timestamp() }}) as segmentation_date,
+        cast(as_of_date as {{ dbt.type_timestamp() }}) as as_of_date,
+        cast(source_row_number as {{ dbt.type_bigint() }}) as source_row_number,
+        cast(profitability_segment as {{ segfit_text() }}) as profitability_segment,
+        cast(lifecycle_stage as {{ segfit_text() }}) as lifecycle_stage,
+        cast(lifecycle_stage_source as {{ segfit_text() }}) as lifecycle_stage_source,
+        cast(seasonal_preference as {{ segfit_text() }}) as seasonal_preference,
+        cast(seasonal_preference_source as {{ segfit_text() }}) as seasonal_preference_source,
+        cast(retention_probability as {{ segfit_double() }}) as retention_probability,
+        cast(comprehensive_customer_score as {{ segfit_double() }}) as comprehensive_customer_score,
+        cast(behaviour_source as {{ segfit_text() }}) as behaviour_source,
+        cast(total_revenue as {{ segfit_double() }}) as total_revenue,
+        cast(net_profit as {{ segfit_double() }}) as net_profit,
+        cast(transaction_count as {{ dbt.type_bigint() }}) as transaction_count,
+        cast(avg_transactions_per_month as {{ segfit_double() }}) as avg_transactions_per_month,
+        cast(transaction_value_volatility as {{ segfit_double() }}) as transaction_value_volatility,
+        {%- for q in ['q1', 'q2', 'q3', 'q4'] %}
+        cast({{ q }}_transactions as {{ dbt.type_bigint() }}) as {{ q }}_transactions,
+        {%- endfor %}
+        cast(customer_age_days as {{ dbt.type_bigint() }}) as customer_age_days,
+        {%- for q in ['q1', 'q2', 'q3', 'q4'] %}
+        cast({{ q }}_share as {{ segfit_double() }}) as {{ q }}_share,
+        {%- endfor %}
+        {%- for name in ['seasonality_std', 'seasonality_imbalance', 'seasonality_entropy_norm', 'seasonality_cv',
+                         'months_active', 'expected_transactions', 'txn_consistency_ratio', 'txn_consistency_error'] %}
+        cast({{ name }} as {{ segfit_double() }}) as {{ name }},
+        {%- endfor %}
+        cast(quarterly_coverage_gap as {{ dbt.type_bigint() }}) as quarterly_coverage_gap,
+        cast(quarterly_coverage_gap_ratio as {{ segfit_double() }}) as quarterly_coverage_gap_ratio,
+        cast(revenue_per_score as {{ segfit_double() }}) as revenue_per_score,
+        cast(value_mismatch_z as {{ segfit_double() }}) as value_mismatch_z,
+        cast(segment_record_count as {{ dbt.type_bigint() }}) as segment_record_count,
+        cast(segment_avg_retention as {{ segfit_double() }}) as segment_avg_retention,
+        cast(retention_deviation as {{ segfit_double() }}) as retention_deviation,
+        cast(abs(retention_deviation) as {{ segfit_double() }}) as abs_retention_deviation,
+        cast(case when retention_deviation < 0 then 'below' else 'above' end as {{ segfit_text() }})
+            as deviation_direction,
+        cast({{ cfg['anomaly_threshold'] }} as {{ segfit_double() }}) as anomaly_threshold,
+        cast('{{ cfg['anomaly_threshold_mode'] }}' as {{ segfit_text() }}) as anomaly_threshold_mode,
+        is_classification_anomaly
+    from flagged
+
+)
+
+select * from final

@@ -1,0 +1,153 @@
+{#- One row per data-quality issue found in the inputs.
+    severity 'rejected': the input row is quarantined (it is not in any clean table);
+    severity 'warning' : the row is kept (duplicate business key, quarter counts not summing to
+                         transaction_count in precomputed input). -#}
+{%- set customer_checks = ['customer_id', 'profitability_segment', 'retention_probability', 'segmentation_date',
+                           'comprehensive_customer_score', 'total_revenue', 'net_profit',
+                           'avg_transactions_per_month', 'transaction_value_volatility', 'transaction_count',
+                           'q1_transactions', 'q2_transactions', 'q3_transactions', 'q4_transactions',
+                           'customer_age_days'] -%}
+{%- set customer_text_columns = ['customer_id', 'profitability_segment'] -%}
+{%- set transaction_checks = ['transaction_id', 'customer_id', 'transaction_date', 'amount', 'profit'] -%}
+{%- set transaction_text_columns = ['transaction_id', 'customer_id'] -%}
+
+with
+
+customers as (
+
+    select * from {{ ref('int_customers_validated') }}
+
+),
+
+transactions as (
+
+    select * from {{ ref('int_transactions_validated') }}
+
+),
+
+rejections as (
+    {%- for column in customer_checks %}
+
+    select
+        'customers' as source,
+        source_row_number,
+        customer_id as row_key,
+        '{{ column }}' as column_name,
+        {% if column in customer_text_columns -%}
+        cast({{ column }} as {{ segfit_text() }})
+        {%- else -%}
+        cast({{ column }}_raw as {{ segfit_text() }})
+        {%- endif %} as issue_value,
+        check_{{ column }} as reason,
+        'rejected' as severity
+    from customers
+    where check_{{ column }} is not null
+
+    union all
+    {%- endfor %}
+    {%- for column in transaction_checks %}
+
+    select
+        'transactions' as source,
+        source_row_number,
+        transaction_id as row_key,
+        '{{ column }}' as column_name,
+        {% if column in transaction_text_columns -%}
+        cast({{ column }} as {{ segfit_text() }})
+        {%- else -%}
+        cast({{ column }}_raw as {{ segfit_text() }})
+        {%- endif %} as issue_value,
+        check_{{ column }} as reason,
+        'rejected' as severity
+    from transactions
+    where check_{{ column }} is not null
+    {%- if not loop.last %}
+
+    union all
+    {%- endif %}
+    {%- endfor %}
+
+),
+
+duplicate_keys as (
+
+    select
+        source_row_number,
+        customer_id,
+        subsidiary_id,
+        row_number() over (
+            partition by customer_id, subsidiary_id order by source_row_number
+        ) as key_occurrence,
+        min(source_row_number) over (partition by customer_id, subsidiary_id) as first_row_with_key
+    from customers
+    where not is_rejected
+
+),
+
+duplicate_warnings as (
+
+    select
+        'customers' as source,
+        source_row_number,
+        customer_id as row_key,
+        'customer_id, subsidiary_id' as column_name,
+        {{ dbt.concat(["customer_id", "' / '", "coalesce(subsidiary_id, '(null)')"]) }} as issue_value,
+        {{ dbt.concat(["'duplicate business key (customer_id, subsidiary_id), first seen at data row '",
+                       "cast(first_row_with_key as " ~ segfit_text() ~ ")"]) }} as reason,
+        'warning' as severity
+    from duplicate_keys
+    where key_occurrence > 1
+
+),
+
+quarter_warnings as (
+
+    select
+        'customers' as source,
+        source_row_number,
+        customer_id as row_key,
+        'q1_transactions..q4_transactions' as column_name,
+        cast(q1_transactions + q2_transactions + q3_transactions + q4_transactions as {{ segfit_text() }})
+            as issue_value,
+        {{ dbt.concat(["'quarter counts sum to a different number than transaction_count ('",
+                       "cast(transaction_count as " ~ segfit_text() ~ ")", "')'"]) }} as reason,
+        'warning' as severity
+    from customers
+    where
+        not is_rejected
+        {%- if segfit_has_transactions() %}
+        and 1 = 0
+        {%- endif %}
+        and q1_transactions + q2_transactions + q3_transactions + q4_transactions <> transaction_count
+
+),
+
+unioned as (
+
+    select * from rejections
+    union all
+    select * from duplicate_warnings
+    union all
+    select * from quarter_warnings
+
+),
+
+final as (
+
+    select
+        cast(
+            {{ segfit_surrogate_key(['source', 'source_row_number', 'column_name', 'severity']) }}
+            as {{ segfit_text() }}
+        ) as issue_id,
+        cast(source as {{ segfit_text() }}) as source,
+        cast(source_row_number as {{ dbt.type_bigint() }}) as source_row_number,
+        cast(row_key as {{ segfit_text() }}) as row_key,
+        cast(column_name as {{ segfit_text() }}) as column_name,
+        cast(issue_value as {{ segfit_text() }}) as issue_value,
+        cast(reason as {{ segfit_text() }}) as reason,
+        cast(severity as {{ segfit_text() }}) as severity
+    from unioned
+
+)
+
+select * from final

@@ -1,0 +1,80 @@
+{#- One row per input source: every input row is either clean or rejected (quarantined in
+    data_quality_issues), and clean customer records are either in the grain or dropped by it. -#}
+
+with
+
+customers as (
+
+    select source_row_number, is_rejected from {{ ref('int_customers_validated') }}
+
+),
+
+transactions as (
+
+    select source_row_number, is_rejected from {{ ref('int_transactions_validated') }}
+
+),
+
+issues as (
+
+    select source, source_row_number
+    from {{ ref('data_quality_issues') }}
+    where severity = 'rejected'
+
+),
+
+fit as (
+
+    select count(*) as records_in_grain from {{ ref('customer_segment_fit') }}
+
+),
+
+counts as (
+
+    select
+        'customers' as source,
+        count(*) as input_rows,
+        sum(case when is_rejected then 0 else 1 end) as clean_rows
+    from customers
+    union all
+    select
+        'transactions' as source,
+        count(*) as input_rows,
+        sum(case when is_rejected then 0 else 1 end) as clean_rows
+    from transactions
+
+),
+
+quarantined as (
+
+    select
+        source,
+        count(distinct source_row_number) as rejected_rows
+    from issues
+    group by source
+
+),
+
+final as (
+
+    select
+        cast(counts.source as {{ segfit_text() }}) as source,
+        cast(counts.input_rows as {{ dbt.type_bigint() }}) as input_rows,
+        cast(coalesce(counts.clean_rows, 0) as {{ dbt.type_bigint() }}) as clean_rows,
+        cast(coalesce(quarantined.rejected_rows, 0) as {{ dbt.type_bigint() }}) as rejected_rows,
+        cast(case when counts.source = 'customers' then fit.records_in_grain end as {{ dbt.type_bigint() }})
+            as records_in_grain,
+        cast(
+            case when counts.source = 'customers' then coalesce(counts.clean_rows, 0) - fit.records_in_grain end
+            as {{ dbt.type_bigint() }}
+        ) as dropped_by_grain,
+        counts.input_rows = coalesce(counts.clean_rows, 0) + coalesce(quarantined.rejected_rows, 0)
+            as is_reconciled
+    from counts
+    left join quarantined
+        on counts.source = quarantined.source
+    cross join fit
+
+)
+
+select * from final

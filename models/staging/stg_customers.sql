@@ -1,0 +1,33 @@
+{#- One row per input customer record: text columns, typed copies of the typed ones, extras untouched. -#}
+{%- set input = segfit_input('customers') -%}
+{%- set doubles = ['retention_probability', 'comprehensive_customer_score', 'total_revenue', 'net_profit',
+                   'avg_transactions_per_month', 'transaction_value_volatility', 'transaction_count',
+                   'q1_transactions', 'q2_transactions', 'q3_transactions', 'q4_transactions',
+                   'customer_age_days'] -%}
+
+with
+
+source as (
+
+    {{ segfit_staged_input(input) }}
+
+),
+
+final as (
+
+    select
+        cast(_segfit_row_number as {{ dbt.type_bigint() }}) as source_row_number,
+        customer_id,
+        subsidiary_id,
+        customer_name,
+        profitability_segment,
+        lifecycle_stage,
+        seasonal_preference,
+        {{- segfit_typed_columns(doubles, ['segmentation_date']) }}
+        {{- segfit_passthrough_columns(input) }}
+        '{{ input.label }}' as input_label
+    from source
+
+)
+
+select * from final

@@ -1,0 +1,25 @@
+{#- One row per input transaction (zero rows when no transactions are given). -#}
+{%- set input = segfit_input('transactions') -%}
+
+with
+
+source as (
+
+    {{ segfit_staged_input(input) }}
+
+),
+
+final as (
+
+    select
+        cast(_segfit_row_number as {{ dbt.type_bigint() }}) as source_row_number,
+        transaction_id,
+        customer_id,
+        {{- segfit_typed_columns(['amount', 'profit'], ['transaction_date']) }}
+        {{- segfit_passthrough_columns(input) }}
+        '{{ input.label }}' as input_label
+    from source
+
+)
+
+select * from final

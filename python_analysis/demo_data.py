@@ -1,0 +1,852 @@
+"""Deterministic demo data for segfit: the seed CSVs and scaled Parquet files for benchmarks.
+
+Everything is derived from one ``numpy.random.Generator`` built from the seed, so the same seed gives
+byte-identical CSVs. Nothing here touches global state.
+
+The demo plants classification anomalies whose truth is exact in both customer grains (``all`` and
+``latest``): each segment's clean retention values come in symmetric pairs ``(m + e, m - e)`` around the
+segment's target mean ``m`` (plus at most one value equal to ``m`` per group), separately for the records
+that grain ``latest`` keeps and the records it drops, so both grains have segment mean exactly ``m``.
+
+``DemoData.customers``, ``customers_precomputed`` and ``transactions`` hold the raw text of the CSVs
+(every column a string, ``""`` for a blank cell) exactly as written, including the planted bad rows.
+``planted`` and ``bad_rows`` are typed ground truth.
+
+Usage::
+
+    python -m python_analysis.demo_data [--seeds-dir seeds]
+    python -m python_analysis.demo_data --scaled-customers 1000000 --scaled-transactions 20000000 \
+        --out-dir /tmp/scaled
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+DEFAULT_SEED = 20261125
+
+SEGMENTS: tuple[str, ...] = ("Premium", "High Value", "Growing", "Standard", "Basic")
+SEGMENT_TARGET_RETENTION: dict[str, float] = {
+    "Premium": 0.80,
+    "High Value": 0.70,
+    "Growing": 0.60,
+    "Standard": 0.50,
+    "Basic": 0.40,
+}
+# Segment shares from the lowest revenue upwards (Basic = bottom 25 %, ..., Premium = top 10 %).
+_SEGMENTS_LOW_TO_HIGH: tuple[str, ...] = ("Basic", "Standard", "Growing", "High Value", "Premium")
+_SEGMENT_SHARES_LOW_TO_HIGH: tuple[float, ...] = (0.25, 0.30, 0.20, 0.15, 0.10)
+
+ANOMALY_THRESHOLD = 0.15
+BOUNDARY_INSIDE = 0.1490  # |deviation| just inside the threshold -> normal
+BOUNDARY_OUTSIDE = 0.1510  # |deviation| just outside the threshold -> anomaly
+NORMAL_MAX_DEVIATION = 0.12
+ANOMALY_MIN_DEVIATION = 0.16
+
+MAIN_SEGMENTATION_DATE = "2025-06-30"
+OLD_SEGMENTATION_DATE = "2024-12-31"
+FIRST_MONTH = np.datetime64("2023-01", "M")
+N_MONTHS = 30  # 2023-01 .. 2025-06
+LAST_DATE = np.datetime64("2025-06-30", "D")
+# Relative transaction volume by calendar month: Q2 dip, Q4 peak.
+MONTH_WEIGHTS = np.array([1.00, 0.95, 1.05, 0.55, 0.50, 0.55, 0.95, 0.95, 1.00, 1.50, 1.70, 1.90])
+SUBSIDIARIES: tuple[str, ...] = ("S01", "S02", "S03", "S04", "S05")
+XSS_NAME = '<script>alert("x")</script> & Co'
+
+CUSTOMER_COLUMNS: tuple[str, ...] = (
+    "customer_id",
+    "customer_name",
+    "subsidiary_id",
+    "segmentation_date",
+    "profitability_segment",
+    "retention_probability",
+    "comprehensive_customer_score",
+)
+PRECOMPUTED_EXTRA_COLUMNS: tuple[str, ...] = (
+    "lifecycle_stage",
+    "seasonal_preference",
+    "total_revenue",
+    "net_profit",
+    "transaction_count",
+    "avg_transactions_per_month",
+    "transaction_value_volatility",
+    "q1_transactions",
+    "q2_transactions",
+    "q3_transactions",
+    "q4_transactions",
+    "customer_age_days",
+)
+TRANSACTION_COLUMNS: tuple[str, ...] = ("transaction_id", "customer_id", "transaction_date", "amount", "profit")
+
+CUSTOMERS_FILE = "demo_customers.csv"
+CUSTOMERS_PRECOMPUTED_FILE = "demo_customers_precomputed.csv"
+TRANSACTIONS_FILE = "demo_transactions.csv"
+
+# Demo shape.
+_N_CUSTOMERS = 1800
+_N_ZERO_TXN = 4
+_N_BLANK_DATE = 5
+_N_TWO_SUBSIDIARIES = 90
+_N_OLDER_SNAPSHOT = 110
+_N_CONFLICTS = 3
+_N_ANOMALY_BEHAVIOUR = 150
+_N_PERTURBED_QUARTERS = 40
+_N_SCORE_ZERO = 2
+_BASE_RATE = 1.05  # transactions per active month (median of a lognormal)
+# Lifecycle rule used for the precomputed variant (mirrors the dbt vars' defaults).
+_LIFECYCLE_MATURE_DAYS = 365
+_LIFECYCLE_AT_RISK_DAYS = 120
+_SEASONAL_PEAK_MIN_SHARE = 0.30
+
+
+@dataclass(frozen=True, eq=False)
+class DemoData:
+    """The demo data set.
+
+    customers, customers_precomputed, transactions: raw CSV text (all ``str``; ``""`` = blank cell), rows in
+    file order, bad rows included. planted: one row per clean customer record (typed ground truth).
+    bad_rows: ``file``, ``source_row_number`` (1-based data row), ``reason``.
+    """
+
+    customers: pd.DataFrame
+    customers_precomputed: pd.DataFrame
+    transactions: pd.DataFrame
+    planted: pd.DataFrame
+    bad_rows: pd.DataFrame
+
+
+# --------------------------------------------------------------------------------------------------------
+# shared, vectorised building blocks (used by the demo and by write_scaled_parquet)
+# --------------------------------------------------------------------------------------------------------
+
+
+def _month_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Month start dates (N_MONTHS + 1, datetime64[D]), days per month, cumulative seasonal weights."""
+    starts = (FIRST_MONTH + np.arange(N_MONTHS + 1)).astype("datetime64[D]")
+    days = np.diff(starts).astype(np.int64)
+    weights = MONTH_WEIGHTS[np.arange(N_MONTHS) % 12]
+    cum = np.concatenate([[0.0], np.cumsum(weights)])
+    return starts, days, cum
+
+
+@dataclass(frozen=True, eq=False)
+class _Profiles:
+    start_month: np.ndarray  # int64, 0 .. N_MONTHS-1
+    end_month: np.ndarray  # int64, >= start_month
+    rate: np.ndarray  # expected transactions per active month
+    mean_amount: np.ndarray
+    amount_sigma: np.ndarray  # lognormal sigma of single amounts
+    burst_quarter: np.ndarray  # index of a 3-month window (0..9) inside the active range
+
+
+def _draw_profiles(rng: np.random.Generator, n: int, anomalous: np.ndarray) -> _Profiles:
+    """Per-customer activity window, spend level and amount spread. ``anomalous`` widens the spread."""
+    early = rng.random(n) < 0.55
+    start = np.where(early, 0, rng.integers(1, 28, n)).astype(np.int64)
+    churn = (rng.random(n) < 0.12) & (start <= 25)
+    churn_end = start + np.floor(rng.random(n) * (26 - start)).astype(np.int64)
+    end = np.where(churn, churn_end, N_MONTHS - 1).astype(np.int64)
+    rate = _BASE_RATE * np.exp(rng.normal(0.0, 0.6, n))
+    mean_amount = 90.0 * np.exp(rng.normal(0.0, 0.75, n))
+    sigma = np.where(anomalous, rng.uniform(0.75, 1.10, n), rng.uniform(0.12, 0.40, n))
+    q_lo = start // 3
+    q_hi = end // 3
+    burst = q_lo + np.floor(rng.random(n) * (q_hi - q_lo + 1)).astype(np.int64)
+    return _Profiles(start, end, rate, mean_amount, sigma, burst)
+
+
+def _simulate_transactions(
+    rng: np.random.Generator,
+    profiles: _Profiles,
+    anomalous: np.ndarray,
+    n_txn: np.ndarray,
+    first: int = 0,
+    last: int | None = None,
+) -> dict[str, np.ndarray]:
+    """Transactions of customers ``first:last``. Returns arrays ``cust`` (global index), ``date``
+    (datetime64[D]), ``amount`` and ``profit`` (both rounded to cents)."""
+    last = len(n_txn) if last is None else last
+    counts = n_txn[first:last]
+    cust = np.repeat(np.arange(first, last, dtype=np.int64), counts)
+    t = len(cust)
+    starts, days, cum = _month_tables()
+    s = profiles.start_month[cust]
+    e = profiles.end_month[cust]
+    # Normal months: inverse-CDF sampling of the seasonal weights restricted to [start, end].
+    lo = cum[s]
+    hi = cum[e + 1]
+    u = lo + rng.random(t) * (hi - lo)
+    month = np.clip(np.searchsorted(cum, u, side="right") - 1, s, e)
+    # Anomalous customers put most transactions into one 3-month burst window.
+    in_burst = anomalous[cust] & (rng.random(t) < 0.75)
+    burst_month = np.clip(3 * profiles.burst_quarter[cust] + rng.integers(0, 3, t), s, e)
+    month = np.where(in_burst, burst_month, month)
+    day = np.floor(rng.random(t) * days[month]).astype(np.int64)
+    date = starts[month] + day
+    sigma = profiles.amount_sigma[cust]
+    mult = np.exp(sigma * rng.standard_normal(t) - 0.5 * sigma * sigma)
+    amount = np.maximum(np.round(profiles.mean_amount[cust] * mult, 2), 1.0)
+    refund = rng.random(t) < 0.006
+    amount = np.where(refund, -amount, amount)
+    margin = np.clip(rng.normal(0.22, 0.06, t), 0.02, 0.60)
+    profit = np.round(amount * margin, 2) + 0.0
+    return {"cust": cust, "date": date, "amount": amount, "profit": profit}
+
+
+def _assign_segments(rng: np.random.Generator, revenue: np.ndarray) -> np.ndarray:
+    """Segment index into _SEGMENTS_LOW_TO_HIGH from revenue with a little noise (overlap)."""
+    n = len(revenue)
+    noisy = np.maximum(revenue, 0.0) * np.exp(rng.normal(0.0, 0.08, n))
+    order = np.argsort(noisy, kind="stable")
+    bounds = np.round(np.cumsum(_SEGMENT_SHARES_LOW_TO_HIGH) * n).astype(np.int64)
+    level = np.empty(n, dtype=np.int64)
+    level[order] = np.searchsorted(bounds, np.arange(n), side="right")
+    return np.minimum(level, len(_SEGMENTS_LOW_TO_HIGH) - 1)
+
+
+def _scores(rng: np.random.Generator, revenue: np.ndarray) -> np.ndarray:
+    """Integer score 1..100 correlated with (log) revenue."""
+    n = len(revenue)
+    order = np.argsort(np.log1p(np.maximum(revenue, 0.0)), kind="stable")
+    pct = np.empty(n)
+    pct[order] = (np.arange(n) + 0.5) / n
+    return np.clip(np.round(15 + 75 * pct + rng.normal(0.0, 6.0, n)), 1, 100).astype(np.int64)
+
+
+# --------------------------------------------------------------------------------------------------------
+# formatting helpers
+# --------------------------------------------------------------------------------------------------------
+
+
+def _fmt(values: np.ndarray, decimals: int) -> list[str]:
+    return ["" if not np.isfinite(v) else f"{v + 0.0:.{decimals}f}" for v in np.asarray(values, dtype=float)]
+
+
+def _fmt_int(values: np.ndarray) -> list[str]:
+    return ["" if not np.isfinite(v) else str(int(v)) for v in np.asarray(values, dtype=float)]
+
+
+# --------------------------------------------------------------------------------------------------------
+# point-in-time behaviour (precomputed variant)
+# --------------------------------------------------------------------------------------------------------
+
+
+def _point_in_time_behaviour(
+    record_customer: np.ndarray, record_as_of: np.ndarray, txn: pd.DataFrame
+) -> pd.DataFrame:
+    """Behaviour per record from transactions with date <= the record's as-of date.
+
+    record_customer: customer_id per record; record_as_of: datetime64[D] per record.
+    txn: clean transactions with customer_id, date (datetime64), amount, profit.
+    """
+    n = len(record_customer)
+    recs = pd.DataFrame({"rec": np.arange(n), "customer_id": record_customer, "as_of": record_as_of})
+    m = recs.merge(txn, on="customer_id", how="inner")
+    m = m[m["date"] <= m["as_of"]].copy()
+    m["quarter"] = m["date"].dt.quarter
+    m["ym"] = m["date"].dt.year * 12 + m["date"].dt.month
+    g = m.groupby("rec")
+    agg = pd.DataFrame(
+        {
+            "transaction_count": g.size(),
+            "total_revenue": g["amount"].sum(),
+            "net_profit": g["profit"].sum(),
+            "std": g["amount"].std(ddof=1),
+            "mean": g["amount"].mean(),
+            "first": g["date"].min(),
+            "last": g["date"].max(),
+            "months": g["ym"].nunique(),
+        }
+    )
+    quarters = m.groupby(["rec", "quarter"]).size().unstack(fill_value=0)
+    out = pd.DataFrame(index=np.arange(n))
+    out = out.join(agg).join(quarters.reindex(columns=[1, 2, 3, 4], fill_value=0))
+    count = out["transaction_count"].fillna(0).to_numpy(dtype=np.int64)
+    mean = out["mean"].to_numpy(dtype=float)
+    std = out["std"].to_numpy(dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        vol = np.where((count >= 2) & (mean != 0), std / mean, np.nan)
+        per_month = np.where(count > 0, count / out["months"].to_numpy(dtype=float), 0.0)
+    as_of = pd.to_datetime(pd.Series(record_as_of))
+    age = (as_of - out["first"]).dt.days.to_numpy(dtype=float)
+    recency = (as_of - out["last"]).dt.days.to_numpy(dtype=float)
+    q = np.column_stack([out[k].fillna(0).to_numpy(dtype=np.int64) for k in (1, 2, 3, 4)])
+    return pd.DataFrame(
+        {
+            "transaction_count": count,
+            "total_revenue": np.round(out["total_revenue"].fillna(0.0).to_numpy(dtype=float), 2),
+            "net_profit": np.round(out["net_profit"].fillna(0.0).to_numpy(dtype=float), 2),
+            "avg_transactions_per_month": np.round(per_month, 4),
+            "transaction_value_volatility": np.round(vol, 4),
+            "q1": q[:, 0],
+            "q2": q[:, 1],
+            "q3": q[:, 2],
+            "q4": q[:, 3],
+            "customer_age_days": age,
+            "recency_days": recency,
+        }
+    )
+
+
+def _lifecycle(count: np.ndarray, age: np.ndarray, recency: np.ndarray) -> np.ndarray:
+    at_risk = (count == 0) | (recency > _LIFECYCLE_AT_RISK_DAYS)
+    mature = age >= _LIFECYCLE_MATURE_DAYS
+    return np.where(at_risk, "At Risk", np.where(mature, "Mature", "Growth"))
+
+
+def _seasonal_preference(q: np.ndarray) -> np.ndarray:
+    total = q.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = q / total[:, None]
+    top = np.argmax(q, axis=1)
+    top_share = np.where(total > 0, share[np.arange(len(q)), top], 0.0)
+    label = np.array([f"Q{k + 1} Peak" for k in range(4)])[top]
+    return np.where(top_share >= _SEASONAL_PEAK_MIN_SHARE, label, "Balanced")
+
+
+# --------------------------------------------------------------------------------------------------------
+# retention pairs
+# --------------------------------------------------------------------------------------------------------
+
+
+def _pair_deviations(
+    rng: np.random.Generator,
+    n_anomaly: int,
+    n_normal: int,
+    m: float,
+    boundary_outside_pairs: int,
+    boundary_inside_pairs: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Signed deviations for ``n_anomaly`` anomaly records (even count) followed by ``n_normal`` normal
+    records; the values sum to exactly zero (pairs +e/-e, one 0 when n_normal is odd).
+    Returns (signed deviation, is_boundary, is_anomaly)."""
+    assert n_anomaly % 2 == 0
+    e_max = round(min(m, 1.0 - m) - 0.01, 4)
+    dev: list[float] = []
+    boundary: list[bool] = []
+    n_anom_pairs = n_anomaly // 2
+    for k in range(n_anom_pairs):
+        if k < boundary_outside_pairs:
+            e, b = BOUNDARY_OUTSIDE, True
+        else:
+            e, b = round(float(rng.uniform(ANOMALY_MIN_DEVIATION, e_max)), 4), False
+        dev += [e, -e]
+        boundary += [b, b]
+    n_pairs = n_normal // 2
+    for k in range(n_pairs):
+        if k < boundary_inside_pairs:
+            e, b = BOUNDARY_INSIDE, True
+        else:
+            e, b = round(float(rng.uniform(0.001, NORMAL_MAX_DEVIATION)), 4), False
+        dev += [e, -e]
+        boundary += [b, b]
+    if n_normal % 2:
+        dev.append(0.0)
+        boundary.append(False)
+    sign = np.array(dev)
+    # Randomise which member of each pair is above the mean.
+    flip = rng.random(len(sign) // 2) < 0.5
+    for k in np.flatnonzero(flip):
+        sign[2 * k], sign[2 * k + 1] = sign[2 * k + 1], sign[2 * k]
+    is_anom = np.zeros(len(sign), dtype=bool)
+    is_anom[:n_anomaly] = True
+    return sign, np.array(boundary, dtype=bool), is_anom
+
+
+# --------------------------------------------------------------------------------------------------------
+# the demo
+# --------------------------------------------------------------------------------------------------------
+
+
+def generate_demo(seed: int = DEFAULT_SEED) -> DemoData:
+    """Build the demo data set deterministically from ``seed``."""
+    rng = np.random.default_rng(seed)
+    n = _N_CUSTOMERS
+    cust_ids = np.array([f"C{i:06d}" for i in range(1, n + 1)])
+    names = np.array([f"Customer {i:04d}" for i in range(1, n + 1)], dtype=object)
+
+    # ---- structural roles -------------------------------------------------------------------------------
+    perm = rng.permutation(n)
+    k = 0
+    zero_txn = perm[k : k + _N_ZERO_TXN]
+    k += _N_ZERO_TXN
+    blank_date = perm[k : k + _N_BLANK_DATE]
+    k += _N_BLANK_DATE
+    rest = perm[k:]
+    # Behaviour flag is needed before activity is drawn; pick anomalies among the plain customers later,
+    # so first draw activity with a provisional all-normal flag for the eligibility checks.
+    two_subs = rest[:_N_TWO_SUBSIDIARIES]
+    rest = rest[_N_TWO_SUBSIDIARIES:]
+    conflict = rest[:_N_CONFLICTS]
+    rest = rest[_N_CONFLICTS:]
+    older_pool = rest[: 3 * _N_OLDER_SNAPSHOT]
+    rest_after_pool = rest[3 * _N_OLDER_SNAPSHOT :]
+    anomalous = np.zeros(n, dtype=bool)
+    anomalous[rng.choice(rest_after_pool, _N_ANOMALY_BEHAVIOUR, replace=False)] = True
+    profiles = _draw_profiles(rng, n, anomalous)
+    # Older snapshots need history before 2024-12-31 and activity after it.
+    eligible_older = older_pool[(profiles.start_month[older_pool] <= 18) & (profiles.end_month[older_pool] == 29)]
+    older = eligible_older[:_N_OLDER_SNAPSHOT]
+    if len(older) < _N_OLDER_SNAPSHOT:  # pragma: no cover - guarded by the fixed seed
+        raise RuntimeError("not enough customers eligible for an older snapshot")
+
+    active_months = (profiles.end_month - profiles.start_month + 1).astype(float)
+    n_txn = rng.poisson(profiles.rate * active_months).astype(np.int64)
+    n_txn = np.maximum(n_txn, 1)
+    n_txn[anomalous] = np.maximum(n_txn[anomalous], 8)
+    n_txn[older] = np.maximum(n_txn[older], 4)
+    n_txn[zero_txn] = 0
+
+    sim = _simulate_transactions(rng, profiles, anomalous, n_txn)
+    # Guarantee that the latest transaction date of the whole data is LAST_DATE.
+    steady_full = np.flatnonzero(~anomalous & (profiles.end_month == N_MONTHS - 1) & (n_txn > 0))
+    anchor_cust = steady_full[0]
+    sim["date"][np.flatnonzero(sim["cust"] == anchor_cust)[0]] = LAST_DATE
+
+    revenue = np.bincount(sim["cust"], weights=sim["amount"], minlength=n)
+    seg_level = _assign_segments(rng, revenue)
+    segment = np.array(_SEGMENTS_LOW_TO_HIGH)[seg_level]
+    base_score = _scores(rng, revenue)
+
+    # Planted anomaly customers: the anomalous-behaviour ones, an even number per segment.
+    planted_cust = anomalous.copy()
+    for seg in SEGMENTS:
+        members = np.flatnonzero(planted_cust & (segment == seg))
+        if len(members) % 2:
+            planted_cust[rng.choice(members)] = False
+
+    names[rng.choice(np.flatnonzero(planted_cust))] = XSS_NAME
+
+    # ---- customer records -----------------------------------------------------------------------------
+    home = rng.integers(0, 5, n)
+    rec_cust: list[int] = []
+    rec_sub: list[int] = []
+    rec_date: list[str] = []
+    rec_seg: list[str] = []
+    rec_kept: list[bool] = []
+    rec_role: list[str] = []
+
+    def add(c: int, sub: int, date: str, seg: str, kept: bool, role: str) -> None:
+        rec_cust.append(int(c))
+        rec_sub.append(int(sub))
+        rec_date.append(date)
+        rec_seg.append(str(seg))
+        rec_kept.append(kept)
+        rec_role.append(role)
+
+    blank_set = set(blank_date.tolist())
+    two_set = set(two_subs.tolist())
+    other_sub = (home + rng.integers(1, 5, n)) % 5
+    for c in range(n):
+        date = "" if c in blank_set else MAIN_SEGMENTATION_DATE
+        if c in two_set:
+            hi, lo = max(home[c], other_sub[c]), min(home[c], other_sub[c])
+            add(c, hi, date, segment[c], True, "main")
+            add(c, lo, date, segment[c], False, "lower_subsidiary")
+        else:
+            add(c, home[c], date, segment[c], True, "main")
+    for c in older:
+        add(c, home[c], OLD_SEGMENTATION_DATE, segment[c], False, "older_snapshot")
+    for j, c in enumerate(conflict):
+        seg = segment[c]
+        if j == 0:  # one conflicting copy disagrees on the segment too
+            lvl = seg_level[c]
+            seg = _SEGMENTS_LOW_TO_HIGH[lvl - 1 if lvl > 0 else 1]
+        add(c, home[c], MAIN_SEGMENTATION_DATE, seg, False, "conflict_earlier_copy")
+
+    recs = pd.DataFrame(
+        {
+            "cust": rec_cust,
+            "sub": rec_sub,
+            "date": rec_date,
+            "segment": rec_seg,
+            "kept": rec_kept,
+            "role": rec_role,
+        }
+    )
+    n_rec = len(recs)
+    recs["planted"] = False
+    recs.loc[recs["kept"], "planted"] = planted_cust[recs.loc[recs["kept"], "cust"].to_numpy()]
+
+    # ---- retention: symmetric pairs per (segment, kept) group --------------------------------------------
+    retention = np.full(n_rec, np.nan)
+    is_boundary = np.zeros(n_rec, dtype=bool)
+    is_anomaly = np.zeros(n_rec, dtype=bool)
+    for seg in SEGMENTS:
+        m = SEGMENT_TARGET_RETENTION[seg]
+        for kept in (True, False):
+            grp = recs.index[(recs["segment"] == seg) & (recs["kept"] == kept)].to_numpy()
+            anom = rng.permutation(grp[recs.loc[grp, "planted"].to_numpy()])
+            norm = rng.permutation(grp[~recs.loc[grp, "planted"].to_numpy()])
+            out_pairs = 1 if kept and len(anom) >= 2 else 0
+            in_pairs = 1 if kept and len(norm) >= 2 else 0
+            dev, bnd, ano = _pair_deviations(rng, len(anom), len(norm), m, out_pairs, in_pairs)
+            order = np.concatenate([anom, norm]).astype(np.int64)
+            retention[order] = np.round(m + dev, 4)
+            is_boundary[order] = bnd
+            is_anomaly[order] = ano
+
+    # ---- scores -------------------------------------------------------------------------------------------
+    score = base_score[recs["cust"].to_numpy()].copy()
+    role = recs["role"].to_numpy()
+    older_mask = role == "older_snapshot"
+    score[older_mask] = np.clip(score[older_mask] - rng.integers(0, 8, older_mask.sum()), 1, 100)
+    conf_mask = role == "conflict_earlier_copy"
+    delta = rng.integers(5, 15, conf_mask.sum()) * np.where(rng.random(conf_mask.sum()) < 0.5, -1, 1)
+    score[conf_mask] = np.clip(score[conf_mask] + delta, 1, 100)
+    lower_mask = role == "lower_subsidiary"
+    score[lower_mask] = np.clip(score[lower_mask] + rng.integers(-2, 3, lower_mask.sum()), 1, 100)
+    zero_candidates = np.flatnonzero((role == "main") & ~recs["planted"].to_numpy() & ~is_boundary)
+    score[rng.choice(zero_candidates, _N_SCORE_ZERO, replace=False)] = 0
+
+    # ---- file order ---------------------------------------------------------------------------------------
+    order = rng.permutation(n_rec)
+    pos = np.empty(n_rec, dtype=np.int64)
+    pos[order] = np.arange(n_rec)
+    for c in conflict:  # the dropped copy of a conflicting key must come first
+        idx = recs.index[(recs["cust"] == c) & (recs["date"] == MAIN_SEGMENTATION_DATE)].to_numpy()
+        early = idx[recs.loc[idx, "role"].to_numpy() == "conflict_earlier_copy"][0]
+        late = idx[recs.loc[idx, "role"].to_numpy() == "main"][0]
+        if pos[early] > pos[late]:
+            pos[early], pos[late] = pos[late], pos[early]
+    order = np.argsort(pos)
+    recs = recs.iloc[order].reset_index(drop=True)
+    retention = retention[order]
+    is_boundary = is_boundary[order]
+    is_anomaly = is_anomaly[order]
+    score = score[order]
+
+    clean = pd.DataFrame(
+        {
+            "customer_id": cust_ids[recs["cust"].to_numpy()],
+            "customer_name": names[recs["cust"].to_numpy()].astype(str),
+            "subsidiary_id": np.array(SUBSIDIARIES)[recs["sub"].to_numpy()],
+            "segmentation_date": recs["date"].to_numpy(),
+            "profitability_segment": recs["segment"].to_numpy(),
+            "retention_probability": _fmt(retention, 4),
+            "comprehensive_customer_score": _fmt_int(score),
+        }
+    )
+    bad_customers = pd.DataFrame(
+        {
+            "customer_id": ["", f"C{n + 1:06d}", f"C{n + 2:06d}"],
+            "customer_name": ["Unknown customer", f"Customer {n + 1:04d}", f"Customer {n + 2:04d}"],
+            "subsidiary_id": ["S02", "S01", "S04"],
+            "segmentation_date": [MAIN_SEGMENTATION_DATE] * 3,
+            "profitability_segment": ["Standard", "Growing", "High Value"],
+            "retention_probability": ["0.5000", "45", ""],
+            "comprehensive_customer_score": ["50", "61", "72"],
+        }
+    )
+    bad_reasons = [
+        "blank customer_id",
+        "retention_probability 45 is outside [0, 1] (a percentage)",
+        "blank retention_probability",
+    ]
+    # Insert the bad rows at fixed random positions (after clean row p).
+    insert_after = np.sort(rng.choice(np.arange(5, n_rec - 5), 3, replace=False))
+    key = np.concatenate([2 * np.arange(n_rec), 2 * insert_after + 1])
+    is_clean_row = np.concatenate([np.ones(n_rec, dtype=bool), np.zeros(3, dtype=bool)])
+    customers_all = pd.concat([clean, bad_customers], ignore_index=True)
+    file_order = np.argsort(key, kind="stable")
+    customers = customers_all.iloc[file_order].reset_index(drop=True)
+    row_number = np.empty(len(key), dtype=np.int64)
+    row_number[file_order] = np.arange(1, len(key) + 1)
+    clean_row_number = row_number[:n_rec]
+    bad_row_number = row_number[n_rec:]
+
+    # ---- transactions -------------------------------------------------------------------------------------
+    txn_order = np.lexsort((np.arange(len(sim["cust"])), sim["cust"], sim["date"]))
+    t_cust = sim["cust"][txn_order]
+    t_date = sim["date"][txn_order]
+    t_amount = sim["amount"][txn_order]
+    t_profit = sim["profit"][txn_order]
+    n_clean_txn = len(t_cust)
+    clean_txn = pd.DataFrame(
+        {
+            "customer_id": cust_ids[t_cust],
+            "date": t_date.astype("datetime64[s]"),
+            "amount": t_amount,
+            "profit": t_profit,
+        }
+    )
+    t_text = pd.DataFrame(
+        {
+            "customer_id": cust_ids[t_cust],
+            "transaction_date": np.datetime_as_string(t_date, unit="D"),
+            "amount": _fmt(t_amount, 2),
+            "profit": _fmt(t_profit, 2),
+        }
+    )
+    # bad rows: 3 orphans + 1 unparseable amount, placed after clean row p (dates copied from row p).
+    ins = np.sort(rng.choice(np.arange(100, n_clean_txn - 100), 4, replace=False))
+    bad_kind = rng.permutation(np.array(["orphan", "orphan", "orphan", "n/a"]))
+    orphan_ids = iter([f"C{9900 + j:06d}" for j in (1, 2, 3)])
+    bad_txn_rows = []
+    for p, kind in zip(ins, bad_kind, strict=True):
+        amt = round(float(rng.uniform(20, 400)), 2)
+        prof = round(amt * 0.2, 2)
+        if kind == "orphan":
+            bad_txn_rows.append((next(orphan_ids), t_text.at[p, "transaction_date"], f"{amt:.2f}", f"{prof:.2f}"))
+        else:
+            c = cust_ids[rng.choice(np.flatnonzero(n_txn > 0))]
+            bad_txn_rows.append((c, t_text.at[p, "transaction_date"], "n/a", f"{prof:.2f}"))
+    bad_txn = pd.DataFrame(bad_txn_rows, columns=["customer_id", "transaction_date", "amount", "profit"])
+    key = np.concatenate([2 * np.arange(n_clean_txn), 2 * ins + 1])
+    t_order = np.argsort(key, kind="stable")
+    kinds = np.concatenate([np.array(["clean"] * n_clean_txn), bad_kind])[t_order]
+    txn = pd.concat([t_text, bad_txn], ignore_index=True).iloc[t_order].reset_index(drop=True)
+    width = max(7, len(str(len(txn))))
+    txn.insert(0, "transaction_id", [f"T{i:0{width}d}" for i in range(1, len(txn) + 1)])
+    # duplicate transaction_ids: copies placed after their originals.
+    clean_pos = np.flatnonzero(kinds == "clean")
+    originals = np.sort(rng.choice(clean_pos[:-600], 2, replace=False))
+    dup_rows = txn.iloc[originals].copy()
+    dup_reasons = []
+    for j, p in enumerate(originals):
+        if j == 1:  # the second copy conflicts with its original
+            new_amt = float(dup_rows.iloc[j]["amount"]) + 10.0
+            dup_rows.iloc[j, dup_rows.columns.get_loc("amount")] = f"{new_amt:.2f}"
+            dup_reasons.append(f"duplicate transaction_id (different amount than data row {p + 1})")
+        else:
+            dup_reasons.append(f"duplicate transaction_id (exact copy of data row {p + 1})")
+    dup_after = originals + rng.integers(50, 500, 2)
+    key = np.concatenate([2 * np.arange(len(txn)), 2 * dup_after + 1])
+    t_order = np.argsort(key, kind="stable")
+    kinds = np.concatenate([kinds, np.array(["duplicate", "duplicate"])])[t_order]
+    transactions = pd.concat([txn, dup_rows], ignore_index=True).iloc[t_order].reset_index(drop=True)
+    txn_row_number = np.empty(len(key), dtype=np.int64)
+    txn_row_number[t_order] = np.arange(1, len(key) + 1)
+    dup_row_number = txn_row_number[len(txn) :]
+
+    bad_txn_numbers = np.flatnonzero(np.isin(kinds, ["orphan", "n/a"])) + 1
+    bad_txn_reasons = [
+        "orphan: customer_id not in customers" if kinds[r - 1] == "orphan" else "amount 'n/a' is not a number"
+        for r in bad_txn_numbers
+    ]
+
+    # ---- precomputed variant ------------------------------------------------------------------------------
+    as_of_text = customers["segmentation_date"].to_numpy()
+    latest_txn = clean_txn["date"].max()
+    as_of = pd.to_datetime(pd.Series(as_of_text).replace("", np.nan)).fillna(latest_txn).to_numpy()
+    beh = _point_in_time_behaviour(customers["customer_id"].to_numpy(), as_of, clean_txn)
+    q_true = beh[["q1", "q2", "q3", "q4"]].to_numpy()
+    lifecycle = _lifecycle(
+        beh["transaction_count"].to_numpy(), beh["customer_age_days"].to_numpy(), beh["recency_days"].to_numpy()
+    )
+    seasonal = _seasonal_preference(q_true)
+    q_written = q_true.copy()
+    clean_file_rows = clean_row_number - 1
+    candidates = np.sort(clean_file_rows[beh["transaction_count"].to_numpy()[clean_file_rows] > 0])
+    perturbed = np.sort(rng.choice(candidates, _N_PERTURBED_QUARTERS, replace=False))
+    for r in perturbed:
+        qi = int(rng.integers(0, 4))
+        if q_written[r, qi] > 0 and rng.random() < 0.5:
+            q_written[r, qi] -= 1
+        else:
+            q_written[r, qi] += int(rng.integers(1, 3))
+    pre = customers.copy()
+    pre["lifecycle_stage"] = lifecycle
+    pre["seasonal_preference"] = seasonal
+    pre["total_revenue"] = _fmt(beh["total_revenue"].to_numpy(), 2)
+    pre["net_profit"] = _fmt(beh["net_profit"].to_numpy(), 2)
+    pre["transaction_count"] = _fmt_int(beh["transaction_count"].to_numpy())
+    pre["avg_transactions_per_month"] = _fmt(beh["avg_transactions_per_month"].to_numpy(), 4)
+    pre["transaction_value_volatility"] = _fmt(beh["transaction_value_volatility"].to_numpy(), 4)
+    for qi in range(4):
+        pre[f"q{qi + 1}_transactions"] = _fmt_int(q_written[:, qi])
+    pre["customer_age_days"] = _fmt_int(beh["customer_age_days"].to_numpy())
+    pre = pre.astype(str)
+
+    # ---- ground truth -------------------------------------------------------------------------------------
+    perturbed_set = set((perturbed + 1).tolist())
+    planted = pd.DataFrame(
+        {
+            "customer_id": clean["customer_id"].to_numpy(),
+            "subsidiary_id": clean["subsidiary_id"].to_numpy(),
+            "segmentation_date": pd.to_datetime(pd.Series(clean["segmentation_date"]).replace("", np.nan)),
+            "source_row_number": clean_row_number,
+            "profitability_segment": clean["profitability_segment"].to_numpy(),
+            "retention_probability": retention,
+            "is_planted_anomaly": is_anomaly,
+            "is_boundary": is_boundary,
+            "kept_in_latest": recs["kept"].to_numpy(dtype=bool),
+            "quarters_perturbed": [int(r) in perturbed_set for r in clean_row_number],
+        }
+    )
+    planted = planted.sort_values("source_row_number", kind="stable").reset_index(drop=True)
+
+    bad_rows = pd.DataFrame(
+        {
+            "file": [CUSTOMERS_FILE] * 3
+            + [CUSTOMERS_PRECOMPUTED_FILE] * 3
+            + [TRANSACTIONS_FILE] * (len(bad_txn_numbers) + 2),
+            "source_row_number": np.concatenate(
+                [bad_row_number, bad_row_number, bad_txn_numbers, dup_row_number]
+            ).astype(np.int64),
+            "reason": bad_reasons + bad_reasons + bad_txn_reasons + dup_reasons,
+        }
+    )
+    bad_rows = bad_rows.sort_values(["file", "source_row_number"], kind="stable").reset_index(drop=True)
+
+    return DemoData(
+        customers=customers.astype(str),
+        customers_precomputed=pre,
+        transactions=transactions.astype(str),
+        planted=planted,
+        bad_rows=bad_rows,
+    )
+
+
+def _write_csv(df: pd.DataFrame, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(path, index=False, lineterminator="\n", encoding="utf-8")
+    return path
+
+
+def write_seeds(demo: DemoData, seeds_dir: Path) -> list[Path]:
+    """Write the three demo seed CSVs into ``seeds_dir``; returns their paths."""
+    seeds_dir = Path(seeds_dir)
+    return [
+        _write_csv(demo.customers, seeds_dir / CUSTOMERS_FILE),
+        _write_csv(demo.customers_precomputed, seeds_dir / CUSTOMERS_PRECOMPUTED_FILE),
+        _write_csv(demo.transactions, seeds_dir / TRANSACTIONS_FILE),
+    ]
+
+
+# --------------------------------------------------------------------------------------------------------
+# scaled Parquet for benchmarks
+# --------------------------------------------------------------------------------------------------------
+
+
+def _prefixed_ids(prefix: str, numbers: np.ndarray, width: int) -> pa.Array:
+    digits = pc.utf8_lpad(pc.cast(pa.array(numbers, type=pa.int64()), pa.string()), width=width, padding="0")
+    return pc.binary_join_element_wise(prefix, digits, "")
+
+
+def write_scaled_parquet(
+    n_customers: int,
+    n_transactions: int,
+    out_dir: Path,
+    seed: int = DEFAULT_SEED,
+    chunk_transactions: int = 2_000_000,
+) -> dict[str, Path]:
+    """Write ``customers.parquet`` (transactions variant columns) and ``transactions.parquet`` with
+    ``n_customers`` records (one per customer) and exactly ``n_transactions`` transactions.
+
+    Fully vectorised; transactions are generated and written in chunks of about ``chunk_transactions``.
+    Anomalies are not planted exactly (retention deviations are drawn, not paired)."""
+    if n_customers < 1 or n_transactions < 0:
+        raise ValueError("n_customers must be >= 1 and n_transactions >= 0")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    n = int(n_customers)
+    anomalous = rng.random(n) < 0.07
+    profiles = _draw_profiles(rng, n, anomalous)
+    weight = profiles.rate * (profiles.end_month - profiles.start_month + 1)
+    n_txn = rng.multinomial(int(n_transactions), weight / weight.sum()).astype(np.int64)
+
+    cust_width = max(6, len(str(n)))
+    txn_width = max(7, len(str(int(n_transactions))))
+    customer_ids = _prefixed_ids("C", np.arange(1, n + 1), cust_width)
+    txn_schema = pa.schema(
+        [
+            ("transaction_id", pa.string()),
+            ("customer_id", pa.string()),
+            ("transaction_date", pa.date32()),
+            ("amount", pa.float64()),
+            ("profit", pa.float64()),
+        ]
+    )
+    txn_path = out_dir / "transactions.parquet"
+    revenue = np.zeros(n)
+    cum = np.cumsum(n_txn)
+    next_id = 1
+    first = 0
+    with pq.ParquetWriter(txn_path, txn_schema, compression="snappy") as writer:
+        while first < n:
+            base = cum[first - 1] if first > 0 else 0
+            last = int(np.searchsorted(cum, base + chunk_transactions, side="right"))
+            last = min(max(last, first + 1), n)
+            sim = _simulate_transactions(rng, profiles, anomalous, n_txn, first, last)
+            t = len(sim["cust"])
+            if t:
+                revenue += np.bincount(sim["cust"], weights=sim["amount"], minlength=n)
+                table = pa.table(
+                    {
+                        "transaction_id": _prefixed_ids("T", np.arange(next_id, next_id + t), txn_width),
+                        "customer_id": customer_ids.take(pa.array(sim["cust"])),
+                        "transaction_date": pa.array(sim["date"], type=pa.date32()),
+                        "amount": pa.array(sim["amount"]),
+                        "profit": pa.array(sim["profit"]),
+                    },
+                    schema=txn_schema,
+                )
+                writer.write_table(table)
+                next_id += t
+            first = last
+
+    seg_level = _assign_segments(rng, revenue)
+    segment = np.array(_SEGMENTS_LOW_TO_HIGH)[seg_level]
+    target = np.array([SEGMENT_TARGET_RETENTION[s] for s in _SEGMENTS_LOW_TO_HIGH])[seg_level]
+    e_max = np.minimum(target, 1 - target) - 0.01
+    normal_dev = rng.uniform(-NORMAL_MAX_DEVIATION, NORMAL_MAX_DEVIATION, n)
+    anom_dev = ANOMALY_MIN_DEVIATION + rng.random(n) * (e_max - ANOMALY_MIN_DEVIATION)
+    anom_dev *= np.where(rng.random(n) < 0.5, -1.0, 1.0)
+    retention = np.round(target + np.where(anomalous, anom_dev, normal_dev), 4)
+    score = _scores(rng, revenue)
+    score[rng.random(n) < 0.001] = 0
+    customers = pa.table(
+        {
+            "customer_id": customer_ids,
+            "customer_name": _prefixed_ids("Customer ", np.arange(1, n + 1), max(4, len(str(n)))),
+            "subsidiary_id": pa.array(np.array(SUBSIDIARIES)[rng.integers(0, 5, n)]),
+            "segmentation_date": pa.array(
+                np.full(n, np.datetime64(MAIN_SEGMENTATION_DATE, "D")), type=pa.date32()
+            ),
+            "profitability_segment": pa.array(segment),
+            "retention_probability": pa.array(retention),
+            "comprehensive_customer_score": pa.array(score, type=pa.int64()),
+        }
+    )
+    cust_path = out_dir / "customers.parquet"
+    pq.write_table(customers, cust_path, compression="snappy")
+    return {"customers": cust_path, "transactions": txn_path}
+
+
+# --------------------------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Regenerate segfit's demo seeds (or scaled Parquet files).")
+    parser.add_argument("--seeds-dir", type=Path, default=Path("seeds"))
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    parser.add_argument("--scaled-customers", type=int, default=None, help="write scaled Parquet instead")
+    parser.add_argument("--scaled-transactions", type=int, default=None)
+    parser.add_argument("--out-dir", type=Path, default=Path("benchmarks/data"))
+    args = parser.parse_args(argv)
+    if args.scaled_customers is not None:
+        n_txn = args.scaled_transactions if args.scaled_transactions is not None else 20 * args.scaled_customers
+        paths = write_scaled_parquet(args.scaled_customers, n_txn, args.out_dir, seed=args.seed)
+        for p in paths.values():
+            print(p)
+        return 0
+    demo = generate_demo(args.seed)
+    for p in write_seeds(demo, args.seeds_dir):
+        print(p)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

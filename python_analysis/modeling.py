@@ -1,0 +1,764 @@
+"""Models fitted for the report: KMeans on anomaly records and decision trees (segment and anomaly).
+
+Every function is pure: DataFrames in, dataclasses out. Fits are bounded by ``ReportConfig`` sample sizes
+and seeded by ``ReportConfig.random_state``.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+from sklearn.cluster import KMeans
+from sklearn.decomposition import PCA
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import accuracy_score, precision_recall_fscore_support, recall_score, roc_auc_score, \
+    silhouette_score
+from sklearn.model_selection import StratifiedKFold
+from sklearn.preprocessing import StandardScaler
+from sklearn.tree import DecisionTreeClassifier, export_text
+
+from .analysis import anomaly_mask, bounded_indices, numeric_column, text_column
+from .config import (
+    BEHAVIOUR_CATEGORICAL,
+    BEHAVIOUR_NUMERIC,
+    CLUSTER_FEATURES,
+    RETENTION_DERIVED_CATEGORICAL,
+    RETENTION_DERIVED_NUMERIC,
+    SEASONALITY_FEATURES,
+    STABILITY_FEATURES,
+    ReportConfig,
+)
+
+MISSING = "(missing)"
+OTHER = "(other)"
+
+
+# ============================================================================================ features
+@dataclass(frozen=True)
+class FeatureMatrix:
+    """Model-ready matrix: numeric columns median-imputed, categoricals one-hot (``source=value``)."""
+
+    X: np.ndarray
+    columns: list[str]
+    sources: list[str]
+    kinds: list[str]  # 'numeric' | 'categorical' per model column
+    notes: list[str]
+    dropped: list[str]
+
+    @property
+    def source_kinds(self) -> dict[str, str]:
+        return dict(zip(self.sources, self.kinds, strict=True))
+
+    @property
+    def n_sources(self) -> int:
+        return len(set(self.sources))
+
+
+def feature_matrix(
+    frame: pd.DataFrame,
+    numeric: Sequence[str],
+    categorical: Sequence[str],
+    config: ReportConfig,
+    dtype: type = np.float32,
+) -> FeatureMatrix:
+    """Build a matrix; absent/all-null/constant columns are dropped and every imputation is noted."""
+    blocks: list[np.ndarray] = []
+    columns: list[str] = []
+    sources: list[str] = []
+    kinds: list[str] = []
+    notes: list[str] = []
+    dropped: list[str] = []
+    n = len(frame)
+    for column in numeric:
+        if column not in frame.columns:
+            dropped.append(column)
+            notes.append(f"{column}: not in the mart, dropped")
+            continue
+        values = numeric_column(frame, column)
+        finite = np.isfinite(values)
+        if not finite.any():
+            dropped.append(column)
+            notes.append(f"{column}: all values missing, dropped")
+            continue
+        present = values[finite]
+        if np.all(present == present[0]):
+            dropped.append(column)
+            notes.append(f"{column}: constant ({present[0]:.6g}), dropped")
+            continue
+        missing = int(n - finite.sum())
+        if missing:
+            median = float(np.median(present))
+            values = np.where(finite, values, median)
+            notes.append(f"{column}: {missing} missing value(s) imputed with the median {median:.6g}")
+        blocks.append(values.astype(dtype).reshape(-1, 1))
+        columns.append(column)
+        sources.append(column)
+        kinds.append("numeric")
+    for column in categorical:
+        if column not in frame.columns:
+            dropped.append(column)
+            notes.append(f"{column}: not in the mart, dropped")
+            continue
+        values = text_column(frame, column, missing=MISSING)
+        counts = values.value_counts()
+        order = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        keep = [level for level, _ in order[: config.max_categories]]
+        if len(order) > config.max_categories:
+            values = values.where(values.isin(keep), OTHER)
+            keep = keep + [OTHER]
+            notes.append(f"{column}: {len(order) - config.max_categories} rare level(s) grouped as '{OTHER}'")
+        if len(keep) < 2:
+            dropped.append(column)
+            notes.append(f"{column}: constant ('{keep[0] if keep else ''}'), dropped")
+            continue
+        if (values == MISSING).any():
+            notes.append(f"{column}: {int((values == MISSING).sum())} missing value(s) coded as '{MISSING}'")
+        codes = pd.Categorical(values, categories=sorted(keep)).codes
+        for code, level in enumerate(sorted(keep)):
+            blocks.append((codes == code).astype(dtype).reshape(-1, 1))
+            columns.append(f"{column}={level}")
+            sources.append(column)
+            kinds.append("categorical")
+    X = np.hstack(blocks) if blocks else np.empty((n, 0), dtype=dtype)
+    return FeatureMatrix(X=X, columns=columns, sources=sources, kinds=kinds, notes=notes, dropped=dropped)
+
+
+def stratified_bounded_indices(y: np.ndarray, size: int, random_state: int) -> np.ndarray:
+    """Sorted positions of at most ``size`` rows, proportional per class, every class kept (>= 1 row)."""
+    n = len(y)
+    if n <= size:
+        return np.arange(n)
+    rng = np.random.default_rng(random_state)
+    classes, inverse = np.unique(y, return_inverse=True)
+    picked = []
+    for c in range(len(classes)):
+        members = np.flatnonzero(inverse == c)
+        take = max(1, int(round(size * len(members) / n)))
+        take = min(take, len(members))
+        picked.append(rng.choice(members, size=take, replace=False))
+    return np.sort(np.concatenate(picked))
+
+
+def aggregate_importances(fm: FeatureMatrix, importances: np.ndarray) -> pd.DataFrame:
+    """Importances summed back to the source column; one-hot columns aggregate to their categorical."""
+    frame = pd.DataFrame({"feature": fm.sources, "kind": fm.kinds, "importance": importances})
+    out = frame.groupby(["feature", "kind"], sort=True, as_index=False)["importance"].sum()
+    out = out.sort_values(["importance", "feature"], ascending=[False, True], kind="mergesort")
+    return out.reset_index(drop=True)
+
+
+def _condition(column: str, kind: str, threshold: float, left: bool) -> str:
+    if kind == "categorical" and "=" in column:
+        source, level = column.split("=", 1)
+        return f"{source} {'!=' if left else '=='} {level}"
+    return f"{column} {'<=' if left else '>'} {threshold:.4g}"
+
+
+def leaf_rules(
+    estimator: DecisionTreeClassifier, fm: FeatureMatrix, X_fit: np.ndarray, y_fit: np.ndarray
+) -> pd.DataFrame:
+    """One row per leaf: the path as text, predicted class, rows and per-class counts (from the fit rows)."""
+    tree = estimator.tree_
+    kinds = fm.kinds
+    paths: dict[int, list[str]] = {}
+    stack: list[tuple[int, list[str]]] = [(0, [])]
+    while stack:
+        node, conds = stack.pop()
+        left, right = tree.children_left[node], tree.children_right[node]
+        if left == right:
+            paths[node] = conds
+            continue
+        f = tree.feature[node]
+        thr = float(tree.threshold[node])
+        stack.append((right, conds + [_condition(fm.columns[f], kinds[f], thr, left=False)]))
+        stack.append((left, conds + [_condition(fm.columns[f], kinds[f], thr, left=True)]))
+    leaves = estimator.apply(X_fit)
+    classes = list(estimator.classes_)
+    rows = []
+    for leaf, conds in paths.items():
+        in_leaf = leaves == leaf
+        counts = {c: int(np.sum(y_fit[in_leaf] == c)) for c in classes}
+        predicted = classes[int(np.argmax(tree.value[leaf][0]))]
+        rows.append(
+            {
+                "leaf": int(leaf),
+                "rule": " AND ".join(conds) if conds else "(all records)",
+                "predicted": predicted,
+                "n": int(in_leaf.sum()),
+                "counts": counts,
+            }
+        )
+    return pd.DataFrame(rows, columns=["leaf", "rule", "predicted", "n", "counts"])
+
+
+def out_of_fold_proba(
+    estimator: DecisionTreeClassifier, X: np.ndarray, y: np.ndarray, config: ReportConfig
+) -> tuple[np.ndarray | None, int, str]:
+    """Stratified k-fold out-of-fold class probabilities for every row (columns = sorted classes).
+
+    folds = min(cv_folds, smallest class count); each fold's model is trained on at most
+    ``cv_fit_sample_size`` rows of the other folds. Returns (None, folds, note) when CV is impossible.
+    """
+    classes, counts = np.unique(y, return_counts=True)
+    folds = int(min(config.cv_folds, counts.min())) if len(counts) else 0
+    if len(classes) < 2 or folds < 2:
+        return None, folds, (
+            f"cross-validation skipped: the smallest class has {int(counts.min()) if len(counts) else 0} "
+            "record(s), at least 2 are needed"
+        )
+    proba = np.zeros((len(y), len(classes)), dtype=float)
+    skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=config.random_state)
+    for i, (train, test) in enumerate(skf.split(np.zeros(len(y)), y)):
+        sub = train[stratified_bounded_indices(y[train], config.cv_fit_sample_size, config.random_state + i)]
+        model = clone(estimator).fit(X[sub], y[sub])
+        fold_proba = model.predict_proba(X[test])
+        positions = np.searchsorted(classes, model.classes_)
+        proba[np.ix_(test, positions)] = fold_proba
+    note = (
+        f"stratified {folds}-fold CV; out-of-fold predictions for all {len(y)} records; each fold model trained "
+        f"on at most {config.cv_fit_sample_size} records"
+    )
+    return proba, folds, note
+
+
+def _tree(config: ReportConfig, class_weight: str | None) -> DecisionTreeClassifier:
+    return DecisionTreeClassifier(
+        max_depth=config.max_depth,
+        min_samples_leaf=config.min_samples_leaf,
+        class_weight=class_weight,
+        random_state=config.random_state,
+    )
+
+
+# ============================================================================================ segment tree
+@dataclass
+class SegmentTreeResult:
+    skipped: bool
+    note: str
+    n_records: int = 0
+    n_fit: int = 0
+    classes: list[str] = field(default_factory=list)
+    feature_notes: list[str] = field(default_factory=list)
+    importances: pd.DataFrame = field(default_factory=pd.DataFrame)
+    per_class: pd.DataFrame = field(default_factory=pd.DataFrame)
+    accuracy_in_sample: float = math.nan
+    accuracy_cv: float = math.nan
+    cv_folds: int = 0
+    cv_note: str = ""
+    rules_text: str = ""
+    top_rules: pd.DataFrame = field(default_factory=pd.DataFrame)
+    threshold_feature: str | None = None
+    threshold_statement: str | None = None
+    estimator: DecisionTreeClassifier | None = None
+    feature_names: list[str] = field(default_factory=list)
+
+
+def segment_tree(fit: pd.DataFrame, config: ReportConfig) -> SegmentTreeResult:
+    """What defines the segment: a tree predicting profitability_segment from behaviour features."""
+    n = len(fit)
+    if "profitability_segment" not in fit.columns or n == 0:
+        return SegmentTreeResult(skipped=True, note="no records or no profitability_segment column", n_records=n)
+    y_all = text_column(fit, "profitability_segment").to_numpy(dtype=object).astype(str)
+    classes = sorted(set(y_all.tolist()))
+    if len(classes) < 2:
+        return SegmentTreeResult(
+            skipped=True, n_records=n, classes=classes,
+            note=f"segment tree skipped: only one segment ({classes[0] if classes else 'none'}) present",
+        )
+    excluded = set(config.extra_excluded_features)
+    fm = feature_matrix(
+        fit,
+        [c for c in BEHAVIOUR_NUMERIC if c not in excluded],
+        [c for c in BEHAVIOUR_CATEGORICAL if c not in excluded],
+        config,
+    )
+    if fm.X.shape[1] == 0:
+        return SegmentTreeResult(skipped=True, n_records=n, classes=classes, feature_notes=fm.notes,
+                                 note="segment tree skipped: no usable behaviour feature (all missing/constant)")
+    idx = stratified_bounded_indices(y_all, config.fit_sample_size, config.random_state)
+    X_fit, y_fit = fm.X[idx], y_all[idx]
+    model = _tree(config, None).fit(X_fit, y_fit)
+    pred_in = model.predict(X_fit)
+    p_in, r_in, _, support_in = precision_recall_fscore_support(
+        y_fit, pred_in, labels=classes, zero_division=0
+    )
+    proba, folds, cv_note = out_of_fold_proba(_tree(config, None), fm.X, y_all, config)
+    support_all = np.array([int(np.sum(y_all == c)) for c in classes])
+    per_class = pd.DataFrame(
+        {"segment": classes, "support": support_all, "precision_in_sample": p_in, "recall_in_sample": r_in}
+    )
+    acc_cv = math.nan
+    if proba is not None:
+        pred_cv = np.asarray(classes, dtype=object)[np.argmax(proba, axis=1)].astype(str)
+        p_cv, r_cv, _, _ = precision_recall_fscore_support(y_all, pred_cv, labels=classes, zero_division=0)
+        per_class["precision_cv"] = p_cv
+        per_class["recall_cv"] = r_cv
+        acc_cv = float(accuracy_score(y_all, pred_cv))
+    else:
+        per_class["precision_cv"] = np.nan
+        per_class["recall_cv"] = np.nan
+    importances = aggregate_importances(fm, model.feature_importances_)
+    threshold_feature = None
+    statement = None
+    if len(importances) and importances["importance"].iloc[0] >= config.threshold_importance:
+        threshold_feature = str(importances["feature"].iloc[0])
+        share = float(importances["importance"].iloc[0])
+        root = model.tree_.feature[0]
+        root_text = ""
+        if root >= 0 and fm.sources[root] == threshold_feature:
+            root_text = " The first split is " + _condition(
+                fm.columns[root], fm.kinds[root], float(model.tree_.threshold[0]), left=True
+            ) + "."
+        statement = (
+            f"The segment is close to a threshold on {threshold_feature}: that one feature carries "
+            f"{share:.0%} of the tree's importance.{root_text} The segment label adds little beyond this "
+            "feature; behaviour that is not captured by it (stability, seasonality) is invisible to the segment."
+        )
+    rules = leaf_rules(model, fm, X_fit, y_fit)
+    rules["purity"] = [
+        (row.counts[row.predicted] / row.n) if row.n else math.nan for row in rules.itertuples(index=False)
+    ]
+    rules = rules.sort_values(["n", "leaf"], ascending=[False, True], kind="mergesort").reset_index(drop=True)
+    return SegmentTreeResult(
+        skipped=False,
+        note="",
+        n_records=n,
+        n_fit=int(len(idx)),
+        classes=classes,
+        feature_notes=fm.notes,
+        importances=importances,
+        per_class=per_class,
+        accuracy_in_sample=float(accuracy_score(y_fit, pred_in)),
+        accuracy_cv=acc_cv,
+        cv_folds=folds if proba is not None else 0,
+        cv_note=cv_note,
+        rules_text=export_text(model, feature_names=fm.columns, decimals=4),
+        top_rules=rules[["rule", "predicted", "n", "purity"]],
+        threshold_feature=threshold_feature,
+        threshold_statement=statement,
+        estimator=model,
+        feature_names=fm.columns,
+    )
+
+
+# ============================================================================================ anomaly trees
+MODEL_NAMES: tuple[str, ...] = ("full", "fair", "baseline", "behavioural")
+
+MODEL_DESCRIPTIONS: dict[str, str] = {
+    "full": "LEAKAGE: all features including retention_probability and the retention-derived deviation "
+    "columns that define the label; shown only to demonstrate leakage",
+    "fair": "behaviour features plus segment, lifecycle stage and seasonal preference; nothing derived from "
+    "retention",
+    "baseline": "profitability_segment (one-hot) only",
+    "behavioural": "numeric behaviour features only",
+}
+
+
+def model_feature_sets(config: ReportConfig) -> dict[str, tuple[list[str], list[str]]]:
+    """(numeric, categorical) source columns per anomaly model."""
+    excluded = set(config.extra_excluded_features)
+
+    def keep(cols: Sequence[str]) -> list[str]:
+        return [c for c in cols if c not in excluded]
+
+    behaviour = keep(BEHAVIOUR_NUMERIC)
+    categorical = keep(("profitability_segment", *BEHAVIOUR_CATEGORICAL))
+    return {
+        "full": (behaviour + list(RETENTION_DERIVED_NUMERIC), categorical + list(RETENTION_DERIVED_CATEGORICAL)),
+        "fair": (behaviour, categorical),
+        "baseline": ([], ["profitability_segment"]),
+        "behavioural": (behaviour, []),
+    }
+
+
+def leakage_flags(
+    importances: pd.DataFrame, cv_auc: float | None, n_sources: int, config: ReportConfig
+) -> list[str]:
+    """Reasons to suspect leakage: one feature with >= leak_importance of the importance (only meaningful
+    when the model had more than one feature to choose from) or a CV ROC-AUC >= leak_auc."""
+    flags = []
+    if n_sources > 1 and len(importances):
+        top = importances.sort_values(["importance", "feature"], ascending=[False, True]).iloc[0]
+        if float(top["importance"]) >= config.leak_importance:
+            flags.append(
+                f"{top['feature']} alone carries {float(top['importance']):.0%} of the importance "
+                f"(>= {config.leak_importance:.0%})"
+            )
+    if cv_auc is not None and math.isfinite(cv_auc) and cv_auc >= config.leak_auc:
+        flags.append(f"cross-validated ROC-AUC {cv_auc:.3f} >= {config.leak_auc}")
+    return flags
+
+
+def _binary_metrics(y: np.ndarray, proba: np.ndarray) -> dict[str, float]:
+    pred = proba >= 0.5
+    auc = roc_auc_score(y, proba) if len(np.unique(y)) == 2 else math.nan
+    return {
+        "n": int(len(y)),
+        "accuracy": float(accuracy_score(y, pred)),
+        "roc_auc": float(auc),
+        "recall_anomaly": float(recall_score(y, pred, pos_label=True, zero_division=0)),
+    }
+
+
+@dataclass
+class AnomalyModel:
+    name: str
+    description: str
+    skipped: bool
+    note: str = ""
+    leakage_by_design: bool = False
+    features: list[str] = field(default_factory=list)
+    feature_notes: list[str] = field(default_factory=list)
+    n_fit: int = 0
+    in_sample: dict[str, float] = field(default_factory=dict)
+    cv: dict[str, float] | None = None
+    cv_folds: int = 0
+    cv_note: str = ""
+    importances: pd.DataFrame = field(default_factory=pd.DataFrame)
+    leakage: list[str] = field(default_factory=list)
+    rules_text: str = ""
+    top_rules: pd.DataFrame = field(default_factory=pd.DataFrame)
+    estimator: DecisionTreeClassifier | None = None
+    feature_names: list[str] = field(default_factory=list)
+    oof_proba: np.ndarray | None = None
+    full_proba: np.ndarray | None = None
+
+
+@dataclass
+class AnomalyModelsResult:
+    skipped: bool
+    note: str
+    n_records: int
+    n_anomalies: int
+    models: dict[str, AnomalyModel]
+    scores: pd.DataFrame
+    scores_source: str
+
+
+SCORE_COLUMNS = ["customer_record_id", "anomaly_probability", "predicted_anomaly"]
+
+
+def empty_scores() -> pd.DataFrame:
+    return pd.DataFrame({"customer_record_id": pd.Series(dtype=object),
+                         "anomaly_probability": pd.Series(dtype="float64"),
+                         "predicted_anomaly": pd.Series(dtype=bool)})
+
+
+def _anomaly_model(
+    name: str, fm: FeatureMatrix, y: np.ndarray, config: ReportConfig
+) -> AnomalyModel:
+    model = AnomalyModel(
+        name=name, description=MODEL_DESCRIPTIONS[name], skipped=False, leakage_by_design=(name == "full"),
+        features=sorted(set(fm.sources)), feature_notes=fm.notes, feature_names=fm.columns,
+    )
+    if fm.X.shape[1] == 0:
+        model.skipped = True
+        model.note = "skipped: no usable feature (all missing/constant)"
+        return model
+    idx = stratified_bounded_indices(y, config.fit_sample_size, config.random_state)
+    X_fit, y_fit = fm.X[idx], y[idx]
+    est = _tree(config, config.class_weight).fit(X_fit, y_fit)
+    pos = list(est.classes_).index(True)
+    model.estimator = est
+    model.n_fit = int(len(idx))
+    model.in_sample = _binary_metrics(y_fit, est.predict_proba(X_fit)[:, pos])
+    model.full_proba = est.predict_proba(fm.X)[:, pos]
+    proba, folds, cv_note = out_of_fold_proba(_tree(config, config.class_weight), fm.X, y, config)
+    model.cv_note = cv_note
+    if proba is not None:
+        model.oof_proba = proba[:, 1]
+        model.cv = _binary_metrics(y, model.oof_proba)
+        model.cv_folds = folds
+    model.importances = aggregate_importances(fm, est.feature_importances_)
+    model.leakage = leakage_flags(
+        model.importances, model.cv["roc_auc"] if model.cv else None, fm.n_sources, config
+    )
+    model.rules_text = export_text(est, feature_names=fm.columns, decimals=4)
+    rules = leaf_rules(est, fm, X_fit, y_fit)
+    total_anomalies = max(int(y_fit.sum()), 1)
+    rules["anomalies"] = [int(c.get(True, 0)) for c in rules["counts"]]
+    rules["anomaly_share"] = rules["anomalies"] / rules["n"].where(rules["n"] > 0)
+    rules["anomaly_coverage"] = rules["anomalies"] / total_anomalies
+    rules = rules[rules["predicted"] == True]  # noqa: E712 - numpy bools
+    rules = rules.sort_values(["anomalies", "leaf"], ascending=[False, True], kind="mergesort")
+    model.top_rules = rules[["rule", "n", "anomalies", "anomaly_share", "anomaly_coverage"]].reset_index(drop=True)
+    return model
+
+
+def anomaly_models(fit: pd.DataFrame, config: ReportConfig) -> AnomalyModelsResult:
+    """What predicts an anomaly: full (leaky), fair, baseline and behavioural trees, in-sample and CV."""
+    n = len(fit)
+    y = anomaly_mask(fit)
+    n_anom = int(y.sum())
+    if n == 0 or n_anom in (0, n):
+        only = "no records" if n == 0 else ("no anomalies" if n_anom == 0 else "only anomalies")
+        return AnomalyModelsResult(
+            skipped=True, note=f"anomaly trees skipped: a single class ({only}); nothing to separate",
+            n_records=n, n_anomalies=n_anom, models={}, scores=empty_scores(), scores_source="none",
+        )
+    models: dict[str, AnomalyModel] = {}
+    for name, (numeric, categorical) in model_feature_sets(config).items():
+        fm = feature_matrix(fit, numeric, categorical, config)
+        models[name] = _anomaly_model(name, fm, y, config)
+        del fm
+    fair = models["fair"]
+    ids = text_column(fit, "customer_record_id", missing="").to_numpy(dtype=object)
+    if fair.skipped:
+        scores, source = empty_scores(), "none (fair model skipped)"
+    else:
+        proba = fair.oof_proba if fair.oof_proba is not None else fair.full_proba
+        source = "fair model, out-of-fold (cross-validated)" if fair.oof_proba is not None else \
+            "fair model, in-sample (cross-validation impossible)"
+        scores = pd.DataFrame({"customer_record_id": ids, "anomaly_probability": proba.astype("float64"),
+                               "predicted_anomaly": proba >= 0.5})
+        scores = scores.sort_values("customer_record_id", kind="mergesort").reset_index(drop=True)
+    return AnomalyModelsResult(skipped=False, note="", n_records=n, n_anomalies=n_anom, models=models,
+                               scores=scores, scores_source=source)
+
+
+# ============================================================================================ clustering
+FEATURE_WORDS: dict[str, tuple[str, str]] = {
+    # feature: (word when the cluster is high, word when low)
+    "txn_consistency_error": ("inconsistent transaction rate", "consistent transaction rate"),
+    "transaction_value_volatility": ("high volatility", "low volatility"),
+    "seasonality_std": ("seasonally concentrated", "seasonally even"),
+    "seasonality_imbalance": ("seasonally concentrated", "seasonally even"),
+    "seasonality_entropy_norm": ("seasonally even", "seasonally concentrated"),
+    "avg_transactions_per_month": ("frequent buyers", "infrequent buyers"),
+    "transaction_count": ("many transactions", "few transactions"),
+    "total_revenue": ("high revenue", "low revenue"),
+}
+
+FEATURE_FAMILY: dict[str, str] = {
+    **{f: "transaction stability" for f in STABILITY_FEATURES},
+    **{f: "seasonal preference" for f in SEASONALITY_FEATURES},
+    "customer_age_days": "lifecycle stage",
+    "total_revenue": "value",
+    "net_profit": "value",
+    "comprehensive_customer_score": "value",
+    "revenue_per_score": "value",
+    "value_mismatch_z": "value",
+}
+
+
+@dataclass
+class ClusteringResult:
+    skipped: bool
+    note: str
+    n_records: int = 0
+    n_fit: int = 0
+    features: list[str] = field(default_factory=list)
+    feature_notes: list[str] = field(default_factory=list)
+    k_scores: pd.DataFrame = field(default_factory=pd.DataFrame)
+    chosen_k: int | None = None
+    k_selection: str = ""
+    assignments: pd.DataFrame = field(default_factory=pd.DataFrame)
+    profiles: pd.DataFrame = field(default_factory=pd.DataFrame)  # cluster_id, label, size, share, medians
+    z_gaps: pd.DataFrame = field(default_factory=pd.DataFrame)  # cluster_id x feature
+    terms: dict[int, list[dict[str, object]]] = field(default_factory=dict)
+    composition: pd.DataFrame = field(default_factory=pd.DataFrame)
+    projection: pd.DataFrame = field(default_factory=pd.DataFrame)
+    centroids_2d: np.ndarray | None = None
+    explained_variance: list[float] = field(default_factory=list)
+
+
+ASSIGNMENT_COLUMNS = ["customer_record_id", "cluster_id", "cluster_label"]
+
+
+def empty_assignments() -> pd.DataFrame:
+    return pd.DataFrame({"customer_record_id": pd.Series(dtype=object), "cluster_id": pd.Series(dtype="int64"),
+                         "cluster_label": pd.Series(dtype=object)})
+
+
+def _quarter_term(anomalies: pd.DataFrame, labels: np.ndarray, cluster: int) -> str | None:
+    shares = np.column_stack([numeric_column(anomalies, f"q{q}_share") for q in range(1, 5)])
+    if not np.isfinite(shares).any():
+        return None
+    inside = labels == cluster
+    if inside.all() or not inside.any():
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mine = np.nanmean(shares[inside], axis=0)
+        rest = np.nanmean(shares[~inside], axis=0)
+    if not np.isfinite(mine).any():
+        return None
+    q = int(np.nanargmax(mine))
+    if mine[q] >= 0.35 and np.isfinite(rest[q]) and mine[q] - rest[q] >= 0.10:
+        return f"Q{q + 1}-heavy"
+    return None
+
+
+def cluster_labels(
+    z: np.ndarray, labels: np.ndarray, features: Sequence[str], config: ReportConfig,
+    anomalies: pd.DataFrame | None = None,
+) -> tuple[dict[int, str], dict[int, list[dict[str, object]]], pd.DataFrame]:
+    """Short label per cluster from the features whose median z-score differs most from the other clusters."""
+    clusters = sorted(set(labels.tolist()))
+    gaps = pd.DataFrame(index=clusters, columns=list(features), dtype=float)
+    names: dict[int, str] = {}
+    terms: dict[int, list[dict[str, object]]] = {}
+    for c in clusters:
+        inside = labels == c
+        for j, feature in enumerate(features):
+            rest = z[~inside, j]
+            gaps.loc[c, feature] = float(np.median(z[inside, j]) - (np.median(rest) if len(rest) else 0.0))
+        ordered = sorted(features, key=lambda f: (-abs(gaps.loc[c, f]), f))
+        words: list[str] = []
+        chosen: list[dict[str, object]] = []
+        for feature in ordered:
+            gap = float(gaps.loc[c, feature])
+            if abs(gap) < config.label_min_z_gap or len(words) >= config.label_max_terms:
+                break
+            high, low = FEATURE_WORDS.get(feature, (f"high {feature}", f"low {feature}"))
+            word = high if gap > 0 else low
+            if word in words:
+                continue
+            words.append(word)
+            chosen.append({"feature": feature, "direction": "high" if gap > 0 else "low", "z_gap": gap,
+                           "family": FEATURE_FAMILY.get(feature, "other")})
+        if anomalies is not None:
+            qterm = _quarter_term(anomalies, labels, c)
+            if qterm:
+                words.append(qterm)
+                chosen.append({"feature": "q_share", "direction": qterm, "z_gap": math.nan,
+                               "family": "seasonal preference"})
+        names[c] = ", ".join(words) if words else "typical anomaly profile"
+        terms[c] = chosen
+    seen: dict[str, int] = {}
+    for c in clusters:
+        seen[names[c]] = seen.get(names[c], 0) + 1
+    for c in clusters:
+        if seen[names[c]] > 1:
+            names[c] = f"{names[c]} (cluster {c})"
+    gaps.index.name = "cluster_id"
+    return names, terms, gaps
+
+
+def anomaly_clusters(anomalies: pd.DataFrame, config: ReportConfig) -> ClusteringResult:
+    """KMeans on the anomaly records (standardised CLUSTER_FEATURES); K by silhouette or ``fixed_k``."""
+    n = len(anomalies)
+    if n < 3:
+        return ClusteringResult(
+            skipped=True, n_records=n,
+            note=f"clustering skipped: {n} anomaly record(s); at least 3 are needed for 2 clusters with a "
+            "silhouette score",
+        )
+    fm = feature_matrix(anomalies, CLUSTER_FEATURES, [], config, dtype=np.float64)
+    if fm.X.shape[1] == 0:
+        return ClusteringResult(skipped=True, n_records=n, feature_notes=fm.notes,
+                                note="clustering skipped: every clustering feature is missing or constant")
+    idx = bounded_indices(n, config.fit_sample_size, config.random_state)
+    scaler = StandardScaler().fit(fm.X[idx])
+    Z_all = scaler.transform(fm.X)
+    Z_fit = Z_all[idx]
+    n_distinct = int(pd.DataFrame(Z_fit).drop_duplicates().shape[0])
+    k_cap = min(config.k_max, len(idx) - 1, n_distinct)
+    if n_distinct < 2 or k_cap < config.k_min:
+        return ClusteringResult(
+            skipped=True, n_records=n, feature_notes=fm.notes, features=fm.columns,
+            note=f"clustering skipped: only {n_distinct} distinct anomaly profile(s); "
+            f"K in {config.k_min}..{config.k_max} needs more",
+        )
+    rows = []
+    models: dict[int, KMeans] = {}
+    sil_n = min(config.silhouette_sample_size, len(idx))
+    for k in range(config.k_min, k_cap + 1):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            km = KMeans(n_clusters=k, n_init=config.n_init, random_state=config.random_state).fit(Z_fit)
+        labels = km.labels_
+        sil = math.nan
+        if 2 <= len(np.unique(labels)) <= len(idx) - 1:
+            sil = float(silhouette_score(Z_fit, labels, sample_size=sil_n if sil_n < len(idx) else None,
+                                         random_state=config.random_state))
+        rows.append({"k": k, "silhouette": sil, "inertia": float(km.inertia_)})
+        models[k] = km
+    k_scores = pd.DataFrame(rows, columns=["k", "silhouette", "inertia"])
+    if config.fixed_k is not None:
+        k = min(config.fixed_k, k_cap)
+        selection = f"fixed_k={config.fixed_k}" + (f" (capped to {k})" if k != config.fixed_k else "")
+        if k not in models:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                models[k] = KMeans(n_clusters=k, n_init=config.n_init, random_state=config.random_state).fit(Z_fit)
+    else:
+        valid = k_scores.dropna(subset=["silhouette"])
+        if valid.empty:
+            return ClusteringResult(skipped=True, n_records=n, feature_notes=fm.notes, features=fm.columns,
+                                    k_scores=k_scores, note="clustering skipped: no K gave a valid silhouette")
+        best = valid.sort_values(["silhouette", "k"], ascending=[False, True], kind="mergesort").iloc[0]
+        k = int(best["k"])
+        selection = f"highest silhouette over K={config.k_min}..{k_cap}"
+    km = models[k]
+    raw = km.predict(Z_all)
+    # stable ids: largest cluster first, ties by smallest raw label
+    sizes = np.bincount(raw, minlength=k)
+    order = sorted(range(k), key=lambda c: (-sizes[c], c))
+    remap = np.empty(k, dtype=np.int64)
+    for new, old in enumerate(order):
+        remap[old] = new
+    labels_all = remap[raw]
+    centers = km.cluster_centers_[order]
+    names, terms, gaps = cluster_labels(Z_all, labels_all, fm.columns, config, anomalies)
+    ids = text_column(anomalies, "customer_record_id", missing="").to_numpy(dtype=object)
+    assignments = pd.DataFrame({"customer_record_id": ids, "cluster_id": labels_all.astype("int64"),
+                                "cluster_label": [names[c] for c in labels_all]})
+    assignments = assignments.sort_values("customer_record_id", kind="mergesort").reset_index(drop=True)
+    prof_rows = []
+    for c in sorted(names):
+        inside = labels_all == c
+        row: dict[str, object] = {"cluster_id": c, "cluster_label": names[c], "size": int(inside.sum()),
+                                  "share": float(inside.mean())}
+        for feature in fm.columns:
+            values = numeric_column(anomalies, feature)[inside]
+            values = values[np.isfinite(values)]
+            row[feature] = float(np.median(values)) if len(values) else math.nan
+        prof_rows.append(row)
+    profiles = pd.DataFrame(prof_rows)
+    comp_rows = []
+    for dim in ("profitability_segment", "lifecycle_stage", "seasonal_preference"):
+        values = text_column(anomalies, dim, missing=MISSING)
+        table = pd.crosstab(labels_all, values.to_numpy())
+        for c in table.index:
+            total = int(table.loc[c].sum())
+            for value in sorted(table.columns):
+                count = int(table.loc[c, value])
+                if count:
+                    comp_rows.append({"dimension": dim, "cluster_id": int(c), "value": str(value), "count": count,
+                                      "share": count / total})
+    composition = pd.DataFrame(comp_rows, columns=["dimension", "cluster_id", "value", "count", "share"])
+    n_comp = min(2, Z_fit.shape[1])
+    pca = PCA(n_components=n_comp, random_state=config.random_state).fit(Z_fit)
+    plot_idx = bounded_indices(n, config.plot_sample_size, config.random_state)
+    proj = pca.transform(Z_all[plot_idx])
+    cent = pca.transform(centers)
+    if n_comp == 1:
+        proj = np.column_stack([proj, np.zeros(len(proj))])
+        cent = np.column_stack([cent, np.zeros(len(cent))])
+    projection = pd.DataFrame({"pc1": proj[:, 0], "pc2": proj[:, 1], "cluster_id": labels_all[plot_idx]})
+    return ClusteringResult(
+        skipped=False,
+        note="",
+        n_records=n,
+        n_fit=int(len(idx)),
+        features=fm.columns,
+        feature_notes=fm.notes,
+        k_scores=k_scores,
+        chosen_k=k,
+        k_selection=selection,
+        assignments=assignments,
+        profiles=profiles,
+        z_gaps=gaps.reset_index(),
+        terms=terms,
+        composition=composition,
+        projection=projection,
+        centroids_2d=cent,
+        explained_variance=[float(v) for v in pca.explained_variance_ratio_],
+    )

@@ -1,0 +1,241 @@
+"""Figures for the report. Each function takes data/results and returns a matplotlib Figure (Agg backend)."""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Mapping
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from sklearn.tree import plot_tree  # noqa: E402
+
+from .analysis import anomaly_mask, bounded_indices, numeric_column, text_column  # noqa: E402
+from .config import ReportConfig  # noqa: E402
+from .modeling import AnomalyModel, ClusteringResult  # noqa: E402
+
+ANOMALY_COLOR = "#d62728"
+NORMAL_COLOR = "#7f7f7f"
+QUARTER_COLORS = ("#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd")
+
+
+def _figure(config: ReportConfig, size: tuple[float, float] | None = None) -> Figure:
+    return Figure(figsize=size or config.figure_size, dpi=config.dpi, layout="constrained")
+
+
+def figure_png(fig: Figure, dpi: int) -> bytes:
+    """PNG bytes without timestamp/software metadata, so identical figures give identical bytes."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
+    return buf.getvalue()
+
+
+def close(fig: Figure) -> None:
+    plt.close(fig)
+
+
+def _plot_positions(n: int, config: ReportConfig) -> np.ndarray:
+    return bounded_indices(n, config.plot_sample_size, config.random_state)
+
+
+def _log_axis(values: np.ndarray) -> bool:
+    finite = values[np.isfinite(values)]
+    if len(finite) < 2 or finite.min() <= 0:
+        return False
+    return finite.max() / finite.min() > 1000
+
+
+def transaction_behaviour(fit: pd.DataFrame, config: ReportConfig) -> Figure:
+    idx = _plot_positions(len(fit), config)
+    mask = anomaly_mask(fit)[idx]
+    x = numeric_column(fit, "transaction_count")[idx]
+    y = numeric_column(fit, "avg_transactions_per_month")[idx]
+    fig = _figure(config)
+    ax = fig.add_subplot()
+    ax.scatter(x[~mask], y[~mask], s=8, alpha=0.35, color=NORMAL_COLOR, label=f"normal (n={int((~mask).sum())})",
+               linewidths=0)
+    ax.scatter(x[mask], y[mask], s=14, alpha=0.8, color=ANOMALY_COLOR, label=f"anomaly (n={int(mask.sum())})",
+               linewidths=0)
+    ax.set_xlabel("transaction_count (lifetime transactions)")
+    ax.set_ylabel("avg_transactions_per_month")
+    ax.set_title(f"Transaction behaviour: lifetime count vs monthly rate (plotted {len(idx)} of {len(fit)})")
+    ax.legend(loc="best")
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def volatility(fit: pd.DataFrame, config: ReportConfig) -> Figure:
+    values = numeric_column(fit, "transaction_value_volatility")
+    mask = anomaly_mask(fit)
+    fig = _figure(config)
+    ax = fig.add_subplot()
+    finite = values[np.isfinite(values)]
+    if len(finite):
+        lo, hi = np.quantile(finite, [0.0, 0.99])
+        hi = hi if hi > lo else lo + 1.0
+        bins = np.linspace(lo, hi, 40)
+        for group, sel, color in (("normal", ~mask, NORMAL_COLOR), ("anomaly", mask, ANOMALY_COLOR)):
+            v = values[sel]
+            v = v[np.isfinite(v)]
+            if len(v):
+                ax.hist(np.clip(v, lo, hi), bins=bins, density=True, alpha=0.5, color=color,
+                        label=f"{group} (n={len(v)}, median={np.median(v):.3g})")
+        ax.legend(loc="best")
+    ax.set_xlabel("transaction_value_volatility (values above the 99th percentile clipped)")
+    ax.set_ylabel("density")
+    ax.set_title("Transaction value volatility: anomalies vs normal records")
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def seasonal_distribution(seasonal: pd.DataFrame, config: ReportConfig) -> Figure:
+    frame = seasonal.copy()
+    frame["grouping_level"] = text_column(frame, "grouping_level")
+    frame["profitability_segment"] = text_column(frame, "profitability_segment", missing="(all)")
+    frame["anomaly_group"] = text_column(frame, "anomaly_group")
+    seg = frame[(frame["grouping_level"] == "segment") & frame["anomaly_group"].isin(["anomaly", "normal"])]
+    seg = seg.sort_values(["profitability_segment", "anomaly_group"], kind="mergesort")
+    labels = [f"{s}\n{g}" for s, g in zip(seg["profitability_segment"], seg["anomaly_group"], strict=True)]
+    width_in = max(config.figure_size[0], 1.1 * len(labels) + 1.5)
+    fig = _figure(config, (width_in, config.figure_size[1]))
+    ax = fig.add_subplot()
+    x = np.arange(len(labels))
+    for q in range(4):
+        shares = pd.to_numeric(seg.get(f"q{q + 1}_share_mean"), errors="coerce").to_numpy(dtype=float)
+        ax.bar(x + (q - 1.5) * 0.2, np.nan_to_num(shares), width=0.2, color=QUARTER_COLORS[q], label=f"Q{q + 1}")
+    ax.axhline(0.25, color="black", linestyle="--", linewidth=1, label="even (0.25)")
+    ax.set_xticks(x, labels, fontsize=8)
+    ax.set_ylabel("mean share of transactions in quarter")
+    ax.set_xlabel("profitability_segment / group")
+    ax.set_title("Quarterly transaction shares per segment: anomalies vs normal")
+    ax.legend(loc="upper right", ncols=5, fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    return fig
+
+
+def value_realization(fit: pd.DataFrame, pearson: float, spearman: float, config: ReportConfig) -> Figure:
+    idx = _plot_positions(len(fit), config)
+    mask = anomaly_mask(fit)[idx]
+    x = numeric_column(fit, "comprehensive_customer_score")[idx]
+    y = numeric_column(fit, "total_revenue")[idx]
+    fig = _figure(config)
+    ax = fig.add_subplot()
+    ax.scatter(x[~mask], y[~mask], s=8, alpha=0.35, color=NORMAL_COLOR, label="normal", linewidths=0)
+    ax.scatter(x[mask], y[mask], s=14, alpha=0.8, color=ANOMALY_COLOR, label="anomaly", linewidths=0)
+    if _log_axis(y):
+        ax.set_yscale("log")
+
+    def fmt(v: float) -> str:
+        return "n/a" if v is None or not math.isfinite(v) else f"{v:.2f}"
+
+    ax.set_title(f"Value realization: score vs revenue (Pearson r={fmt(pearson)}, Spearman rho={fmt(spearman)})")
+    ax.set_xlabel("comprehensive_customer_score")
+    ax.set_ylabel("total_revenue")
+    ax.legend(loc="best")
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def anomaly_rate(summary: pd.DataFrame, config: ReportConfig) -> Figure:
+    fig = _figure(config, (max(config.figure_size[0], 0.9 * len(summary) + 2), config.figure_size[1]))
+    ax = fig.add_subplot()
+    rates = summary["anomaly_rate"].fillna(0).to_numpy(dtype=float)
+    x = np.arange(len(summary))
+    bars = ax.bar(x, rates, color=ANOMALY_COLOR, alpha=0.8)
+    for bar, count, total in zip(bars, summary["anomaly_count"], summary["record_count"], strict=True):
+        ax.annotate(f"{int(count)}/{int(total)}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                    ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(x, summary["profitability_segment"].tolist(), rotation=20, ha="right")
+    ax.set_xlabel("profitability_segment")
+    ax.set_ylabel("anomaly rate (anomalies / records)")
+    ax.set_ylim(0, max(0.05, float(rates.max()) * 1.2 if len(rates) else 0.05))
+    ax.set_title("Classification anomaly rate per segment (labels: anomalies/records)")
+    ax.grid(axis="y", alpha=0.3)
+    return fig
+
+
+def silhouette(result: ClusteringResult, config: ReportConfig) -> Figure:
+    fig = _figure(config)
+    ax = fig.add_subplot()
+    ks = result.k_scores
+    ax.plot(ks["k"], ks["silhouette"], marker="o", color="#1f77b4", label="silhouette")
+    ax.set_xlabel("K (number of clusters)")
+    ax.set_ylabel("silhouette score", color="#1f77b4")
+    ax.set_xticks(ks["k"].tolist())
+    ax2 = ax.twinx()
+    ax2.plot(ks["k"], ks["inertia"], marker="s", linestyle="--", color="#ff7f0e", label="inertia")
+    ax2.set_ylabel("inertia (within-cluster sum of squares)", color="#ff7f0e")
+    if result.chosen_k is not None:
+        ax.axvline(result.chosen_k, color="black", linestyle=":", label=f"chosen K={result.chosen_k}")
+    handles = ax.get_legend_handles_labels()
+    handles2 = ax2.get_legend_handles_labels()
+    ax.legend(handles[0] + handles2[0], handles[1] + handles2[1], loc="best")
+    ax.set_title(f"KMeans on anomaly records: silhouette and inertia per K ({result.k_selection})")
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def clusters(result: ClusteringResult, config: ReportConfig) -> Figure:
+    fig = _figure(config, (config.figure_size[0] + 2, config.figure_size[1]))
+    ax = fig.add_subplot()
+    proj = result.projection
+    cmap = matplotlib.colormaps["tab10"]
+    labels = dict(zip(result.profiles["cluster_id"], result.profiles["cluster_label"], strict=True))
+    sizes = dict(zip(result.profiles["cluster_id"], result.profiles["size"], strict=True))
+    for c in sorted(labels):
+        sel = proj["cluster_id"] == c
+        ax.scatter(proj.loc[sel, "pc1"], proj.loc[sel, "pc2"], s=10, alpha=0.5, color=cmap(c % 10), linewidths=0,
+                   label=f"{c}: {labels[c]} (n={sizes[c]})")
+    if result.centroids_2d is not None:
+        ax.scatter(result.centroids_2d[:, 0], result.centroids_2d[:, 1], marker="X", s=160, color="black",
+                   edgecolors="white", label="centroids")
+    ev = result.explained_variance + [0.0] * (2 - len(result.explained_variance))
+    ax.set_xlabel(f"PC1 ({ev[0]:.0%} of variance)")
+    ax.set_ylabel(f"PC2 ({ev[1]:.0%} of variance)")
+    ax.set_title(f"Anomaly clusters (K={result.chosen_k}) in a 2-D PCA projection of standardised features")
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def decision_tree(model: AnomalyModel, config: ReportConfig) -> Figure:
+    fig = _figure(config, config.tree_figure_size)
+    ax = fig.add_subplot()
+    plot_tree(model.estimator, max_depth=config.tree_plot_depth, feature_names=model.feature_names,
+              class_names=["normal", "anomaly"], filled=True, impurity=False, proportion=True, rounded=True,
+              fontsize=8, ax=ax)
+    ax.set_title(f"Fair anomaly tree (no retention-derived features), first {config.tree_plot_depth} levels of "
+                 f"max_depth={config.max_depth}; value = class proportions (class-weighted)")
+    return fig
+
+
+def feature_importances(models: Mapping[str, AnomalyModel], config: ReportConfig) -> Figure:
+    shown = [m for m in models.values() if not m.skipped]
+    cols = min(2, max(1, len(shown)))
+    rows = math.ceil(len(shown) / cols) if shown else 1
+    fig = _figure(config, (config.figure_size[0] * 1.6, 3.2 * rows + 0.6))
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for ax in axes.ravel()[len(shown):]:
+        ax.set_visible(False)
+    for ax, model in zip(axes.ravel(), shown, strict=False):
+        top = model.importances.head(config.top_importances).iloc[::-1]
+        colors = ["#9467bd" if k == "categorical" else "#1f77b4" for k in top["kind"]]
+        ax.barh([f"{f} [{'cat' if k == 'categorical' else 'num'}]" for f, k in zip(top["feature"], top["kind"],
+                                                                                  strict=True)],
+                top["importance"], color=colors)
+        auc = model.cv["roc_auc"] if model.cv else math.nan
+        tag = "LEAKAGE " if model.leakage_by_design else ""
+        ax.set_title(f"{tag}{model.name} model (CV ROC-AUC {auc:.2f})" if math.isfinite(auc)
+                     else f"{tag}{model.name} model (no CV)", fontsize=10)
+        ax.set_xlabel("importance (one-hot columns summed per source)")
+        ax.set_xlim(0, 1)
+        ax.tick_params(axis="y", labelsize=8)
+        ax.grid(axis="x", alpha=0.3)
+    fig.suptitle("Anomaly decision trees: top feature importances per model ([cat]=categorical, [num]=numeric)")
+    return fig
