@@ -143,11 +143,11 @@
 {% macro segfit_typed_columns(double_columns, timestamp_columns) -%}
     {%- for name in double_columns %}
         {{ name }} as {{ name }}_raw,
-        {{ dbt.safe_cast(name, segfit_double()) }} as {{ name }},
+        {{ segfit_safe_cast(name, segfit_double()) }} as {{ name }},
     {%- endfor %}
     {%- for name in timestamp_columns %}
         {{ name }} as {{ name }}_raw,
-        {{ dbt.safe_cast(name, dbt.type_timestamp()) }} as {{ name }},
+        {{ segfit_safe_cast(name, dbt.type_timestamp()) }} as {{ name }},
     {%- endfor %}
 {%- endmacro %}
 

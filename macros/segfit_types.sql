@@ -35,3 +35,18 @@
     {%- endfor -%}
     {{ dbt.hash(dbt.concat(parts)) }}
 {%- endmacro %}
+
+{#- A cast that yields null instead of failing. dbt.safe_cast is a plain cast on dbt-duckdb, so
+    DuckDB (and Spark 3.2+) get their try_cast here; other engines fall back to dbt.safe_cast. -#}
+{% macro segfit_safe_cast(expression, type) -%}
+    {{ return(adapter.dispatch('segfit_safe_cast', 'segfit')(expression, type)) }}
+{%- endmacro %}
+{% macro default__segfit_safe_cast(expression, type) -%}
+    {{ dbt.safe_cast(expression, type) }}
+{%- endmacro %}
+{% macro duckdb__segfit_safe_cast(expression, type) -%}
+    try_cast({{ expression }} as {{ type }})
+{%- endmacro %}
+{% macro spark__segfit_safe_cast(expression, type) -%}
+    try_cast({{ expression }} as {{ type }})
+{%- endmacro %}

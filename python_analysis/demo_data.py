@@ -84,7 +84,13 @@ PRECOMPUTED_EXTRA_COLUMNS: tuple[str, ...] = (
     "q4_transactions",
     "customer_age_days",
 )
-TRANSACTION_COLUMNS: tuple[str, ...] = ("transaction_id", "customer_id", "transaction_date", "amount", "profit")
+TRANSACTION_COLUMNS: tuple[str, ...] = (
+    "transaction_id",
+    "customer_id",
+    "transaction_date",
+    "amount",
+    "profit",
+)
 
 CUSTOMERS_FILE = "demo_customers.csv"
 CUSTOMERS_PRECOMPUTED_FILE = "demo_customers_precomputed.csv"
@@ -381,8 +387,7 @@ def generate_demo(seed: int = DEFAULT_SEED) -> DemoData:
     blank_date = perm[k : k + _N_BLANK_DATE]
     k += _N_BLANK_DATE
     rest = perm[k:]
-    # Behaviour flag is needed before activity is drawn; pick anomalies among the plain customers later,
-    # so first draw activity with a provisional all-normal flag for the eligibility checks.
+    # Disjoint structural roles; anomalous behaviour only for plain single-record customers.
     two_subs = rest[:_N_TWO_SUBSIDIARIES]
     rest = rest[_N_TWO_SUBSIDIARIES:]
     conflict = rest[:_N_CONFLICTS]
@@ -393,7 +398,9 @@ def generate_demo(seed: int = DEFAULT_SEED) -> DemoData:
     anomalous[rng.choice(rest_after_pool, _N_ANOMALY_BEHAVIOUR, replace=False)] = True
     profiles = _draw_profiles(rng, n, anomalous)
     # Older snapshots need history before 2024-12-31 and activity after it.
-    eligible_older = older_pool[(profiles.start_month[older_pool] <= 18) & (profiles.end_month[older_pool] == 29)]
+    eligible_older = older_pool[
+        (profiles.start_month[older_pool] <= 18) & (profiles.end_month[older_pool] == 29)
+    ]
     older = eligible_older[:_N_OLDER_SNAPSHOT]
     if len(older) < _N_OLDER_SNAPSHOT:  # pragma: no cover - guarded by the fixed seed
         raise RuntimeError("not enough customers eligible for an older snapshot")
@@ -554,7 +561,6 @@ def generate_demo(seed: int = DEFAULT_SEED) -> DemoData:
     # Insert the bad rows at fixed random positions (after clean row p).
     insert_after = np.sort(rng.choice(np.arange(5, n_rec - 5), 3, replace=False))
     key = np.concatenate([2 * np.arange(n_rec), 2 * insert_after + 1])
-    is_clean_row = np.concatenate([np.ones(n_rec, dtype=bool), np.zeros(3, dtype=bool)])
     customers_all = pd.concat([clean, bad_customers], ignore_index=True)
     file_order = np.argsort(key, kind="stable")
     customers = customers_all.iloc[file_order].reset_index(drop=True)
@@ -595,7 +601,9 @@ def generate_demo(seed: int = DEFAULT_SEED) -> DemoData:
         amt = round(float(rng.uniform(20, 400)), 2)
         prof = round(amt * 0.2, 2)
         if kind == "orphan":
-            bad_txn_rows.append((next(orphan_ids), t_text.at[p, "transaction_date"], f"{amt:.2f}", f"{prof:.2f}"))
+            bad_txn_rows.append(
+                (next(orphan_ids), t_text.at[p, "transaction_date"], f"{amt:.2f}", f"{prof:.2f}")
+            )
         else:
             c = cust_ids[rng.choice(np.flatnonzero(n_txn > 0))]
             bad_txn_rows.append((c, t_text.at[p, "transaction_date"], "n/a", f"{prof:.2f}"))
@@ -640,7 +648,9 @@ def generate_demo(seed: int = DEFAULT_SEED) -> DemoData:
     beh = _point_in_time_behaviour(customers["customer_id"].to_numpy(), as_of, clean_txn)
     q_true = beh[["q1", "q2", "q3", "q4"]].to_numpy()
     lifecycle = _lifecycle(
-        beh["transaction_count"].to_numpy(), beh["customer_age_days"].to_numpy(), beh["recency_days"].to_numpy()
+        beh["transaction_count"].to_numpy(),
+        beh["customer_age_days"].to_numpy(),
+        beh["recency_days"].to_numpy(),
     )
     seasonal = _seasonal_preference(q_true)
     q_written = q_true.copy()
@@ -837,7 +847,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out-dir", type=Path, default=Path("benchmarks/data"))
     args = parser.parse_args(argv)
     if args.scaled_customers is not None:
-        n_txn = args.scaled_transactions if args.scaled_transactions is not None else 20 * args.scaled_customers
+        n_txn = (
+            args.scaled_transactions if args.scaled_transactions is not None else 20 * args.scaled_customers
+        )
         paths = write_scaled_parquet(args.scaled_customers, n_txn, args.out_dir, seed=args.seed)
         for p in paths.values():
             print(p)

@@ -15,6 +15,7 @@ if str(REPO) not in sys.path:  # allow `pytest` without an editable install
     sys.path.insert(0, str(REPO))
 
 from python_analysis import demo_data as dd  # noqa: E402
+
 SEEDS = REPO / "seeds"
 TARGET = {"Premium": 0.80, "High Value": 0.70, "Growing": 0.60, "Standard": 0.50, "Basic": 0.40}
 
@@ -251,13 +252,21 @@ def test_precomputed_matches_transactions(demo: dd.DemoData, written: dict[str, 
     assert np.allclose(num("net_profit"), exp["net_profit"], atol=0.006)
     assert np.allclose(num("transaction_value_volatility"), exp["vol"], atol=1.5e-4, equal_nan=True)
     assert np.allclose(num("customer_age_days"), exp["age"], equal_nan=True)
-    assert np.allclose(num("avg_transactions_per_month").where(exp["transaction_count"] > 0), exp["per_month"],
-                       atol=1.5e-4, equal_nan=True)
+    assert np.allclose(
+        num("avg_transactions_per_month").where(exp["transaction_count"] > 0),
+        exp["per_month"],
+        atol=1.5e-4,
+        equal_nan=True,
+    )
     zero = exp["transaction_count"] == 0
     assert zero.sum() >= 4 and (num("total_revenue")[zero] == 0).all()
-    assert num("transaction_value_volatility")[zero].isna().all() and num("customer_age_days")[zero].isna().all()
+    assert (
+        num("transaction_value_volatility")[zero].isna().all() and num("customer_age_days")[zero].isna().all()
+    )
 
-    quarters_ok = pd.concat([num(f"q{q}_transactions") == exp[f"q{q}"] for q in range(1, 5)], axis=1).all(axis=1)
+    quarters_ok = pd.concat([num(f"q{q}_transactions") == exp[f"q{q}"] for q in range(1, 5)], axis=1).all(
+        axis=1
+    )
     qsum = sum(num(f"q{q}_transactions") for q in range(1, 5))
     perturbed = set(demo.planted.loc[demo.planted["quarters_perturbed"], "source_row_number"])
     assert 0.01 * len(pre) <= len(perturbed) <= 0.03 * len(pre)

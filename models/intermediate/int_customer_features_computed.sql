@@ -4,8 +4,9 @@
       seasonal_preference = 'Q<n> Peak' for the quarter with the largest share when that share is
                             >= var seasonal_peak_min_share (ties: the earliest quarter), else 'Balanced';
                             null when the record has no quarterly transactions.
-      lifecycle_stage     = 'At Risk' when days since the last transaction > var lifecycle_at_risk_days
-                            (transactions input only), else 'Mature' when customer_age_days >=
+      lifecycle_stage     = 'At Risk' when the record has no transactions, or when the days since the last
+                            transaction exceed var lifecycle_at_risk_days (known from transactions input
+                            only), else 'Mature' when customer_age_days >=
                             var lifecycle_mature_days, else 'Growth'; null when the age is unknown. -#}
 {%- set cfg = segfit_config() -%}
 {%- set has_transactions = segfit_has_transactions() -%}
@@ -104,9 +105,9 @@ seasonality as (
         ) / 4.0) as seasonality_std,
         greatest(q1_share, q2_share, q3_share, q4_share)
         - least(q1_share, q2_share, q3_share, q4_share) as seasonality_imbalance,
-        -(
+        (
             {%- for q in quarters %}
-            case when {{ q }}_share > 0 then {{ q }}_share * ln({{ q }}_share) else 0 end
+            case when {{ q }}_share > 0 then {{ q }}_share * ln(1.0 / {{ q }}_share) else 0 end
             {%- if not loop.last %} +{% endif %}
             {%- endfor %}
         ) / ln(4.0) as seasonality_entropy_raw,
@@ -147,9 +148,8 @@ final as (
         coalesce(
             given_lifecycle_stage,
             case
-                {%- if has_transactions %}
+                when transaction_count = 0 then 'At Risk'
                 when days_since_last_transaction > {{ cfg['lifecycle_at_risk_days'] }} then 'At Risk'
-                {%- endif %}
                 when customer_age_days >= {{ cfg['lifecycle_mature_days'] }} then 'Mature'
                 when customer_age_days >= 0 then 'Growth'
             end

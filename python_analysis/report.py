@@ -1,0 +1,1084 @@
+"""Assemble the segment-fit report: metrics (JSON), figures (PNG), markdown and self-contained HTML.
+
+``build_report`` is pure (marts in, ``Report`` out). ``write_report`` writes the files; its only
+non-deterministic output is the ``generated_at`` field in metrics.json.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from . import plots
+from .analysis import (
+    Correlation,
+    DataQualitySummary,
+    anomaly_mask,
+    anomaly_rate_check,
+    crosstab_association,
+    crosstab_table,
+    data_quality_summary,
+    feature_comparison,
+    feature_significance,
+    rule_lift_table,
+    sample_overview,
+    segment_summary,
+    segments_without_anomalies,
+    text_column,
+    top_anomalies,
+    value_realization,
+)
+from .config import (
+    LIFECYCLE_FEATURES,
+    SEASONALITY_FEATURES,
+    STABILITY_FEATURES,
+    VALUE_FEATURES,
+    ReportConfig,
+)
+from .modeling import (
+    MODEL_NAMES,
+    AnomalyModelsResult,
+    ClusteringResult,
+    SegmentTreeResult,
+    anomaly_clusters,
+    anomaly_models,
+    empty_assignments,
+    segment_tree,
+)
+
+MART_KEYS: tuple[str, ...] = (
+    "customer_segment_fit",
+    "classification_anomalies",
+    "segment_retention_summary",
+    "anomaly_feature_comparison",
+    "seasonal_distribution",
+    "anomaly_crosstabs",
+    "anomaly_rule_lift",
+    "data_quality_issues",
+    "input_row_reconciliation",
+)
+
+CHART_NAMES: tuple[str, ...] = (
+    "transaction_behaviour",
+    "volatility",
+    "seasonal_distribution",
+    "value_realization",
+    "anomaly_rate",
+    "silhouette",
+    "clusters",
+    "decision_tree",
+    "feature_importances",
+)
+
+METRICS_SCHEMA_VERSION = 1
+
+
+# ============================================================================================ document model
+@dataclass(frozen=True)
+class Heading:
+    text: str
+    level: int = 2
+
+
+@dataclass(frozen=True)
+class Para:
+    text: str
+
+
+@dataclass(frozen=True)
+class Bullets:
+    items: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Table:
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    caption: str = ""
+
+
+@dataclass(frozen=True)
+class Image:
+    name: str
+    caption: str
+
+
+@dataclass(frozen=True)
+class Code:
+    text: str
+    title: str
+
+
+@dataclass(frozen=True)
+class Link:
+    text: str
+    href: str
+
+
+Block = Heading | Para | Bullets | Table | Image | Code | Link
+
+
+def _md_escape(text: str) -> str:
+    out = str(text).replace("\r", " ").replace("\n", " ")
+    for ch in ("\\", "`", "*", "|", "<", ">", "[", "]"):
+        out = out.replace(ch, "\\" + ch)
+    return out
+
+
+def render_markdown(title: str, blocks: Sequence[Block]) -> str:
+    lines = [f"# {_md_escape(title)}", ""]
+    for block in blocks:
+        if isinstance(block, Heading):
+            lines += ["#" * block.level + " " + _md_escape(block.text), ""]
+        elif isinstance(block, Para):
+            lines += [_md_escape(block.text), ""]
+        elif isinstance(block, Bullets):
+            lines += [f"- {_md_escape(item)}" for item in block.items] + [""]
+        elif isinstance(block, Table):
+            if block.caption:
+                lines += [f"Table: {_md_escape(block.caption)}", ""]
+            lines.append("| " + " | ".join(_md_escape(c) for c in block.columns) + " |")
+            lines.append("|" + "|".join("---" for _ in block.columns) + "|")
+            for row in block.rows:
+                lines.append("| " + " | ".join(_md_escape(c) for c in row) + " |")
+            if not block.rows:
+                lines.append("| " + " | ".join("" for _ in block.columns) + " |")
+            lines.append("")
+        elif isinstance(block, Image):
+            lines += [f"![{_md_escape(block.caption)}](charts/{block.name}.png)", ""]
+        elif isinstance(block, Code):
+            fence = "~" * max(4, _longest_run(block.text, "~") + 1)
+            lines += [f"{_md_escape(block.title)}:", "", fence, block.text.rstrip("\n"), fence, ""]
+        elif isinstance(block, Link):
+            lines += [f"[{_md_escape(block.text)}](<{block.href.replace('>', '%3E').replace(' ', '%20')}>)", ""]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _longest_run(text: str, ch: str) -> int:
+    best = run = 0
+    for c in text:
+        run = run + 1 if c == ch else 0
+        best = max(best, run)
+    return best
+
+
+def _safe_href(href: str) -> str | None:
+    scheme = href.strip().split(":", 1)[0].lower() if ":" in href else ""
+    if scheme in {"javascript", "data", "vbscript"}:
+        return None
+    return href
+
+
+HTML_STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
+color:#222;line-height:1.45}
+table{border-collapse:collapse;margin:0.5em 0 1.2em;font-size:0.88em}
+th,td{border:1px solid #ccc;padding:3px 7px;text-align:left;vertical-align:top}
+th{background:#f2f2f2}
+caption{caption-side:top;text-align:left;font-weight:600;padding:4px 0}
+pre{background:#f6f8fa;padding:0.8em;overflow-x:auto;font-size:0.8em}
+img{max-width:100%;height:auto;border:1px solid #ddd}
+figcaption{font-size:0.9em;color:#555}
+"""
+
+
+def render_html(title: str, blocks: Sequence[Block], images: Mapping[str, bytes]) -> str:
+    esc = html.escape
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en">',
+        "<head>",
+        '<meta charset="utf-8">',
+        f"<title>{esc(title)}</title>",
+        f"<style>{HTML_STYLE}</style>",
+        "</head>",
+        "<body>",
+        f"<h1>{esc(title)}</h1>",
+    ]
+    for block in blocks:
+        if isinstance(block, Heading):
+            level = min(max(block.level, 2), 6)
+            parts.append(f"<h{level}>{esc(block.text)}</h{level}>")
+        elif isinstance(block, Para):
+            parts.append(f"<p>{esc(block.text)}</p>")
+        elif isinstance(block, Bullets):
+            parts.append("<ul>" + "".join(f"<li>{esc(item)}</li>" for item in block.items) + "</ul>")
+        elif isinstance(block, Table):
+            rows = ["<table>"]
+            if block.caption:
+                rows.append(f"<caption>{esc(block.caption)}</caption>")
+            rows.append("<thead><tr>" + "".join(f"<th>{esc(c)}</th>" for c in block.columns) + "</tr></thead>")
+            rows.append("<tbody>")
+            for row in block.rows:
+                rows.append("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>")
+            rows.append("</tbody></table>")
+            parts.append("".join(rows))
+        elif isinstance(block, Image):
+            data = images.get(block.name)
+            if data is None:
+                continue
+            b64 = base64.b64encode(data).decode("ascii")
+            parts.append(
+                f'<figure><img src="data:image/png;base64,{b64}" alt="{esc(block.caption)}">'
+                f"<figcaption>{esc(block.caption)}</figcaption></figure>"
+            )
+        elif isinstance(block, Code):
+            parts.append(f"<details><summary>{esc(block.title)}</summary><pre>{esc(block.text)}</pre></details>")
+        elif isinstance(block, Link):
+            href = _safe_href(block.href)
+            if href is None:
+                parts.append(f"<p>{esc(block.text)}: {esc(block.href)} (link not rendered: unsafe scheme)</p>")
+            else:
+                parts.append(f'<p><a href="{esc(href, quote=True)}">{esc(block.text)}</a></p>')
+    parts += ["</body>", "</html>"]
+    return "\n".join(parts) + "\n"
+
+
+# ============================================================================================ formatting
+def _num(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, bool | np.bool_):
+        return "yes" if value else "no"
+    if isinstance(value, int | np.integer):
+        return f"{int(value):,}"
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if not math.isfinite(v):
+        return "n/a"
+    if v == int(v) and abs(v) < 1e15:
+        return f"{int(v):,}"
+    return f"{v:.{digits}g}"
+
+
+def _pct(value: Any, digits: int = 1) -> str:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return "n/a"
+    return f"{v:.{digits}%}" if math.isfinite(v) else "n/a"
+
+
+def _p(value: Any) -> str:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return "n/a"
+    if not math.isfinite(v):
+        return "n/a"
+    return f"{v:.2e}" if v < 0.001 else f"{v:.3f}"
+
+
+def _rows(frame: pd.DataFrame, formats: Mapping[str, Any]) -> tuple[tuple[str, ...], ...]:
+    out = []
+    for record in frame.to_dict(orient="records"):
+        out.append(tuple(formats.get(col, _num)(record[col]) if col in formats or not isinstance(record[col], str)
+                         else record[col] for col in frame.columns))
+    return tuple(out)
+
+
+def _table(frame: pd.DataFrame, formats: Mapping[str, Any] | None = None, caption: str = "",
+           headers: Mapping[str, str] | None = None) -> Table:
+    formats = formats or {}
+    headers = headers or {}
+    columns = tuple(headers.get(c, c) for c in frame.columns)
+    return Table(columns=columns, rows=_rows(frame, formats), caption=caption)
+
+
+def _str(value: Any) -> str:
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+
+
+# ============================================================================================ JSON
+def json_ready(obj: Any, digits: int = 6) -> Any:
+    """Recursively convert to JSON types: floats to ``digits`` significant digits, NaN/inf -> None."""
+    if isinstance(obj, Mapping):
+        return {str(k): json_ready(v, digits) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_ready(v, digits) for v in obj]
+    if isinstance(obj, pd.DataFrame):
+        return [json_ready(r, digits) for r in obj.to_dict(orient="records")]
+    if isinstance(obj, np.ndarray):
+        return [json_ready(v, digits) for v in obj.tolist()]
+    if isinstance(obj, bool | np.bool_):
+        return bool(obj)
+    if isinstance(obj, int | np.integer):
+        return int(obj)
+    if isinstance(obj, float | np.floating):
+        v = float(obj)
+        if not math.isfinite(v):
+            return None
+        return float(f"{v:.{digits}g}")
+    if obj is None or isinstance(obj, str):
+        return obj
+    if obj is pd.NA or obj is pd.NaT:
+        return None
+    return str(obj)
+
+
+# ============================================================================================ recommendations
+@dataclass(frozen=True)
+class Recommendation:
+    dimension: str
+    supported: bool
+    evidence: tuple[str, ...]
+    clusters: tuple[int, ...]
+    figures: tuple[str, ...]
+    text: str
+
+
+def recommendations(
+    significance: pd.DataFrame,
+    clustering: ClusteringResult,
+    associations: pd.DataFrame,
+    correlations: Sequence[Correlation],
+    models: AnomalyModelsResult,
+) -> list[Recommendation]:
+    """Which new segmentation dimensions the evidence supports (and which it does not)."""
+    verdict = dict(zip(significance["feature_name"], significance["verdict"], strict=True))
+    effect = dict(zip(significance["feature_name"], significance["rank_biserial"], strict=True))
+    assoc = {row.dimension: row for row in associations.itertuples(index=False)}
+
+    def large(features: Sequence[str]) -> list[str]:
+        return [f"{f} differs strongly between anomalies and normal records (rank-biserial {effect[f]:+.2f})"
+                for f in features if verdict.get(f) == "large"]
+
+    def cluster_hits(family: str) -> tuple[list[int], list[str]]:
+        ids, ev = [], []
+        if clustering.skipped:
+            return ids, ev
+        labels = dict(zip(clustering.profiles["cluster_id"], clustering.profiles["cluster_label"], strict=True))
+        for c, terms in sorted(clustering.terms.items()):
+            fam = [t for t in terms if t["family"] == family]
+            if fam:
+                ids.append(int(c))
+                ev.append(f"cluster {c} ('{labels[c]}') is distinguished by "
+                          + ", ".join(f"{t['direction']} {t['feature']}" for t in fam))
+        return ids, ev
+
+    def model_hits(features: Sequence[str]) -> list[str]:
+        fair = models.models.get("fair")
+        base = models.models.get("baseline")
+        if models.skipped or fair is None or fair.skipped or fair.cv is None or fair.leakage:
+            return []
+        base_auc = base.cv["roc_auc"] if base is not None and base.cv else math.nan
+        gain = fair.cv["roc_auc"] - base_auc if math.isfinite(base_auc) else math.nan
+        top = fair.importances.head(3)
+        hits = [f for f in top["feature"] if f in features]
+        if hits and math.isfinite(gain) and gain >= 0.05:
+            return [f"the fair tree ranks {', '.join(hits)} among its top 3 features and beats the segment-only "
+                    f"baseline by {gain:+.2f} CV ROC-AUC"]
+        return []
+
+    out = []
+    # transaction stability
+    ev = large(STABILITY_FEATURES)
+    ids, cev = cluster_hits("transaction stability")
+    mev = model_hits(STABILITY_FEATURES)
+    out.append(_recommendation(
+        "transaction stability", ev + cev + mev, ids, ["transaction_behaviour", "volatility", "clusters"],
+        "Add a transaction-stability dimension (value volatility, consistency of the monthly rate with the "
+        "lifetime count, quarterly coverage).",
+    ))
+    # seasonal preference
+    ev = large(SEASONALITY_FEATURES)
+    ids, cev = cluster_hits("seasonal preference")
+    aev = []
+    row = assoc.get("seasonal_preference")
+    if row is not None and row.verdict == "association":
+        aev.append(f"the anomaly rate depends on seasonal_preference (chi-square p={_p(row.p_value)}, "
+                   f"Cramer's V {row.cramers_v:.2f}; highest in '{row.highest_rate_value}' at "
+                   f"{_pct(row.highest_rate)})")
+    out.append(_recommendation(
+        "seasonal preference", ev + cev + aev + model_hits(SEASONALITY_FEATURES), ids,
+        ["seasonal_distribution", "clusters"],
+        "Add a seasonal-preference dimension (quarterly share profile, e.g. Q4-focused vs year-round).",
+    ))
+    # lifecycle stage
+    ev = large(LIFECYCLE_FEATURES)
+    row = assoc.get("lifecycle_stage")
+    if row is not None and row.verdict == "association":
+        ev.append(f"the anomaly rate depends on lifecycle_stage (chi-square p={_p(row.p_value)}, Cramer's V "
+                  f"{row.cramers_v:.2f}; highest in '{row.highest_rate_value}' at {_pct(row.highest_rate)})")
+    out.append(_recommendation(
+        "lifecycle stage", ev + model_hits(LIFECYCLE_FEATURES), [], [],
+        "Add lifecycle stage as a segmentation dimension.",
+    ))
+    # value realization
+    ev = large(("revenue_per_score", "value_mismatch_z"))
+    overall = next((c for c in correlations if c.group == "all"), None)
+    if overall is not None and math.isfinite(overall.spearman) and abs(overall.spearman) < 0.3:
+        ev.append(f"comprehensive_customer_score barely ranks revenue (Spearman rho {overall.spearman:.2f} over "
+                  f"{overall.n_tested} records)")
+    out.append(_recommendation(
+        "value realization", ev + model_hits(VALUE_FEATURES), [], ["value_realization"],
+        "Recalibrate comprehensive_customer_score against realised revenue (value realization path).",
+    ))
+    return out
+
+
+def _recommendation(dimension: str, evidence: list[str], clusters: list[int], figures: list[str],
+                    action: str) -> Recommendation:
+    supported = bool(evidence)
+    if supported:
+        text = f"{action} Evidence: " + "; ".join(evidence) + "."
+    else:
+        text = (f"The evidence does not support adding {dimension} yet: no related feature differs strongly "
+                "between anomalies and normal records, no cluster is distinguished by it and no test of the "
+                "crosstab shows an association.")
+    return Recommendation(dimension, supported, tuple(evidence), tuple(clusters), tuple(figures), text)
+
+
+# ============================================================================================ report
+@dataclass
+class Report:
+    metrics: dict[str, Any]
+    figures: dict[str, Figure]
+    markdown: str
+    html: str
+    anomaly_clusters: pd.DataFrame
+    anomaly_model_scores: pd.DataFrame
+    chart_png: dict[str, bytes] = field(default_factory=dict)
+
+
+def _mart(marts: Mapping[str, pd.DataFrame], key: str, notes: list[str]) -> pd.DataFrame:
+    frame = marts.get(key)
+    if frame is None:
+        notes.append(f"mart {key} was not provided; its section is empty")
+        return pd.DataFrame()
+    return frame
+
+
+def build_report(
+    marts: Mapping[str, pd.DataFrame],
+    config: ReportConfig,
+    *,
+    check_warnings: Sequence[str] = (),
+    data_docs_href: str | None = None,
+    dq_summary: pd.DataFrame | None = None,
+    grain: str = "all",
+) -> Report:
+    """Compute every statistic, model and chart, and render markdown + HTML. Pure and deterministic."""
+    notes: list[str] = []
+    fit = _mart(marts, "customer_segment_fit", notes).reset_index(drop=True)
+    mask = anomaly_mask(fit)
+    anomalies = marts.get("classification_anomalies")
+    if anomalies is None:
+        anomalies = fit[mask]
+        notes.append("classification_anomalies not provided: anomalies taken from customer_segment_fit")
+    anomalies = anomalies.reset_index(drop=True)
+
+    summary = segment_summary(_mart(marts, "segment_retention_summary", notes))
+    overview = sample_overview(fit, summary, anomalies, grain)
+    rate_warning = anomaly_rate_check(summary, config)
+    comparison = feature_comparison(_mart(marts, "anomaly_feature_comparison", notes))
+    features = comparison["feature_name"].tolist()
+    significance = feature_significance(fit, features, config)
+    rules = rule_lift_table(_mart(marts, "anomaly_rule_lift", notes))
+    correlations = value_realization(fit, config)
+    cross = crosstab_table(_mart(marts, "anomaly_crosstabs", notes))
+    associations = crosstab_association(_mart(marts, "anomaly_crosstabs", notes), config)
+    seasonal = _mart(marts, "seasonal_distribution", notes)
+    clustering = anomaly_clusters(anomalies, config)
+    seg_tree = segment_tree(fit, config)
+    models = anomaly_models(fit, config)
+    recs = recommendations(significance, clustering, associations, correlations, models)
+    dq = data_quality_summary(marts.get("input_row_reconciliation"), marts.get("data_quality_issues"), dq_summary)
+    top = top_anomalies(anomalies, config.top_anomalies)
+    for skipped in (clustering, seg_tree, models):
+        if skipped.skipped:
+            notes.append(skipped.note)
+
+    figures = _figures(fit, summary, seasonal, correlations, clustering, models, config)
+    chart_png = {name: plots.figure_png(fig, config.dpi) for name, fig in figures.items()}
+
+    assignments = clustering.assignments if not clustering.skipped else empty_assignments()
+    scores = models.scores
+
+    metrics = _metrics(
+        config=config, grain=grain, overview=overview, summary=summary, rate_warning=rate_warning,
+        comparison=comparison, significance=significance, rules=rules, correlations=correlations, cross=cross,
+        associations=associations, clustering=clustering, seg_tree=seg_tree, models=models, recs=recs, dq=dq,
+        top=top, check_warnings=check_warnings, data_docs_href=data_docs_href, notes=notes,
+        charts=sorted(figures), assignments=assignments, scores=scores,
+    )
+    blocks = _blocks(
+        fit=fit, config=config, overview=overview, summary=summary, rate_warning=rate_warning,
+        comparison=comparison, significance=significance, rules=rules, correlations=correlations, cross=cross,
+        associations=associations, clustering=clustering, seg_tree=seg_tree, models=models, recs=recs, dq=dq,
+        top=top, check_warnings=check_warnings, data_docs_href=data_docs_href, notes=notes, figures=figures,
+    )
+    title = "Segment fit report: do customers behave like their profitability segment?"
+    return Report(
+        metrics=json_ready(metrics),
+        figures=figures,
+        markdown=render_markdown(title, blocks),
+        html=render_html(title, blocks, chart_png),
+        anomaly_clusters=assignments,
+        anomaly_model_scores=scores,
+        chart_png=chart_png,
+    )
+
+
+def _figures(fit, summary, seasonal, correlations, clustering, models, config) -> dict[str, Figure]:
+    figures: dict[str, Figure] = {}
+    if len(fit):
+        figures["transaction_behaviour"] = plots.transaction_behaviour(fit, config)
+        figures["volatility"] = plots.volatility(fit, config)
+        overall = next(c for c in correlations if c.group == "all")
+        figures["value_realization"] = plots.value_realization(fit, overall.pearson, overall.spearman, config)
+    if len(seasonal):
+        figures["seasonal_distribution"] = plots.seasonal_distribution(seasonal, config)
+    if len(summary):
+        figures["anomaly_rate"] = plots.anomaly_rate(summary, config)
+    if not clustering.skipped:
+        figures["silhouette"] = plots.silhouette(clustering, config)
+        figures["clusters"] = plots.clusters(clustering, config)
+    if not models.skipped:
+        fair = models.models.get("fair")
+        if fair is not None and not fair.skipped and fair.estimator is not None:
+            figures["decision_tree"] = plots.decision_tree(fair, config)
+        if any(not m.skipped for m in models.models.values()):
+            figures["feature_importances"] = plots.feature_importances(models.models, config)
+    return {name: figures[name] for name in CHART_NAMES if name in figures}
+
+
+# ---------------------------------------------------------------------------------------------- metrics
+def _metrics(**kw: Any) -> dict[str, Any]:
+    config: ReportConfig = kw["config"]
+    summary: pd.DataFrame = kw["summary"]
+    significance: pd.DataFrame = kw["significance"]
+    comparison: pd.DataFrame = kw["comparison"]
+    clustering: ClusteringResult = kw["clustering"]
+    seg_tree: SegmentTreeResult = kw["seg_tree"]
+    models: AnomalyModelsResult = kw["models"]
+    dq: DataQualitySummary = kw["dq"]
+
+    features: dict[str, Any] = {}
+    sig = significance.set_index("feature_name")
+    for row in comparison.to_dict(orient="records"):
+        name = row.pop("feature_name")
+        entry = dict(row)
+        if name in sig.index:
+            entry.update(sig.loc[name].drop(["n_anomaly", "n_normal"]).to_dict())
+        features[name] = entry
+
+    segments = {row["profitability_segment"]: {k: v for k, v in row.items() if k != "profitability_segment"}
+                for row in summary.to_dict(orient="records")}
+
+    clustering_m: dict[str, Any] = {"skipped": clustering.skipped, "note": clustering.note,
+                                    "n_records": clustering.n_records}
+    if not clustering.skipped:
+        clustering_m.update({
+            "n_fit": clustering.n_fit,
+            "features": clustering.features,
+            "feature_notes": clustering.feature_notes,
+            "k_selection": clustering.k_selection,
+            "chosen_k": clustering.chosen_k,
+            "k_scores": clustering.k_scores,
+            "clusters": {str(r["cluster_id"]): r for r in clustering.profiles.to_dict(orient="records")},
+            "z_gaps": clustering.z_gaps,
+            "terms": {str(k): v for k, v in clustering.terms.items()},
+            "composition": clustering.composition,
+            "pca_explained_variance": clustering.explained_variance,
+        })
+
+    seg_m: dict[str, Any] = {"skipped": seg_tree.skipped, "note": seg_tree.note}
+    if not seg_tree.skipped:
+        seg_m.update({
+            "n_records": seg_tree.n_records, "n_fit": seg_tree.n_fit, "classes": seg_tree.classes,
+            "accuracy_in_sample": seg_tree.accuracy_in_sample, "accuracy_cv": seg_tree.accuracy_cv,
+            "cv_folds": seg_tree.cv_folds, "cv_note": seg_tree.cv_note,
+            "per_class": {r["segment"]: {k: v for k, v in r.items() if k != "segment"}
+                          for r in seg_tree.per_class.to_dict(orient="records")},
+            "importances": seg_tree.importances,
+            "threshold_feature": seg_tree.threshold_feature,
+            "threshold_statement": seg_tree.threshold_statement,
+            "feature_notes": seg_tree.feature_notes,
+            "top_rules": seg_tree.top_rules.head(10),
+        })
+
+    models_m: dict[str, Any] = {"skipped": models.skipped, "note": models.note, "n_records": models.n_records,
+                                "n_anomalies": models.n_anomalies, "scores_source": models.scores_source,
+                                "models": {}}
+    for name, m in models.models.items():
+        entry: dict[str, Any] = {"description": m.description, "skipped": m.skipped, "note": m.note,
+                                 "leakage_by_design": m.leakage_by_design}
+        if not m.skipped:
+            entry.update({
+                "features": m.features, "n_fit": m.n_fit, "in_sample": m.in_sample, "cv": m.cv,
+                "cv_folds": m.cv_folds, "cv_note": m.cv_note,
+                "importances_top": m.importances.head(config.top_importances),
+                "leakage_flags": m.leakage, "leaky": bool(m.leakage),
+                "feature_notes": m.feature_notes,
+            })
+            if name == "fair":
+                entry["top_rules"] = m.top_rules.head(10)
+        models_m["models"][name] = entry
+
+    return {
+        "schema_version": METRICS_SCHEMA_VERSION,
+        "grain": kw["grain"],
+        "sample": kw["overview"],
+        "segments": {
+            "by_segment": segments,
+            "without_anomalies": segments_without_anomalies(summary),
+            "anomaly_rate_warning": kw["rate_warning"],
+        },
+        "features": features,
+        "stat_sample_size_per_group": config.stat_sample_size,
+        "rule_lift": kw["rules"],
+        "value_realization": {c.group: {k: v for k, v in c.__dict__.items() if k != "group"}
+                              for c in kw["correlations"]},
+        "crosstabs": {"rows": kw["cross"],
+                      "association": {r["dimension"]: {k: v for k, v in r.items() if k != "dimension"}
+                                      for r in kw["associations"].to_dict(orient="records")}},
+        "clustering": clustering_m,
+        "segment_tree": seg_m,
+        "anomaly_models": models_m,
+        "leakage": {name: m.leakage for name, m in models.models.items() if not m.skipped},
+        "recommendations": [r.__dict__ for r in kw["recs"]],
+        "top_anomalies": kw["top"],
+        "data_quality": {
+            "reconciliation": dq.reconciliation,
+            "issues_by_reason": dq.issues_by_reason,
+            "total_issues": dq.total_issues,
+            "rejected_rows": dq.rejected_rows,
+            "check_warnings": list(kw["check_warnings"]),
+            "data_docs_href": kw["data_docs_href"],
+        },
+        "write_back": {"anomaly_clusters_rows": len(kw["assignments"]),
+                       "anomaly_model_scores_rows": len(kw["scores"])},
+        "charts": [f"{name}.png" for name in kw["charts"]],
+        "notes": kw["notes"],
+        "config": config.to_dict(),
+    }
+
+
+# ---------------------------------------------------------------------------------------------- text
+def _threshold_text(fit: pd.DataFrame) -> str:
+    if "anomaly_threshold" not in fit.columns or not len(fit):
+        return "a retention deviation threshold"
+    thr = pd.to_numeric(fit["anomaly_threshold"], errors="coerce").dropna().unique()
+    modes = sorted(set(text_column(fit, "anomaly_threshold_mode").tolist()) - {"(missing)"})
+    mode = "/".join(modes) if modes else "unknown"
+    if len(thr) == 1:
+        return f"|retention_probability - segment average| > {thr[0]:.4g} ({mode} threshold)"
+    if len(thr) > 1:
+        return (f"|retention_probability - segment average| above a per-segment threshold ({mode}; "
+                f"{thr.min():.4g} to {thr.max():.4g})")
+    return "a retention deviation threshold"
+
+
+def _blocks(**kw: Any) -> list[Block]:
+    fit: pd.DataFrame = kw["fit"]
+    config: ReportConfig = kw["config"]
+    ov = kw["overview"]
+    summary: pd.DataFrame = kw["summary"]
+    significance: pd.DataFrame = kw["significance"]
+    comparison: pd.DataFrame = kw["comparison"]
+    clustering: ClusteringResult = kw["clustering"]
+    seg_tree: SegmentTreeResult = kw["seg_tree"]
+    models: AnomalyModelsResult = kw["models"]
+    dq: DataQualitySummary = kw["dq"]
+    figures = kw["figures"]
+    b: list[Block] = []
+
+    b.append(Para(
+        "A record is a classification anomaly when its retention probability is far from its segment's average: "
+        f"{_threshold_text(fit)}. Every number below comes from the dbt marts or from a model fitted in this "
+        "report (seed "
+        f"{config.random_state}); the anomaly label is defined by retention, so behaviour is compared against it, "
+        "not assumed to cause it."
+    ))
+
+    # 1 sample
+    b.append(Heading("1. Sample"))
+    b.append(Bullets((
+        f"grain: {ov['grain']}",
+        f"records: {_num(ov['records'])}",
+        f"distinct customers: {_num(ov['distinct_customers'])}",
+        f"classification anomalies: {_num(ov['anomaly_records'])} ({_pct(ov['anomaly_rate'])} of records)",
+        "behaviour source: " + (", ".join(f"{k}: {_num(v)}" for k, v in sorted(ov["behaviour_source"].items()))
+                                or "n/a"),
+    )))
+    b.append(_table(summary[["profitability_segment", "record_count", "distinct_customers"]], caption=
+                    "Records per segment", headers={"profitability_segment": "segment", "record_count": "records",
+                                                    "distinct_customers": "customers"}))
+
+    # 2 segments
+    b.append(Heading("2. Segments and anomalies"))
+    b.append(_table(summary, formats={"avg_retention": lambda v: _num(v, 3), "anomaly_rate": _pct,
+                                      "anomaly_share": _pct}, caption="Retention and anomalies per segment",
+                    headers={"profitability_segment": "segment", "record_count": "records",
+                             "distinct_customers": "customers", "avg_retention": "avg retention",
+                             "anomaly_count": "anomalies", "above_count": "above avg",
+                             "below_count": "below avg", "anomaly_rate": "anomaly rate",
+                             "anomaly_share": "share of anomalies"}))
+    texts = []
+    none = segments_without_anomalies(summary)
+    if none:
+        texts.append("Segments with no anomalies: " + ", ".join(f"'{s}'" for s in none) + ".")
+    with_rate = summary.dropna(subset=["anomaly_rate"])
+    if len(with_rate) and with_rate["anomaly_count"].sum() > 0:
+        hi = with_rate.sort_values(["anomaly_rate", "profitability_segment"], ascending=[False, True]).iloc[0]
+        texts.append(f"The highest anomaly rate is in '{hi['profitability_segment']}': {_pct(hi['anomaly_rate'])} "
+                     f"({_num(hi['anomaly_count'])} of {_num(hi['record_count'])} records; "
+                     f"{_num(hi['above_count'])} above and {_num(hi['below_count'])} below the segment average).")
+    if kw["rate_warning"]:
+        texts.append("Warning: " + kw["rate_warning"])
+    for t in texts:
+        b.append(Para(t))
+    if "anomaly_rate" in figures:
+        b.append(Image("anomaly_rate", "Anomaly rate per segment"))
+    cross: pd.DataFrame = kw["cross"]
+    if len(cross):
+        b.append(_table(cross, formats={"anomaly_rate": _pct}, caption="Anomaly rate by dimension value "
+                        "(anomaly_crosstabs)"))
+    assoc: pd.DataFrame = kw["associations"]
+    if len(assoc):
+        b.append(_table(assoc, formats={"chi2": lambda v: _num(v, 4), "p_value": _p,
+                                        "cramers_v": lambda v: _num(v, 3), "highest_rate": _pct},
+                        caption="Chi-square test: does the anomaly rate depend on the dimension? "
+                        f"('association' = p < {config.alpha_large} and Cramer's V >= {config.cramers_v_large})"))
+
+    # 3 behaviour
+    b.append(Heading("3. Behaviour of anomalies vs normal records"))
+    tested = int(significance["n_anomaly_tested"].max()) if len(significance) else 0
+    b.append(Para(
+        "n, mean and median come from anomaly_feature_comparison. The test is a two-sided Mann-Whitney U "
+        "computed from customer_segment_fit, on at most "
+        f"{_num(config.stat_sample_size)} records per group (random sample, fixed seed; the largest group tested "
+        f"here had {_num(tested)} anomaly records). Effect size is the rank-biserial correlation r (positive: "
+        f"anomalies tend to be higher). Verdict: 'large' = p < {config.alpha_large} and |r| >= "
+        f"{config.effect_large}; 'noise' = p >= {config.alpha_noise}; otherwise 'small'."
+    ))
+    table = comparison.merge(significance[["feature_name", "rank_biserial", "p_value", "verdict"]],
+                             on="feature_name", how="left")
+    b.append(_table(table, formats={"p_value": _p, "rank_biserial": lambda v: _num(v, 3)},
+                    caption="Feature comparison: anomaly vs normal",
+                    headers={"feature_name": "feature", "n_anomaly": "n anomaly", "mean_anomaly": "mean anomaly",
+                             "median_anomaly": "median anomaly", "n_normal": "n normal",
+                             "mean_normal": "mean normal", "median_normal": "median normal",
+                             "rank_biserial": "r", "p_value": "p"}))
+    by_verdict = {v: significance.loc[significance["verdict"] == v, "feature_name"].tolist()
+                  for v in ("large", "small", "noise", "insufficient data")}
+    b.append(Bullets(tuple(
+        f"{v}: " + (", ".join(by_verdict[v]) if by_verdict[v] else "none")
+        for v in ("large", "small", "noise", "insufficient data") if by_verdict[v] or v != "insufficient data"
+    )))
+
+    def family_text(family: str, feats: Sequence[str]) -> str:
+        part = significance[significance["feature_name"].isin(feats)]
+        if part.empty:
+            return f"No {family} feature was available."
+        large = part[part["verdict"] == "large"]
+        if large.empty:
+            return (f"No {family} feature differs strongly between anomalies and normal records "
+                    f"(verdicts: " + ", ".join(f"{r.feature_name} {r.verdict}" for r in part.itertuples()) + ").")
+        return (f"{family.capitalize()} features with a large difference: "
+                + ", ".join(f"{r.feature_name} ({r.direction}, r={r.rank_biserial:+.2f})"
+                            for r in large.itertuples()) + ".")
+
+    b.append(Heading("Transaction stability", 3))
+    b.append(Para(family_text("transaction stability", STABILITY_FEATURES)))
+    if "transaction_behaviour" in figures:
+        b.append(Image("transaction_behaviour", "Lifetime transaction count vs monthly rate, anomalies in red"))
+    if "volatility" in figures:
+        b.append(Image("volatility", "Transaction value volatility: anomalies vs normal"))
+    b.append(Heading("Seasonality", 3))
+    b.append(Para(family_text("seasonality", SEASONALITY_FEATURES)))
+    if "seasonal_distribution" in figures:
+        b.append(Image("seasonal_distribution", "Mean quarterly shares per segment and group (seasonal_distribution)"))
+    b.append(Heading("Value realization", 3))
+    corr_frame = pd.DataFrame([c.__dict__ for c in kw["correlations"]])
+    b.append(_table(corr_frame, formats={"pearson": lambda v: _num(v, 3), "spearman": lambda v: _num(v, 3),
+                                         "pearson_p": _p, "spearman_p": _p},
+                    caption="Correlation of comprehensive_customer_score with total_revenue "
+                    f"(at most {_num(config.stat_sample_size)} records per row)"))
+    overall = next(c for c in kw["correlations"] if c.group == "all")
+    if math.isfinite(overall.spearman):
+        strength = "strong" if abs(overall.spearman) >= 0.7 else "moderate" if abs(overall.spearman) >= 0.3 \
+            else "weak"
+        b.append(Para(f"Across all records the score and revenue are {strength}ly rank-correlated (Spearman "
+                      f"rho {overall.spearman:.2f}, Pearson r {overall.pearson:.2f}). "
+                      + family_text("value", ("revenue_per_score", "value_mismatch_z"))))
+    else:
+        b.append(Para("The correlation could not be computed (missing or constant score/revenue)."))
+    if "value_realization" in figures:
+        b.append(Image("value_realization", "comprehensive_customer_score vs total_revenue, anomalies in red"))
+    rules: pd.DataFrame = kw["rules"]
+    b.append(Heading("Threshold rules", 3))
+    if len(rules):
+        b.append(_table(rules, formats={"anomaly_hit_rate": _pct, "normal_hit_rate": _pct,
+                                        "lift_pp": lambda v: _num(v, 3)},
+                        caption="Rule lift (anomaly_rule_lift): lift_pp = anomaly hit rate - normal hit rate, "
+                        "in percentage points"))
+    else:
+        b.append(Para("anomaly_rule_lift is empty."))
+
+    # 4 clustering
+    b.append(Heading("4. Clusters of anomaly records"))
+    if clustering.skipped:
+        b.append(Para(clustering.note + ". No cluster chart is produced."))
+    else:
+        b.append(Para(
+            f"KMeans on {_num(clustering.n_records)} anomaly records (fitted on {_num(clustering.n_fit)}; "
+            f"n_init={config.n_init}, random_state={config.random_state}) using standardised features: "
+            f"{', '.join(clustering.features)}. Missing values were imputed with the column median; all-null or "
+            f"constant columns were dropped. K chosen by {clustering.k_selection}: K={clustering.chosen_k}. "
+            "Labels name the features whose cluster median z-score differs from the other clusters' by at least "
+            f"{config.label_min_z_gap} (plus a 'Qn-heavy' tag when one quarter dominates)."
+        ))
+        if clustering.feature_notes:
+            b.append(Bullets(tuple(clustering.feature_notes)))
+        b.append(_table(clustering.k_scores, formats={"silhouette": lambda v: _num(v, 3),
+                                                      "inertia": lambda v: _num(v, 5)},
+                        caption="Silhouette and inertia per K"))
+        if "silhouette" in figures:
+            b.append(Image("silhouette", "Silhouette (choose max) and inertia (elbow) per K"))
+        prof = clustering.profiles.copy()
+        b.append(_table(prof, formats={"share": _pct}, caption="Cluster sizes and feature medians"))
+        if "clusters" in figures:
+            b.append(Image("clusters", "Anomaly clusters in a 2-D PCA projection, with centroids"))
+        comp = clustering.composition
+        for dim in ("profitability_segment", "lifecycle_stage", "seasonal_preference"):
+            part = comp[comp["dimension"] == dim].drop(columns="dimension")
+            if len(part):
+                b.append(_table(part, formats={"share": _pct}, caption=f"Cluster composition by {dim}"))
+
+    # 5 trees
+    b.append(Heading("5. Decision trees"))
+    b.append(Heading("5a. What defines the segment", 3))
+    if seg_tree.skipped:
+        b.append(Para(seg_tree.note + "."))
+    else:
+        b.append(Para(
+            f"DecisionTreeClassifier (max_depth={config.max_depth}) predicting profitability_segment from behaviour "
+            f"features, fitted on {_num(seg_tree.n_fit)} of {_num(seg_tree.n_records)} records. In-sample accuracy "
+            f"{_pct(seg_tree.accuracy_in_sample)} on the fit rows; cross-validated accuracy "
+            f"{_pct(seg_tree.accuracy_cv)} ({seg_tree.cv_note})."
+        ))
+        b.append(_table(seg_tree.per_class, formats={c: _pct for c in ("precision_in_sample", "recall_in_sample",
+                                                                       "precision_cv", "recall_cv")},
+                        caption="Per-segment precision and recall (in-sample and cross-validated)"))
+        b.append(_table(seg_tree.importances.head(config.top_importances),
+                        formats={"importance": lambda v: _num(v, 3)}, caption="Segment tree: top importances"))
+        if seg_tree.threshold_statement:
+            b.append(Para(seg_tree.threshold_statement))
+        else:
+            b.append(Para("No single feature carries "
+                          f"{config.threshold_importance:.0%} of the importance: the segment combines several "
+                          "behaviour features."))
+        b.append(_table(seg_tree.top_rules.head(8), formats={"purity": _pct},
+                        caption="Largest leaves of the segment tree (fit rows)"))
+        b.append(Code(seg_tree.rules_text, "Segment tree rules (sklearn export_text)"))
+
+    b.append(Heading("5b. What predicts an anomaly", 3))
+    if models.skipped:
+        b.append(Para(models.note + ". No tree charts are produced."))
+    else:
+        b.append(Para(
+            "Four trees (max_depth="
+            f"{config.max_depth}, class_weight={config.class_weight}) predict is_classification_anomaly. In-sample "
+            "metrics are on the fit rows; CV metrics are stratified k-fold out-of-fold predictions for every "
+            "record (folds = min(cv_folds, anomaly count)). The 'full' model contains the retention columns that "
+            "define the label: it is LEAKAGE, shown only to make the leak visible. A model is flagged as leaky when "
+            f"one feature carries >= {config.leak_importance:.0%} of its importance or its CV ROC-AUC is >= "
+            f"{config.leak_auc}."
+        ))
+        mrows = []
+        for name in MODEL_NAMES:
+            m = models.models.get(name)
+            if m is None:
+                continue
+            if m.skipped:
+                mrows.append((name, m.note) + ("",) * 8)
+                continue
+            cv = m.cv or {}
+            mrows.append((
+                ("LEAKAGE: " if m.leakage_by_design else "") + name,
+                m.description,
+                _pct(m.in_sample.get("accuracy")), _num(m.in_sample.get("roc_auc"), 3),
+                _pct(m.in_sample.get("recall_anomaly")),
+                _pct(cv.get("accuracy")), _num(cv.get("roc_auc"), 3), _pct(cv.get("recall_anomaly")),
+                str(m.cv_folds) if m.cv else "skipped",
+                "; ".join(m.leakage) if m.leakage else "none",
+            ))
+        b.append(Table(("model", "features", "in-sample accuracy", "in-sample ROC-AUC", "in-sample recall",
+                        "CV accuracy", "CV ROC-AUC", "CV recall", "CV folds", "leakage flags"), tuple(mrows),
+                       caption="Anomaly models: in-sample vs cross-validated"))
+        b.extend(Para(t) for t in _model_texts(models))
+        for name in MODEL_NAMES:
+            m = models.models.get(name)
+            if m is None or m.skipped:
+                continue
+            b.append(_table(m.importances.head(config.top_importances), formats={"importance": lambda v: _num(v, 3)},
+                            caption=f"{'LEAKAGE ' if m.leakage_by_design else ''}{name} model: top "
+                            f"{config.top_importances} importances (one-hot columns summed per source column)"))
+        if "feature_importances" in figures:
+            b.append(Image("feature_importances", "Feature importances per anomaly model"))
+        fair = models.models.get("fair")
+        if fair is not None and not fair.skipped:
+            if "decision_tree" in figures:
+                b.append(Image("decision_tree", "Fair anomaly tree (first levels)"))
+            b.append(_table(fair.top_rules.head(5), formats={"anomaly_share": _pct, "anomaly_coverage": _pct},
+                            caption="Fair tree: top rules predicting an anomaly (anomaly_share = precision in the "
+                            "leaf, anomaly_coverage = share of all fit-row anomalies in the leaf)"))
+            b.append(Code(fair.rules_text, "Fair tree rules (sklearn export_text)"))
+            b.append(Para(f"Write-back analysis.anomaly_model_scores: {models.scores_source}."))
+
+    # 6 top anomalies
+    b.append(Heading(f"6. Top {config.top_anomalies} anomalies"))
+    top: pd.DataFrame = kw["top"]
+    b.append(_table(top[["customer_record_id", "customer_name", "profitability_segment", "retention_probability",
+                         "segment_avg_retention", "retention_deviation"]],
+                    formats={"retention_probability": lambda v: _num(v, 3),
+                             "segment_avg_retention": lambda v: _num(v, 3),
+                             "retention_deviation": lambda v: _num(v, 3),
+                             "customer_record_id": _str, "customer_name": _str, "profitability_segment": _str},
+                    caption="Largest absolute retention deviations",
+                    headers={"profitability_segment": "segment", "retention_probability": "retention",
+                             "segment_avg_retention": "segment avg", "retention_deviation": "deviation"}))
+
+    # 7 recommendations
+    b.append(Heading("7. Recommendations"))
+    items = []
+    for r in kw["recs"]:
+        links = []
+        if r.clusters:
+            links.append("clusters " + ", ".join(str(c) for c in r.clusters))
+        charts = [f"charts/{f}.png" for f in r.figures if f in figures]
+        if charts:
+            links.append("figures " + ", ".join(charts))
+        status = "SUPPORTED" if r.supported else "NOT SUPPORTED"
+        items.append(f"{r.dimension} ({status}): {r.text}" + (f" See {'; '.join(links)}." if links else ""))
+    b.append(Bullets(tuple(items)))
+    if seg_tree.threshold_statement:
+        b.append(Para("Segment definition: " + seg_tree.threshold_statement))
+
+    # 8 data quality
+    b.append(Heading("8. Data quality"))
+    if len(dq.reconciliation):
+        b.append(_table(dq.reconciliation, caption="Input row reconciliation (input = clean + rejected)"))
+    else:
+        b.append(Para("input_row_reconciliation was not provided."))
+    if len(dq.issues_by_reason):
+        b.append(_table(dq.issues_by_reason, caption=f"Data quality issues by reason ({_num(dq.total_issues)} total)"))
+    else:
+        b.append(Para("No data quality issues were recorded."))
+    warnings_ = list(kw["check_warnings"])
+    if warnings_:
+        b.append(Para("Check warnings:"))
+        b.append(Bullets(tuple(str(w) for w in warnings_)))
+    else:
+        b.append(Para("Check warnings: none."))
+    if kw["data_docs_href"]:
+        b.append(Link("Data docs (validation results)", str(kw["data_docs_href"])))
+
+    # notes
+    b.append(Heading("Method notes"))
+    method = [
+        f"Random seed {config.random_state} everywhere; plots show at most {_num(config.plot_sample_size)} points.",
+        f"Trees and KMeans are fitted on at most {_num(config.fit_sample_size)} records; each CV fold model on at "
+        f"most {_num(config.cv_fit_sample_size)}.",
+        "Numeric features: missing values imputed with the column median; all-null or constant columns dropped. "
+        "Categorical features: missing -> '(missing)', one-hot encoded.",
+    ]
+    if not seg_tree.skipped:
+        method += [f"segment tree: {n}" for n in seg_tree.feature_notes]
+    fair = models.models.get("fair") if not models.skipped else None
+    if fair is not None:
+        method += [f"fair model: {n}" for n in fair.feature_notes]
+    method += list(kw["notes"])
+    b.append(Bullets(tuple(method)))
+    return b
+
+
+def _model_texts(models: AnomalyModelsResult) -> list[str]:
+    out = []
+    full, fair, base, beh = (models.models.get(n) for n in MODEL_NAMES)
+
+    def auc(m):
+        return m.cv["roc_auc"] if m is not None and not m.skipped and m.cv else math.nan
+
+    if full is not None and not full.skipped:
+        out.append(f"The full model reaches CV ROC-AUC {_num(auc(full), 3)}"
+                   + (f" and is flagged: {'; '.join(full.leakage)}" if full.leakage else "")
+                   + ". This is expected: retention_probability and its deviation define the label.")
+    if fair is not None and not fair.skipped:
+        gain = auc(fair) - auc(base)
+        txt = (f"The fair model (no retention-derived feature) reaches CV ROC-AUC {_num(auc(fair), 3)} vs "
+               f"{_num(auc(base), 3)} for the segment-only baseline")
+        if math.isfinite(gain):
+            verdict = ("behaviour adds predictive signal beyond the segment" if gain >= 0.05 else
+                       "behaviour adds little beyond the segment")
+            txt += f" ({gain:+.3f}: {verdict})"
+        if math.isfinite(auc(fair)) and auc(fair) < 0.6:
+            txt += "; an AUC this close to 0.5 means anomalies are barely predictable from behaviour"
+        out.append(txt + ".")
+        if fair.leakage:
+            out.append("Warning: the fair model is flagged as possibly leaky (" + "; ".join(fair.leakage)
+                       + "). Check whether that feature is derived from retention before trusting it.")
+    if beh is not None and not beh.skipped:
+        out.append(f"The behavioural model (numeric behaviour only) reaches CV ROC-AUC {_num(auc(beh), 3)}.")
+    return out
+
+
+# ============================================================================================ writing
+def _generated_at(value: str | None) -> str:
+    if value is not None:
+        return value
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    if epoch is not None and epoch.strip().lstrip("-").isdigit():
+        return datetime.fromtimestamp(int(epoch), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def metrics_json(metrics: Mapping[str, Any], generated_at: str) -> str:
+    payload = json_ready({**metrics, "generated_at": generated_at})
+    return json.dumps(payload, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def write_report(report: Report, out_dir: Path, *, generated_at: str | None = None) -> dict[str, Path]:
+    """Write report.md, report.html, metrics.json and charts/*.png; close the figures.
+
+    ``generated_at`` (else $SOURCE_DATE_EPOCH, else now, UTC) is the only run-dependent value and appears
+    only in metrics.json. Stale chart files from an earlier run (known chart names) are removed.
+    """
+    out_dir = Path(out_dir)
+    charts = out_dir / "charts"
+    charts.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+    for name in CHART_NAMES:
+        path = charts / f"{name}.png"
+        if name not in report.chart_png and name not in report.figures and path.exists():
+            path.unlink()
+    for name, fig in report.figures.items():
+        data = report.chart_png.get(name)
+        if data is None:
+            data = plots.figure_png(fig, int(report.metrics.get("config", {}).get("dpi", 100)))
+        path = charts / f"{name}.png"
+        path.write_bytes(data)
+        paths[f"charts/{name}.png"] = path
+        plots.close(fig)
+    for filename, text in (("report.md", report.markdown), ("report.html", report.html),
+                           ("metrics.json", metrics_json(report.metrics, _generated_at(generated_at)))):
+        path = out_dir / filename
+        path.write_text(text, encoding="utf-8", newline="\n")
+        paths[filename] = path
+    return paths
