@@ -187,8 +187,15 @@ def feature_comparison(anomaly_feature_comparison: pd.DataFrame) -> pd.DataFrame
             row[f"mean_{group}"] = float(pd.to_numeric(first.get("mean_value"), errors="coerce"))
             row[f"median_{group}"] = float(pd.to_numeric(first.get("median_value"), errors="coerce"))
         rows.append(row)
-    columns = ["feature_name", "n_anomaly", "mean_anomaly", "median_anomaly", "n_normal", "mean_normal",
-               "median_normal"]
+    columns = [
+        "feature_name",
+        "n_anomaly",
+        "mean_anomaly",
+        "median_anomaly",
+        "n_normal",
+        "mean_normal",
+        "median_normal",
+    ]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -223,9 +230,7 @@ def classify_difference(p_value: float, effect: float, config: ReportConfig) -> 
     return "small"
 
 
-def feature_significance(
-    fit: pd.DataFrame, features: Sequence[str], config: ReportConfig
-) -> pd.DataFrame:
+def feature_significance(fit: pd.DataFrame, features: Sequence[str], config: ReportConfig) -> pd.DataFrame:
     """Mann-Whitney U (two-sided) anomaly vs normal per feature, on at most ``stat_sample_size`` per group."""
     mask = anomaly_mask(fit)
     rows = []
@@ -257,15 +262,36 @@ def feature_significance(
                 "verdict": verdict,
             }
         )
-    columns = ["feature_name", "n_anomaly", "n_normal", "n_anomaly_tested", "n_normal_tested", "u_statistic",
-               "p_value", "rank_biserial", "direction", "verdict"]
+    columns = [
+        "feature_name",
+        "n_anomaly",
+        "n_normal",
+        "n_anomaly_tested",
+        "n_normal_tested",
+        "u_statistic",
+        "p_value",
+        "rank_biserial",
+        "direction",
+        "verdict",
+    ]
     return pd.DataFrame(rows, columns=columns)
 
 
 def rule_lift_table(anomaly_rule_lift: pd.DataFrame) -> pd.DataFrame:
     """The rule-lift mart, typed and ordered by lift (largest first, ties by rule name)."""
-    columns = ["rule_name", "feature_name", "operator", "threshold", "anomaly_hits", "anomaly_total",
-               "normal_hits", "normal_total", "anomaly_hit_rate", "normal_hit_rate", "lift_pp"]
+    columns = [
+        "rule_name",
+        "feature_name",
+        "operator",
+        "threshold",
+        "anomaly_hits",
+        "anomaly_total",
+        "normal_hits",
+        "normal_total",
+        "anomaly_hit_rate",
+        "normal_hit_rate",
+        "lift_pp",
+    ]
     frame = anomaly_rule_lift.copy()
     for column in columns:
         if column not in frame.columns:
@@ -301,8 +327,15 @@ def _correlation(x: np.ndarray, y: np.ndarray, group: str, config: ReportConfig)
         return Correlation(group, int(len(x)), int(len(xs)), math.nan, math.nan, math.nan, math.nan)
     pr = stats.pearsonr(xs, ys)
     sr = stats.spearmanr(xs, ys)
-    return Correlation(group, int(len(x)), int(len(xs)), float(pr.statistic), float(pr.pvalue),
-                       float(sr.statistic), float(sr.pvalue))
+    return Correlation(
+        group,
+        int(len(x)),
+        int(len(xs)),
+        float(pr.statistic),
+        float(pr.pvalue),
+        float(sr.statistic),
+        float(sr.pvalue),
+    )
 
 
 def value_realization(fit: pd.DataFrame, config: ReportConfig) -> list[Correlation]:
@@ -358,14 +391,30 @@ def crosstab_association(anomaly_crosstabs: pd.DataFrame, config: ReportConfig) 
                 "highest_rate": float(highest["anomaly_rate"].iloc[0]) if len(highest) else math.nan,
             }
         )
-    columns = ["dimension", "values", "chi2", "dof", "p_value", "cramers_v", "verdict", "highest_rate_value",
-               "highest_rate"]
+    columns = [
+        "dimension",
+        "values",
+        "chi2",
+        "dof",
+        "p_value",
+        "cramers_v",
+        "verdict",
+        "highest_rate_value",
+        "highest_rate",
+    ]
     return pd.DataFrame(rows, columns=columns)
 
 
 def crosstab_table(anomaly_crosstabs: pd.DataFrame) -> pd.DataFrame:
     """The crosstab mart typed and ordered by dimension, then value."""
-    columns = ["dimension", "dimension_value", "anomaly_count", "normal_count", "record_count", "anomaly_rate"]
+    columns = [
+        "dimension",
+        "dimension_value",
+        "anomaly_count",
+        "normal_count",
+        "record_count",
+        "anomaly_rate",
+    ]
     frame = anomaly_crosstabs.copy()
     for column in columns:
         if column not in frame.columns:
@@ -381,8 +430,15 @@ def crosstab_table(anomaly_crosstabs: pd.DataFrame) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------- anomalies
 def top_anomalies(classification_anomalies: pd.DataFrame, n: int) -> pd.DataFrame:
     """The ``n`` largest deviations (by ``anomaly_rank``, else by |deviation| then record id)."""
-    columns = ["anomaly_rank", "customer_record_id", "customer_name", "profitability_segment",
-               "retention_probability", "segment_avg_retention", "retention_deviation"]
+    columns = [
+        "anomaly_rank",
+        "customer_record_id",
+        "customer_name",
+        "profitability_segment",
+        "retention_probability",
+        "segment_avg_retention",
+        "retention_deviation",
+    ]
     frame = classification_anomalies.copy()
     for column in columns:
         if column not in frame.columns:
@@ -431,7 +487,9 @@ def data_quality_summary(
         issues = dq_summary.copy()
         for column in keys:
             issues[column] = text_column(issues, column, missing="")
-        issues["issue_count"] = pd.to_numeric(issues["issue_count"], errors="coerce").fillna(0).astype("int64")
+        issues["issue_count"] = (
+            pd.to_numeric(issues["issue_count"], errors="coerce").fillna(0).astype("int64")
+        )
         issues = issues[keys + ["issue_count"]]
     else:
         dq = (data_quality_issues if data_quality_issues is not None else pd.DataFrame()).copy()
@@ -440,10 +498,12 @@ def data_quality_summary(
         if len(dq):
             issues = dq.groupby(keys, sort=True).size().reset_index(name="issue_count")
         else:
-            issues = pd.DataFrame({**{k: pd.Series(dtype=object) for k in keys},
-                                   "issue_count": pd.Series(dtype="int64")})
-    issues = issues.sort_values(["issue_count", *keys], ascending=[False, True, True, True, True],
-                                kind="mergesort").reset_index(drop=True)
+            issues = pd.DataFrame(
+                {**{k: pd.Series(dtype=object) for k in keys}, "issue_count": pd.Series(dtype="int64")}
+            )
+    issues = issues.sort_values(
+        ["issue_count", *keys], ascending=[False, True, True, True, True], kind="mergesort"
+    ).reset_index(drop=True)
     return DataQualitySummary(
         reconciliation=rec,
         issues_by_reason=issues,

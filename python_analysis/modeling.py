@@ -17,8 +17,13 @@ from sklearn.base import clone
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.metrics import accuracy_score, precision_recall_fscore_support, recall_score, roc_auc_score, \
-    silhouette_score
+from sklearn.metrics import (
+    accuracy_score,
+    precision_recall_fscore_support,
+    recall_score,
+    roc_auc_score,
+    silhouette_score,
+)
 from sklearn.model_selection import StratifiedKFold
 from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeClassifier, export_text
@@ -153,6 +158,13 @@ def aggregate_importances(fm: FeatureMatrix, importances: np.ndarray) -> pd.Data
     return out.reset_index(drop=True)
 
 
+def top_importances(importances: pd.DataFrame, n: int) -> pd.DataFrame:
+    """The ``n`` largest non-zero importances (zero-importance features carry no information)."""
+    if importances.empty:
+        return importances
+    return importances[importances["importance"] > 0].head(n).reset_index(drop=True)
+
+
 def _condition(column: str, kind: str, threshold: float, left: bool) -> str:
     if kind == "categorical" and "=" in column:
         source, level = column.split("=", 1)
@@ -208,9 +220,13 @@ def out_of_fold_proba(
     classes, counts = np.unique(y, return_counts=True)
     folds = int(min(config.cv_folds, counts.min())) if len(counts) else 0
     if len(classes) < 2 or folds < 2:
-        return None, folds, (
-            f"cross-validation skipped: the smallest class has {int(counts.min()) if len(counts) else 0} "
-            "record(s), at least 2 are needed"
+        return (
+            None,
+            folds,
+            (
+                f"cross-validation skipped: the smallest class has {int(counts.min()) if len(counts) else 0} "
+                "record(s), at least 2 are needed"
+            ),
         )
     proba = np.zeros((len(y), len(classes)), dtype=float)
     skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=config.random_state)
@@ -263,12 +279,16 @@ def segment_tree(fit: pd.DataFrame, config: ReportConfig) -> SegmentTreeResult:
     """What defines the segment: a tree predicting profitability_segment from behaviour features."""
     n = len(fit)
     if "profitability_segment" not in fit.columns or n == 0:
-        return SegmentTreeResult(skipped=True, note="no records or no profitability_segment column", n_records=n)
+        return SegmentTreeResult(
+            skipped=True, note="no records or no profitability_segment column", n_records=n
+        )
     y_all = text_column(fit, "profitability_segment").to_numpy(dtype=object).astype(str)
     classes = sorted(set(y_all.tolist()))
     if len(classes) < 2:
         return SegmentTreeResult(
-            skipped=True, n_records=n, classes=classes,
+            skipped=True,
+            n_records=n,
+            classes=classes,
             note=f"segment tree skipped: only one segment ({classes[0] if classes else 'none'}) present",
         )
     excluded = set(config.extra_excluded_features)
@@ -279,8 +299,13 @@ def segment_tree(fit: pd.DataFrame, config: ReportConfig) -> SegmentTreeResult:
         config,
     )
     if fm.X.shape[1] == 0:
-        return SegmentTreeResult(skipped=True, n_records=n, classes=classes, feature_notes=fm.notes,
-                                 note="segment tree skipped: no usable behaviour feature (all missing/constant)")
+        return SegmentTreeResult(
+            skipped=True,
+            n_records=n,
+            classes=classes,
+            feature_notes=fm.notes,
+            note="segment tree skipped: no usable behaviour feature (all missing/constant)",
+        )
     idx = stratified_bounded_indices(y_all, config.fit_sample_size, config.random_state)
     X_fit, y_fit = fm.X[idx], y_all[idx]
     model = _tree(config, None).fit(X_fit, y_fit)
@@ -310,15 +335,18 @@ def segment_tree(fit: pd.DataFrame, config: ReportConfig) -> SegmentTreeResult:
         threshold_feature = str(importances["feature"].iloc[0])
         share = float(importances["importance"].iloc[0])
         root = model.tree_.feature[0]
+        cv_text = f" (cross-validated accuracy {acc_cv:.1%})" if math.isfinite(acc_cv) else ""
         root_text = ""
         if root >= 0 and fm.sources[root] == threshold_feature:
-            root_text = " The first split is " + _condition(
-                fm.columns[root], fm.kinds[root], float(model.tree_.threshold[0]), left=True
-            ) + "."
+            root_text = (
+                " The first split is "
+                + _condition(fm.columns[root], fm.kinds[root], float(model.tree_.threshold[0]), left=True)
+                + "."
+            )
         statement = (
             f"The segment is close to a threshold on {threshold_feature}: that one feature carries "
-            f"{share:.0%} of the tree's importance.{root_text} The segment label adds little beyond this "
-            "feature; behaviour that is not captured by it (stability, seasonality) is invisible to the segment."
+            f"{share:.0%} of the tree's importance{cv_text}.{root_text} Other behaviour (stability, seasonality) plays "
+            "little role in how records are assigned to segments."
         )
     rules = leaf_rules(model, fm, X_fit, y_fit)
     rules["purity"] = [
@@ -370,7 +398,10 @@ def model_feature_sets(config: ReportConfig) -> dict[str, tuple[list[str], list[
     behaviour = keep(BEHAVIOUR_NUMERIC)
     categorical = keep(("profitability_segment", *BEHAVIOUR_CATEGORICAL))
     return {
-        "full": (behaviour + list(RETENTION_DERIVED_NUMERIC), categorical + list(RETENTION_DERIVED_CATEGORICAL)),
+        "full": (
+            behaviour + list(RETENTION_DERIVED_NUMERIC),
+            categorical + list(RETENTION_DERIVED_CATEGORICAL),
+        ),
         "fair": (behaviour, categorical),
         "baseline": ([], ["profitability_segment"]),
         "behavioural": (behaviour, []),
@@ -445,17 +476,24 @@ SCORE_COLUMNS = ["customer_record_id", "anomaly_probability", "predicted_anomaly
 
 
 def empty_scores() -> pd.DataFrame:
-    return pd.DataFrame({"customer_record_id": pd.Series(dtype=object),
-                         "anomaly_probability": pd.Series(dtype="float64"),
-                         "predicted_anomaly": pd.Series(dtype=bool)})
+    return pd.DataFrame(
+        {
+            "customer_record_id": pd.Series(dtype=object),
+            "anomaly_probability": pd.Series(dtype="float64"),
+            "predicted_anomaly": pd.Series(dtype=bool),
+        }
+    )
 
 
-def _anomaly_model(
-    name: str, fm: FeatureMatrix, y: np.ndarray, config: ReportConfig
-) -> AnomalyModel:
+def _anomaly_model(name: str, fm: FeatureMatrix, y: np.ndarray, config: ReportConfig) -> AnomalyModel:
     model = AnomalyModel(
-        name=name, description=MODEL_DESCRIPTIONS[name], skipped=False, leakage_by_design=(name == "full"),
-        features=sorted(set(fm.sources)), feature_notes=fm.notes, feature_names=fm.columns,
+        name=name,
+        description=MODEL_DESCRIPTIONS[name],
+        skipped=False,
+        leakage_by_design=(name == "full"),
+        features=sorted(set(fm.sources)),
+        feature_notes=fm.notes,
+        feature_names=fm.columns,
     )
     if fm.X.shape[1] == 0:
         model.skipped = True
@@ -487,7 +525,9 @@ def _anomaly_model(
     rules["anomaly_coverage"] = rules["anomalies"] / total_anomalies
     rules = rules[rules["predicted"] == True]  # noqa: E712 - numpy bools
     rules = rules.sort_values(["anomalies", "leaf"], ascending=[False, True], kind="mergesort")
-    model.top_rules = rules[["rule", "n", "anomalies", "anomaly_share", "anomaly_coverage"]].reset_index(drop=True)
+    model.top_rules = rules[["rule", "n", "anomalies", "anomaly_share", "anomaly_coverage"]].reset_index(
+        drop=True
+    )
     return model
 
 
@@ -499,8 +539,13 @@ def anomaly_models(fit: pd.DataFrame, config: ReportConfig) -> AnomalyModelsResu
     if n == 0 or n_anom in (0, n):
         only = "no records" if n == 0 else ("no anomalies" if n_anom == 0 else "only anomalies")
         return AnomalyModelsResult(
-            skipped=True, note=f"anomaly trees skipped: a single class ({only}); nothing to separate",
-            n_records=n, n_anomalies=n_anom, models={}, scores=empty_scores(), scores_source="none",
+            skipped=True,
+            note=f"anomaly trees skipped: a single class ({only}); nothing to separate",
+            n_records=n,
+            n_anomalies=n_anom,
+            models={},
+            scores=empty_scores(),
+            scores_source="none",
         )
     models: dict[str, AnomalyModel] = {}
     for name, (numeric, categorical) in model_feature_sets(config).items():
@@ -513,13 +558,28 @@ def anomaly_models(fit: pd.DataFrame, config: ReportConfig) -> AnomalyModelsResu
         scores, source = empty_scores(), "none (fair model skipped)"
     else:
         proba = fair.oof_proba if fair.oof_proba is not None else fair.full_proba
-        source = "fair model, out-of-fold (cross-validated)" if fair.oof_proba is not None else \
-            "fair model, in-sample (cross-validation impossible)"
-        scores = pd.DataFrame({"customer_record_id": ids, "anomaly_probability": proba.astype("float64"),
-                               "predicted_anomaly": proba >= 0.5})
+        source = (
+            "fair model, out-of-fold (cross-validated)"
+            if fair.oof_proba is not None
+            else "fair model, in-sample (cross-validation impossible)"
+        )
+        scores = pd.DataFrame(
+            {
+                "customer_record_id": ids,
+                "anomaly_probability": proba.astype("float64"),
+                "predicted_anomaly": proba >= 0.5,
+            }
+        )
         scores = scores.sort_values("customer_record_id", kind="mergesort").reset_index(drop=True)
-    return AnomalyModelsResult(skipped=False, note="", n_records=n, n_anomalies=n_anom, models=models,
-                               scores=scores, scores_source=source)
+    return AnomalyModelsResult(
+        skipped=False,
+        note="",
+        n_records=n,
+        n_anomalies=n_anom,
+        models=models,
+        scores=scores,
+        scores_source=source,
+    )
 
 
 # ============================================================================================ clustering
@@ -572,8 +632,13 @@ ASSIGNMENT_COLUMNS = ["customer_record_id", "cluster_id", "cluster_label"]
 
 
 def empty_assignments() -> pd.DataFrame:
-    return pd.DataFrame({"customer_record_id": pd.Series(dtype=object), "cluster_id": pd.Series(dtype="int64"),
-                         "cluster_label": pd.Series(dtype=object)})
+    return pd.DataFrame(
+        {
+            "customer_record_id": pd.Series(dtype=object),
+            "cluster_id": pd.Series(dtype="int64"),
+            "cluster_label": pd.Series(dtype=object),
+        }
+    )
 
 
 def _quarter_term(anomalies: pd.DataFrame, labels: np.ndarray, cluster: int) -> str | None:
@@ -596,7 +661,10 @@ def _quarter_term(anomalies: pd.DataFrame, labels: np.ndarray, cluster: int) -> 
 
 
 def cluster_labels(
-    z: np.ndarray, labels: np.ndarray, features: Sequence[str], config: ReportConfig,
+    z: np.ndarray,
+    labels: np.ndarray,
+    features: Sequence[str],
+    config: ReportConfig,
     anomalies: pd.DataFrame | None = None,
 ) -> tuple[dict[int, str], dict[int, list[dict[str, object]]], pd.DataFrame]:
     """Short label per cluster from the features whose median z-score differs most from the other clusters."""
@@ -621,14 +689,26 @@ def cluster_labels(
             if word in words:
                 continue
             words.append(word)
-            chosen.append({"feature": feature, "direction": "high" if gap > 0 else "low", "z_gap": gap,
-                           "family": FEATURE_FAMILY.get(feature, "other")})
+            chosen.append(
+                {
+                    "feature": feature,
+                    "direction": "high" if gap > 0 else "low",
+                    "z_gap": gap,
+                    "family": FEATURE_FAMILY.get(feature, "other"),
+                }
+            )
         if anomalies is not None:
             qterm = _quarter_term(anomalies, labels, c)
             if qterm:
                 words.append(qterm)
-                chosen.append({"feature": "q_share", "direction": qterm, "z_gap": math.nan,
-                               "family": "seasonal preference"})
+                chosen.append(
+                    {
+                        "feature": "q_share",
+                        "direction": qterm,
+                        "z_gap": math.nan,
+                        "family": "seasonal preference",
+                    }
+                )
         names[c] = ", ".join(words) if words else "typical anomaly profile"
         terms[c] = chosen
     seen: dict[str, int] = {}
@@ -646,14 +726,19 @@ def anomaly_clusters(anomalies: pd.DataFrame, config: ReportConfig) -> Clusterin
     n = len(anomalies)
     if n < 3:
         return ClusteringResult(
-            skipped=True, n_records=n,
+            skipped=True,
+            n_records=n,
             note=f"clustering skipped: {n} anomaly record(s); at least 3 are needed for 2 clusters with a "
             "silhouette score",
         )
     fm = feature_matrix(anomalies, CLUSTER_FEATURES, [], config, dtype=np.float64)
     if fm.X.shape[1] == 0:
-        return ClusteringResult(skipped=True, n_records=n, feature_notes=fm.notes,
-                                note="clustering skipped: every clustering feature is missing or constant")
+        return ClusteringResult(
+            skipped=True,
+            n_records=n,
+            feature_notes=fm.notes,
+            note="clustering skipped: every clustering feature is missing or constant",
+        )
     idx = bounded_indices(n, config.fit_sample_size, config.random_state)
     scaler = StandardScaler().fit(fm.X[idx])
     Z_all = scaler.transform(fm.X)
@@ -662,7 +747,10 @@ def anomaly_clusters(anomalies: pd.DataFrame, config: ReportConfig) -> Clusterin
     k_cap = min(config.k_max, len(idx) - 1, n_distinct)
     if n_distinct < 2 or k_cap < config.k_min:
         return ClusteringResult(
-            skipped=True, n_records=n, feature_notes=fm.notes, features=fm.columns,
+            skipped=True,
+            n_records=n,
+            feature_notes=fm.notes,
+            features=fm.columns,
             note=f"clustering skipped: only {n_distinct} distinct anomaly profile(s); "
             f"K in {config.k_min}..{config.k_max} needs more",
         )
@@ -676,8 +764,14 @@ def anomaly_clusters(anomalies: pd.DataFrame, config: ReportConfig) -> Clusterin
         labels = km.labels_
         sil = math.nan
         if 2 <= len(np.unique(labels)) <= len(idx) - 1:
-            sil = float(silhouette_score(Z_fit, labels, sample_size=sil_n if sil_n < len(idx) else None,
-                                         random_state=config.random_state))
+            sil = float(
+                silhouette_score(
+                    Z_fit,
+                    labels,
+                    sample_size=sil_n if sil_n < len(idx) else None,
+                    random_state=config.random_state,
+                )
+            )
         rows.append({"k": k, "silhouette": sil, "inertia": float(km.inertia_)})
         models[k] = km
     k_scores = pd.DataFrame(rows, columns=["k", "silhouette", "inertia"])
@@ -687,12 +781,20 @@ def anomaly_clusters(anomalies: pd.DataFrame, config: ReportConfig) -> Clusterin
         if k not in models:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
-                models[k] = KMeans(n_clusters=k, n_init=config.n_init, random_state=config.random_state).fit(Z_fit)
+                models[k] = KMeans(n_clusters=k, n_init=config.n_init, random_state=config.random_state).fit(
+                    Z_fit
+                )
     else:
         valid = k_scores.dropna(subset=["silhouette"])
         if valid.empty:
-            return ClusteringResult(skipped=True, n_records=n, feature_notes=fm.notes, features=fm.columns,
-                                    k_scores=k_scores, note="clustering skipped: no K gave a valid silhouette")
+            return ClusteringResult(
+                skipped=True,
+                n_records=n,
+                feature_notes=fm.notes,
+                features=fm.columns,
+                k_scores=k_scores,
+                note="clustering skipped: no K gave a valid silhouette",
+            )
         best = valid.sort_values(["silhouette", "k"], ascending=[False, True], kind="mergesort").iloc[0]
         k = int(best["k"])
         selection = f"highest silhouette over K={config.k_min}..{k_cap}"
@@ -708,14 +810,23 @@ def anomaly_clusters(anomalies: pd.DataFrame, config: ReportConfig) -> Clusterin
     centers = km.cluster_centers_[order]
     names, terms, gaps = cluster_labels(Z_all, labels_all, fm.columns, config, anomalies)
     ids = text_column(anomalies, "customer_record_id", missing="").to_numpy(dtype=object)
-    assignments = pd.DataFrame({"customer_record_id": ids, "cluster_id": labels_all.astype("int64"),
-                                "cluster_label": [names[c] for c in labels_all]})
+    assignments = pd.DataFrame(
+        {
+            "customer_record_id": ids,
+            "cluster_id": labels_all.astype("int64"),
+            "cluster_label": [names[c] for c in labels_all],
+        }
+    )
     assignments = assignments.sort_values("customer_record_id", kind="mergesort").reset_index(drop=True)
     prof_rows = []
     for c in sorted(names):
         inside = labels_all == c
-        row: dict[str, object] = {"cluster_id": c, "cluster_label": names[c], "size": int(inside.sum()),
-                                  "share": float(inside.mean())}
+        row: dict[str, object] = {
+            "cluster_id": c,
+            "cluster_label": names[c],
+            "size": int(inside.sum()),
+            "share": float(inside.mean()),
+        }
         for feature in fm.columns:
             values = numeric_column(anomalies, feature)[inside]
             values = values[np.isfinite(values)]
@@ -731,8 +842,15 @@ def anomaly_clusters(anomalies: pd.DataFrame, config: ReportConfig) -> Clusterin
             for value in sorted(table.columns):
                 count = int(table.loc[c, value])
                 if count:
-                    comp_rows.append({"dimension": dim, "cluster_id": int(c), "value": str(value), "count": count,
-                                      "share": count / total})
+                    comp_rows.append(
+                        {
+                            "dimension": dim,
+                            "cluster_id": int(c),
+                            "value": str(value),
+                            "count": count,
+                            "share": count / total,
+                        }
+                    )
     composition = pd.DataFrame(comp_rows, columns=["dimension", "cluster_id", "value", "count", "share"])
     n_comp = min(2, Z_fit.shape[1])
     pca = PCA(n_components=n_comp, random_state=config.random_state).fit(Z_fit)

@@ -13,12 +13,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from sklearn.tree import plot_tree  # noqa: E402
 
 from .analysis import anomaly_mask, bounded_indices, numeric_column, text_column  # noqa: E402
 from .config import ReportConfig  # noqa: E402
-from .modeling import AnomalyModel, ClusteringResult  # noqa: E402
+from .modeling import AnomalyModel, ClusteringResult, top_importances  # noqa: E402
 
 ANOMALY_COLOR = "#d62728"
 NORMAL_COLOR = "#7f7f7f"
@@ -26,7 +27,9 @@ QUARTER_COLORS = ("#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd")
 
 
 def _figure(config: ReportConfig, size: tuple[float, float] | None = None) -> Figure:
-    return Figure(figsize=size or config.figure_size, dpi=config.dpi, layout="constrained")
+    fig = Figure(figsize=size or config.figure_size, dpi=config.dpi, layout="constrained")
+    FigureCanvasAgg(fig)  # no pyplot global state; Agg renderer attached
+    return fig
 
 
 def figure_png(fig: Figure, dpi: int) -> bytes:
@@ -58,10 +61,24 @@ def transaction_behaviour(fit: pd.DataFrame, config: ReportConfig) -> Figure:
     y = numeric_column(fit, "avg_transactions_per_month")[idx]
     fig = _figure(config)
     ax = fig.add_subplot()
-    ax.scatter(x[~mask], y[~mask], s=8, alpha=0.35, color=NORMAL_COLOR, label=f"normal (n={int((~mask).sum())})",
-               linewidths=0)
-    ax.scatter(x[mask], y[mask], s=14, alpha=0.8, color=ANOMALY_COLOR, label=f"anomaly (n={int(mask.sum())})",
-               linewidths=0)
+    ax.scatter(
+        x[~mask],
+        y[~mask],
+        s=8,
+        alpha=0.35,
+        color=NORMAL_COLOR,
+        label=f"normal (n={int((~mask).sum())})",
+        linewidths=0,
+    )
+    ax.scatter(
+        x[mask],
+        y[mask],
+        s=14,
+        alpha=0.8,
+        color=ANOMALY_COLOR,
+        label=f"anomaly (n={int(mask.sum())})",
+        linewidths=0,
+    )
     ax.set_xlabel("transaction_count (lifetime transactions)")
     ax.set_ylabel("avg_transactions_per_month")
     ax.set_title(f"Transaction behaviour: lifetime count vs monthly rate (plotted {len(idx)} of {len(fit)})")
@@ -84,8 +101,14 @@ def volatility(fit: pd.DataFrame, config: ReportConfig) -> Figure:
             v = values[sel]
             v = v[np.isfinite(v)]
             if len(v):
-                ax.hist(np.clip(v, lo, hi), bins=bins, density=True, alpha=0.5, color=color,
-                        label=f"{group} (n={len(v)}, median={np.median(v):.3g})")
+                ax.hist(
+                    np.clip(v, lo, hi),
+                    bins=bins,
+                    density=True,
+                    alpha=0.5,
+                    color=color,
+                    label=f"{group} (n={len(v)}, median={np.median(v):.3g})",
+                )
         ax.legend(loc="best")
     ax.set_xlabel("transaction_value_volatility (values above the 99th percentile clipped)")
     ax.set_ylabel("density")
@@ -108,7 +131,9 @@ def seasonal_distribution(seasonal: pd.DataFrame, config: ReportConfig) -> Figur
     x = np.arange(len(labels))
     for q in range(4):
         shares = pd.to_numeric(seg.get(f"q{q + 1}_share_mean"), errors="coerce").to_numpy(dtype=float)
-        ax.bar(x + (q - 1.5) * 0.2, np.nan_to_num(shares), width=0.2, color=QUARTER_COLORS[q], label=f"Q{q + 1}")
+        ax.bar(
+            x + (q - 1.5) * 0.2, np.nan_to_num(shares), width=0.2, color=QUARTER_COLORS[q], label=f"Q{q + 1}"
+        )
     ax.axhline(0.25, color="black", linestyle="--", linewidth=1, label="even (0.25)")
     ax.set_xticks(x, labels, fontsize=8)
     ax.set_ylabel("mean share of transactions in quarter")
@@ -134,7 +159,9 @@ def value_realization(fit: pd.DataFrame, pearson: float, spearman: float, config
     def fmt(v: float) -> str:
         return "n/a" if v is None or not math.isfinite(v) else f"{v:.2f}"
 
-    ax.set_title(f"Value realization: score vs revenue (Pearson r={fmt(pearson)}, Spearman rho={fmt(spearman)})")
+    ax.set_title(
+        f"Value realization: score vs revenue (Pearson r={fmt(pearson)}, Spearman rho={fmt(spearman)})"
+    )
     ax.set_xlabel("comprehensive_customer_score")
     ax.set_ylabel("total_revenue")
     ax.legend(loc="best")
@@ -149,8 +176,13 @@ def anomaly_rate(summary: pd.DataFrame, config: ReportConfig) -> Figure:
     x = np.arange(len(summary))
     bars = ax.bar(x, rates, color=ANOMALY_COLOR, alpha=0.8)
     for bar, count, total in zip(bars, summary["anomaly_count"], summary["record_count"], strict=True):
-        ax.annotate(f"{int(count)}/{int(total)}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                    ha="center", va="bottom", fontsize=8)
+        ax.annotate(
+            f"{int(count)}/{int(total)}",
+            (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+            ha="center",
+            va="bottom",
+            fontsize=8,
+        )
     ax.set_xticks(x, summary["profitability_segment"].tolist(), rotation=20, ha="right")
     ax.set_xlabel("profitability_segment")
     ax.set_ylabel("anomaly rate (anomalies / records)")
@@ -190,11 +222,25 @@ def clusters(result: ClusteringResult, config: ReportConfig) -> Figure:
     sizes = dict(zip(result.profiles["cluster_id"], result.profiles["size"], strict=True))
     for c in sorted(labels):
         sel = proj["cluster_id"] == c
-        ax.scatter(proj.loc[sel, "pc1"], proj.loc[sel, "pc2"], s=10, alpha=0.5, color=cmap(c % 10), linewidths=0,
-                   label=f"{c}: {labels[c]} (n={sizes[c]})")
+        ax.scatter(
+            proj.loc[sel, "pc1"],
+            proj.loc[sel, "pc2"],
+            s=10,
+            alpha=0.5,
+            color=cmap(c % 10),
+            linewidths=0,
+            label=f"{c}: {labels[c]} (n={sizes[c]})",
+        )
     if result.centroids_2d is not None:
-        ax.scatter(result.centroids_2d[:, 0], result.centroids_2d[:, 1], marker="X", s=160, color="black",
-                   edgecolors="white", label="centroids")
+        ax.scatter(
+            result.centroids_2d[:, 0],
+            result.centroids_2d[:, 1],
+            marker="X",
+            s=160,
+            color="black",
+            edgecolors="white",
+            label="centroids",
+        )
     ev = result.explained_variance + [0.0] * (2 - len(result.explained_variance))
     ax.set_xlabel(f"PC1 ({ev[0]:.0%} of variance)")
     ax.set_ylabel(f"PC2 ({ev[1]:.0%} of variance)")
@@ -207,11 +253,22 @@ def clusters(result: ClusteringResult, config: ReportConfig) -> Figure:
 def decision_tree(model: AnomalyModel, config: ReportConfig) -> Figure:
     fig = _figure(config, config.tree_figure_size)
     ax = fig.add_subplot()
-    plot_tree(model.estimator, max_depth=config.tree_plot_depth, feature_names=model.feature_names,
-              class_names=["normal", "anomaly"], filled=True, impurity=False, proportion=True, rounded=True,
-              fontsize=8, ax=ax)
-    ax.set_title(f"Fair anomaly tree (no retention-derived features), first {config.tree_plot_depth} levels of "
-                 f"max_depth={config.max_depth}; value = class proportions (class-weighted)")
+    plot_tree(
+        model.estimator,
+        max_depth=config.tree_plot_depth,
+        feature_names=model.feature_names,
+        class_names=["normal", "anomaly"],
+        filled=True,
+        impurity=False,
+        proportion=True,
+        rounded=True,
+        fontsize=8,
+        ax=ax,
+    )
+    ax.set_title(
+        f"Fair anomaly tree (no retention-derived features), first {config.tree_plot_depth} levels of "
+        f"max_depth={config.max_depth}; value = class proportions (class-weighted)"
+    )
     return fig
 
 
@@ -221,21 +278,34 @@ def feature_importances(models: Mapping[str, AnomalyModel], config: ReportConfig
     rows = math.ceil(len(shown) / cols) if shown else 1
     fig = _figure(config, (config.figure_size[0] * 1.6, 3.2 * rows + 0.6))
     axes = fig.subplots(rows, cols, squeeze=False)
-    for ax in axes.ravel()[len(shown):]:
+    for ax in axes.ravel()[len(shown) :]:
         ax.set_visible(False)
     for ax, model in zip(axes.ravel(), shown, strict=False):
-        top = model.importances.head(config.top_importances).iloc[::-1]
+        top = top_importances(model.importances, config.top_importances).iloc[::-1]
         colors = ["#9467bd" if k == "categorical" else "#1f77b4" for k in top["kind"]]
-        ax.barh([f"{f} [{'cat' if k == 'categorical' else 'num'}]" for f, k in zip(top["feature"], top["kind"],
-                                                                                  strict=True)],
-                top["importance"], color=colors)
+        ax.barh(
+            [
+                f"{f} [{'cat' if k == 'categorical' else 'num'}]"
+                for f, k in zip(top["feature"], top["kind"], strict=True)
+            ],
+            top["importance"],
+            color=colors,
+            height=0.6,
+        )
+        ax.set_ylim(-0.5, config.top_importances - 0.5)
         auc = model.cv["roc_auc"] if model.cv else math.nan
         tag = "LEAKAGE " if model.leakage_by_design else ""
-        ax.set_title(f"{tag}{model.name} model (CV ROC-AUC {auc:.2f})" if math.isfinite(auc)
-                     else f"{tag}{model.name} model (no CV)", fontsize=10)
-        ax.set_xlabel("importance (one-hot columns summed per source)")
+        ax.set_title(
+            f"{tag}{model.name} model (CV ROC-AUC {auc:.2f})"
+            if math.isfinite(auc)
+            else f"{tag}{model.name} model (no CV)",
+            fontsize=10,
+        )
+        ax.set_xlabel("importance (one-hot summed per source; zeros omitted)")
         ax.set_xlim(0, 1)
         ax.tick_params(axis="y", labelsize=8)
         ax.grid(axis="x", alpha=0.3)
-    fig.suptitle("Anomaly decision trees: top feature importances per model ([cat]=categorical, [num]=numeric)")
+    fig.suptitle(
+        "Anomaly decision trees: top feature importances per model ([cat]=categorical, [num]=numeric)"
+    )
     return fig

@@ -56,6 +56,7 @@ from .modeling import (
     anomaly_models,
     empty_assignments,
     segment_tree,
+    top_importances,
 )
 
 MART_KEYS: tuple[str, ...] = (
@@ -162,7 +163,10 @@ def render_markdown(title: str, blocks: Sequence[Block]) -> str:
             fence = "~" * max(4, _longest_run(block.text, "~") + 1)
             lines += [f"{_md_escape(block.title)}:", "", fence, block.text.rstrip("\n"), fence, ""]
         elif isinstance(block, Link):
-            lines += [f"[{_md_escape(block.text)}](<{block.href.replace('>', '%3E').replace(' ', '%20')}>)", ""]
+            lines += [
+                f"[{_md_escape(block.text)}](<{block.href.replace('>', '%3E').replace(' ', '%20')}>)",
+                "",
+            ]
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
@@ -219,7 +223,9 @@ def render_html(title: str, blocks: Sequence[Block], images: Mapping[str, bytes]
             rows = ["<table>"]
             if block.caption:
                 rows.append(f"<caption>{esc(block.caption)}</caption>")
-            rows.append("<thead><tr>" + "".join(f"<th>{esc(c)}</th>" for c in block.columns) + "</tr></thead>")
+            rows.append(
+                "<thead><tr>" + "".join(f"<th>{esc(c)}</th>" for c in block.columns) + "</tr></thead>"
+            )
             rows.append("<tbody>")
             for row in block.rows:
                 rows.append("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>")
@@ -235,11 +241,15 @@ def render_html(title: str, blocks: Sequence[Block], images: Mapping[str, bytes]
                 f"<figcaption>{esc(block.caption)}</figcaption></figure>"
             )
         elif isinstance(block, Code):
-            parts.append(f"<details><summary>{esc(block.title)}</summary><pre>{esc(block.text)}</pre></details>")
+            parts.append(
+                f"<details><summary>{esc(block.title)}</summary><pre>{esc(block.text)}</pre></details>"
+            )
         elif isinstance(block, Link):
             href = _safe_href(block.href)
             if href is None:
-                parts.append(f"<p>{esc(block.text)}: {esc(block.href)} (link not rendered: unsafe scheme)</p>")
+                parts.append(
+                    f"<p>{esc(block.text)}: {esc(block.href)} (link not rendered: unsafe scheme)</p>"
+                )
             else:
                 parts.append(f'<p><a href="{esc(href, quote=True)}">{esc(block.text)}</a></p>')
     parts += ["</body>", "</html>"]
@@ -286,13 +296,23 @@ def _p(value: Any) -> str:
 def _rows(frame: pd.DataFrame, formats: Mapping[str, Any]) -> tuple[tuple[str, ...], ...]:
     out = []
     for record in frame.to_dict(orient="records"):
-        out.append(tuple(formats.get(col, _num)(record[col]) if col in formats or not isinstance(record[col], str)
-                         else record[col] for col in frame.columns))
+        out.append(
+            tuple(
+                formats.get(col, _num)(record[col])
+                if col in formats or not isinstance(record[col], str)
+                else record[col]
+                for col in frame.columns
+            )
+        )
     return tuple(out)
 
 
-def _table(frame: pd.DataFrame, formats: Mapping[str, Any] | None = None, caption: str = "",
-           headers: Mapping[str, str] | None = None) -> Table:
+def _table(
+    frame: pd.DataFrame,
+    formats: Mapping[str, Any] | None = None,
+    caption: str = "",
+    headers: Mapping[str, str] | None = None,
+) -> Table:
     formats = formats or {}
     headers = headers or {}
     columns = tuple(headers.get(c, c) for c in frame.columns)
@@ -354,20 +374,26 @@ def recommendations(
     assoc = {row.dimension: row for row in associations.itertuples(index=False)}
 
     def large(features: Sequence[str]) -> list[str]:
-        return [f"{f} differs strongly between anomalies and normal records (rank-biserial {effect[f]:+.2f})"
-                for f in features if verdict.get(f) == "large"]
+        hits = [f"{f} (r={effect[f]:+.2f})" for f in features if verdict.get(f) == "large"]
+        if not hits:
+            return []
+        return ["large anomaly-vs-normal differences (Mann-Whitney, rank-biserial r) in " + ", ".join(hits)]
 
     def cluster_hits(family: str) -> tuple[list[int], list[str]]:
         ids, ev = [], []
         if clustering.skipped:
             return ids, ev
-        labels = dict(zip(clustering.profiles["cluster_id"], clustering.profiles["cluster_label"], strict=True))
+        labels = dict(
+            zip(clustering.profiles["cluster_id"], clustering.profiles["cluster_label"], strict=True)
+        )
         for c, terms in sorted(clustering.terms.items()):
             fam = [t for t in terms if t["family"] == family]
             if fam:
                 ids.append(int(c))
-                ev.append(f"cluster {c} ('{labels[c]}') is distinguished by "
-                          + ", ".join(f"{t['direction']} {t['feature']}" for t in fam))
+                ev.append(
+                    f"cluster {c} ('{labels[c]}') is distinguished by "
+                    + ", ".join(f"{t['direction']} {t['feature']}" for t in fam)
+                )
         return ids, ev
 
     def model_hits(features: Sequence[str]) -> list[str]:
@@ -377,11 +403,13 @@ def recommendations(
             return []
         base_auc = base.cv["roc_auc"] if base is not None and base.cv else math.nan
         gain = fair.cv["roc_auc"] - base_auc if math.isfinite(base_auc) else math.nan
-        top = fair.importances.head(3)
+        top = top_importances(fair.importances, 3)
         hits = [f for f in top["feature"] if f in features]
         if hits and math.isfinite(gain) and gain >= 0.05:
-            return [f"the fair tree ranks {', '.join(hits)} among its top 3 features and beats the segment-only "
-                    f"baseline by {gain:+.2f} CV ROC-AUC"]
+            return [
+                f"the fair tree ranks {', '.join(hits)} among its top 3 features and beats the segment-only "
+                f"baseline by {gain:+.2f} CV ROC-AUC"
+            ]
         return []
 
     out = []
@@ -389,57 +417,89 @@ def recommendations(
     ev = large(STABILITY_FEATURES)
     ids, cev = cluster_hits("transaction stability")
     mev = model_hits(STABILITY_FEATURES)
-    out.append(_recommendation(
-        "transaction stability", ev + cev + mev, ids, ["transaction_behaviour", "volatility", "clusters"],
-        "Add a transaction-stability dimension (value volatility, consistency of the monthly rate with the "
-        "lifetime count, quarterly coverage).",
-    ))
+    out.append(
+        _recommendation(
+            "transaction stability",
+            ev + cev + mev,
+            ids,
+            ["transaction_behaviour", "volatility", "clusters"],
+            "Add a transaction-stability dimension (value volatility, consistency of the monthly rate with the "
+            "lifetime count, quarterly coverage).",
+            "no stability feature differs strongly between anomalies and normal records, no anomaly cluster is "
+            "distinguished by one, and the fair tree does not rely on one",
+        )
+    )
     # seasonal preference
     ev = large(SEASONALITY_FEATURES)
     ids, cev = cluster_hits("seasonal preference")
     aev = []
     row = assoc.get("seasonal_preference")
     if row is not None and row.verdict == "association":
-        aev.append(f"the anomaly rate depends on seasonal_preference (chi-square p={_p(row.p_value)}, "
-                   f"Cramer's V {row.cramers_v:.2f}; highest in '{row.highest_rate_value}' at "
-                   f"{_pct(row.highest_rate)})")
-    out.append(_recommendation(
-        "seasonal preference", ev + cev + aev + model_hits(SEASONALITY_FEATURES), ids,
-        ["seasonal_distribution", "clusters"],
-        "Add a seasonal-preference dimension (quarterly share profile, e.g. Q4-focused vs year-round).",
-    ))
+        aev.append(
+            f"the anomaly rate depends on seasonal_preference (chi-square p={_p(row.p_value)}, "
+            f"Cramer's V {row.cramers_v:.2f}; highest in '{row.highest_rate_value}' at "
+            f"{_pct(row.highest_rate)})"
+        )
+    out.append(
+        _recommendation(
+            "seasonal preference",
+            ev + cev + aev + model_hits(SEASONALITY_FEATURES),
+            ids,
+            ["seasonal_distribution", "clusters"],
+            "Add a seasonal-preference dimension (quarterly share profile, e.g. Q4-focused vs year-round).",
+            "no seasonality feature differs strongly between anomalies and normal records, no anomaly cluster is "
+            "distinguished by one, and the anomaly rate shows no association with seasonal_preference",
+        )
+    )
     # lifecycle stage
     ev = large(LIFECYCLE_FEATURES)
     row = assoc.get("lifecycle_stage")
     if row is not None and row.verdict == "association":
-        ev.append(f"the anomaly rate depends on lifecycle_stage (chi-square p={_p(row.p_value)}, Cramer's V "
-                  f"{row.cramers_v:.2f}; highest in '{row.highest_rate_value}' at {_pct(row.highest_rate)})")
-    out.append(_recommendation(
-        "lifecycle stage", ev + model_hits(LIFECYCLE_FEATURES), [], [],
-        "Add lifecycle stage as a segmentation dimension.",
-    ))
+        ev.append(
+            f"the anomaly rate depends on lifecycle_stage (chi-square p={_p(row.p_value)}, Cramer's V "
+            f"{row.cramers_v:.2f}; highest in '{row.highest_rate_value}' at {_pct(row.highest_rate)})"
+        )
+    out.append(
+        _recommendation(
+            "lifecycle stage",
+            ev + model_hits(LIFECYCLE_FEATURES),
+            [],
+            [],
+            "Add lifecycle stage as a segmentation dimension.",
+            "customer_age_days does not differ strongly between anomalies and normal records and the anomaly rate "
+            "shows no association with lifecycle_stage (lifecycle is not a clustering feature)",
+        )
+    )
     # value realization
     ev = large(("revenue_per_score", "value_mismatch_z"))
     overall = next((c for c in correlations if c.group == "all"), None)
     if overall is not None and math.isfinite(overall.spearman) and abs(overall.spearman) < 0.3:
-        ev.append(f"comprehensive_customer_score barely ranks revenue (Spearman rho {overall.spearman:.2f} over "
-                  f"{overall.n_tested} records)")
-    out.append(_recommendation(
-        "value realization", ev + model_hits(VALUE_FEATURES), [], ["value_realization"],
-        "Recalibrate comprehensive_customer_score against realised revenue (value realization path).",
-    ))
+        ev.append(
+            f"comprehensive_customer_score barely ranks revenue (Spearman rho {overall.spearman:.2f} over "
+            f"{overall.n_tested} records)"
+        )
+    out.append(
+        _recommendation(
+            "value realization",
+            ev + model_hits(VALUE_FEATURES),
+            [],
+            ["value_realization"],
+            "Recalibrate comprehensive_customer_score against realised revenue (value realization path).",
+            "revenue_per_score and value_mismatch_z do not differ strongly between anomalies and normal records and "
+            "the score ranks revenue at least moderately (|Spearman rho| >= 0.3)",
+        )
+    )
     return out
 
 
-def _recommendation(dimension: str, evidence: list[str], clusters: list[int], figures: list[str],
-                    action: str) -> Recommendation:
+def _recommendation(
+    dimension: str, evidence: list[str], clusters: list[int], figures: list[str], action: str, absent: str
+) -> Recommendation:
     supported = bool(evidence)
     if supported:
         text = f"{action} Evidence: " + "; ".join(evidence) + "."
     else:
-        text = (f"The evidence does not support adding {dimension} yet: no related feature differs strongly "
-                "between anomalies and normal records, no cluster is distinguished by it and no test of the "
-                "crosstab shows an association.")
+        text = f"The evidence does not support a {dimension} dimension: {absent}."
     return Recommendation(dimension, supported, tuple(evidence), tuple(clusters), tuple(figures), text)
 
 
@@ -497,7 +557,9 @@ def build_report(
     seg_tree = segment_tree(fit, config)
     models = anomaly_models(fit, config)
     recs = recommendations(significance, clustering, associations, correlations, models)
-    dq = data_quality_summary(marts.get("input_row_reconciliation"), marts.get("data_quality_issues"), dq_summary)
+    dq = data_quality_summary(
+        marts.get("input_row_reconciliation"), marts.get("data_quality_issues"), dq_summary
+    )
     top = top_anomalies(anomalies, config.top_anomalies)
     for skipped in (clustering, seg_tree, models):
         if skipped.skipped:
@@ -510,17 +572,52 @@ def build_report(
     scores = models.scores
 
     metrics = _metrics(
-        config=config, grain=grain, overview=overview, summary=summary, rate_warning=rate_warning,
-        comparison=comparison, significance=significance, rules=rules, correlations=correlations, cross=cross,
-        associations=associations, clustering=clustering, seg_tree=seg_tree, models=models, recs=recs, dq=dq,
-        top=top, check_warnings=check_warnings, data_docs_href=data_docs_href, notes=notes,
-        charts=sorted(figures), assignments=assignments, scores=scores,
+        config=config,
+        grain=grain,
+        overview=overview,
+        summary=summary,
+        rate_warning=rate_warning,
+        comparison=comparison,
+        significance=significance,
+        rules=rules,
+        correlations=correlations,
+        cross=cross,
+        associations=associations,
+        clustering=clustering,
+        seg_tree=seg_tree,
+        models=models,
+        recs=recs,
+        dq=dq,
+        top=top,
+        check_warnings=check_warnings,
+        data_docs_href=data_docs_href,
+        notes=notes,
+        charts=sorted(figures),
+        assignments=assignments,
+        scores=scores,
     )
     blocks = _blocks(
-        fit=fit, config=config, overview=overview, summary=summary, rate_warning=rate_warning,
-        comparison=comparison, significance=significance, rules=rules, correlations=correlations, cross=cross,
-        associations=associations, clustering=clustering, seg_tree=seg_tree, models=models, recs=recs, dq=dq,
-        top=top, check_warnings=check_warnings, data_docs_href=data_docs_href, notes=notes, figures=figures,
+        fit=fit,
+        config=config,
+        overview=overview,
+        summary=summary,
+        rate_warning=rate_warning,
+        comparison=comparison,
+        significance=significance,
+        rules=rules,
+        correlations=correlations,
+        cross=cross,
+        associations=associations,
+        clustering=clustering,
+        seg_tree=seg_tree,
+        models=models,
+        recs=recs,
+        dq=dq,
+        top=top,
+        check_warnings=check_warnings,
+        data_docs_href=data_docs_href,
+        notes=notes,
+        figures=figures,
     )
     title = "Segment fit report: do customers behave like their profitability segment?"
     return Report(
@@ -577,55 +674,86 @@ def _metrics(**kw: Any) -> dict[str, Any]:
             entry.update(sig.loc[name].drop(["n_anomaly", "n_normal"]).to_dict())
         features[name] = entry
 
-    segments = {row["profitability_segment"]: {k: v for k, v in row.items() if k != "profitability_segment"}
-                for row in summary.to_dict(orient="records")}
+    segments = {
+        row["profitability_segment"]: {k: v for k, v in row.items() if k != "profitability_segment"}
+        for row in summary.to_dict(orient="records")
+    }
 
-    clustering_m: dict[str, Any] = {"skipped": clustering.skipped, "note": clustering.note,
-                                    "n_records": clustering.n_records}
+    clustering_m: dict[str, Any] = {
+        "skipped": clustering.skipped,
+        "note": clustering.note,
+        "n_records": clustering.n_records,
+    }
     if not clustering.skipped:
-        clustering_m.update({
-            "n_fit": clustering.n_fit,
-            "features": clustering.features,
-            "feature_notes": clustering.feature_notes,
-            "k_selection": clustering.k_selection,
-            "chosen_k": clustering.chosen_k,
-            "k_scores": clustering.k_scores,
-            "clusters": {str(r["cluster_id"]): r for r in clustering.profiles.to_dict(orient="records")},
-            "z_gaps": clustering.z_gaps,
-            "terms": {str(k): v for k, v in clustering.terms.items()},
-            "composition": clustering.composition,
-            "pca_explained_variance": clustering.explained_variance,
-        })
+        clustering_m.update(
+            {
+                "n_fit": clustering.n_fit,
+                "features": clustering.features,
+                "feature_notes": clustering.feature_notes,
+                "k_selection": clustering.k_selection,
+                "chosen_k": clustering.chosen_k,
+                "k_scores": clustering.k_scores,
+                "clusters": {str(r["cluster_id"]): r for r in clustering.profiles.to_dict(orient="records")},
+                "z_gaps": clustering.z_gaps,
+                "terms": {str(k): v for k, v in clustering.terms.items()},
+                "composition": clustering.composition,
+                "pca_explained_variance": clustering.explained_variance,
+            }
+        )
 
     seg_m: dict[str, Any] = {"skipped": seg_tree.skipped, "note": seg_tree.note}
     if not seg_tree.skipped:
-        seg_m.update({
-            "n_records": seg_tree.n_records, "n_fit": seg_tree.n_fit, "classes": seg_tree.classes,
-            "accuracy_in_sample": seg_tree.accuracy_in_sample, "accuracy_cv": seg_tree.accuracy_cv,
-            "cv_folds": seg_tree.cv_folds, "cv_note": seg_tree.cv_note,
-            "per_class": {r["segment"]: {k: v for k, v in r.items() if k != "segment"}
-                          for r in seg_tree.per_class.to_dict(orient="records")},
-            "importances": seg_tree.importances,
-            "threshold_feature": seg_tree.threshold_feature,
-            "threshold_statement": seg_tree.threshold_statement,
-            "feature_notes": seg_tree.feature_notes,
-            "top_rules": seg_tree.top_rules.head(10),
-        })
+        seg_m.update(
+            {
+                "n_records": seg_tree.n_records,
+                "n_fit": seg_tree.n_fit,
+                "classes": seg_tree.classes,
+                "accuracy_in_sample": seg_tree.accuracy_in_sample,
+                "accuracy_cv": seg_tree.accuracy_cv,
+                "cv_folds": seg_tree.cv_folds,
+                "cv_note": seg_tree.cv_note,
+                "per_class": {
+                    r["segment"]: {k: v for k, v in r.items() if k != "segment"}
+                    for r in seg_tree.per_class.to_dict(orient="records")
+                },
+                "importances_top": top_importances(seg_tree.importances, config.top_importances),
+                "threshold_feature": seg_tree.threshold_feature,
+                "threshold_statement": seg_tree.threshold_statement,
+                "feature_notes": seg_tree.feature_notes,
+                "top_rules": seg_tree.top_rules.head(10),
+            }
+        )
 
-    models_m: dict[str, Any] = {"skipped": models.skipped, "note": models.note, "n_records": models.n_records,
-                                "n_anomalies": models.n_anomalies, "scores_source": models.scores_source,
-                                "models": {}}
+    models_m: dict[str, Any] = {
+        "skipped": models.skipped,
+        "note": models.note,
+        "n_records": models.n_records,
+        "n_anomalies": models.n_anomalies,
+        "scores_source": models.scores_source,
+        "models": {},
+    }
     for name, m in models.models.items():
-        entry: dict[str, Any] = {"description": m.description, "skipped": m.skipped, "note": m.note,
-                                 "leakage_by_design": m.leakage_by_design}
+        entry: dict[str, Any] = {
+            "description": m.description,
+            "skipped": m.skipped,
+            "note": m.note,
+            "leakage_by_design": m.leakage_by_design,
+        }
         if not m.skipped:
-            entry.update({
-                "features": m.features, "n_fit": m.n_fit, "in_sample": m.in_sample, "cv": m.cv,
-                "cv_folds": m.cv_folds, "cv_note": m.cv_note,
-                "importances_top": m.importances.head(config.top_importances),
-                "leakage_flags": m.leakage, "leaky": bool(m.leakage),
-                "feature_notes": m.feature_notes,
-            })
+            entry.update(
+                {
+                    "features": m.features,
+                    "n_fit": m.n_fit,
+                    "in_sample": m.in_sample,
+                    "cv": m.cv,
+                    "cv_folds": m.cv_folds,
+                    "cv_note": m.cv_note,
+                    "importances_top": top_importances(m.importances, config.top_importances),
+                    "leakage_flags": m.leakage,
+                    "leaky": bool(m.leakage),
+                    "feature_notes": m.feature_notes,
+                }
+            )
             if name == "fair":
                 entry["top_rules"] = m.top_rules.head(10)
         models_m["models"][name] = entry
@@ -642,11 +770,16 @@ def _metrics(**kw: Any) -> dict[str, Any]:
         "features": features,
         "stat_sample_size_per_group": config.stat_sample_size,
         "rule_lift": kw["rules"],
-        "value_realization": {c.group: {k: v for k, v in c.__dict__.items() if k != "group"}
-                              for c in kw["correlations"]},
-        "crosstabs": {"rows": kw["cross"],
-                      "association": {r["dimension"]: {k: v for k, v in r.items() if k != "dimension"}
-                                      for r in kw["associations"].to_dict(orient="records")}},
+        "value_realization": {
+            c.group: {k: v for k, v in c.__dict__.items() if k != "group"} for c in kw["correlations"]
+        },
+        "crosstabs": {
+            "rows": kw["cross"],
+            "association": {
+                r["dimension"]: {k: v for k, v in r.items() if k != "dimension"}
+                for r in kw["associations"].to_dict(orient="records")
+            },
+        },
         "clustering": clustering_m,
         "segment_tree": seg_m,
         "anomaly_models": models_m,
@@ -661,8 +794,10 @@ def _metrics(**kw: Any) -> dict[str, Any]:
             "check_warnings": list(kw["check_warnings"]),
             "data_docs_href": kw["data_docs_href"],
         },
-        "write_back": {"anomaly_clusters_rows": len(kw["assignments"]),
-                       "anomaly_model_scores_rows": len(kw["scores"])},
+        "write_back": {
+            "anomaly_clusters_rows": len(kw["assignments"]),
+            "anomaly_model_scores_rows": len(kw["scores"]),
+        },
         "charts": [f"{name}.png" for name in kw["charts"]],
         "notes": kw["notes"],
         "config": config.to_dict(),
@@ -679,8 +814,10 @@ def _threshold_text(fit: pd.DataFrame) -> str:
     if len(thr) == 1:
         return f"|retention_probability - segment average| > {thr[0]:.4g} ({mode} threshold)"
     if len(thr) > 1:
-        return (f"|retention_probability - segment average| above a per-segment threshold ({mode}; "
-                f"{thr.min():.4g} to {thr.max():.4g})")
+        return (
+            f"|retention_probability - segment average| above a per-segment threshold ({mode}; "
+            f"{thr.min():.4g} to {thr.max():.4g})"
+        )
     return "a retention deviation threshold"
 
 
@@ -698,37 +835,62 @@ def _blocks(**kw: Any) -> list[Block]:
     figures = kw["figures"]
     b: list[Block] = []
 
-    b.append(Para(
-        "A record is a classification anomaly when its retention probability is far from its segment's average: "
-        f"{_threshold_text(fit)}. Every number below comes from the dbt marts or from a model fitted in this "
-        "report (seed "
-        f"{config.random_state}); the anomaly label is defined by retention, so behaviour is compared against it, "
-        "not assumed to cause it."
-    ))
+    b.append(
+        Para(
+            "A record is a classification anomaly when its retention probability is far from its segment's average: "
+            f"{_threshold_text(fit)}. Every number below comes from the dbt marts or from a model fitted in this "
+            "report (seed "
+            f"{config.random_state}); the anomaly label is defined by retention, so behaviour is compared against it, "
+            "not assumed to cause it."
+        )
+    )
 
     # 1 sample
     b.append(Heading("1. Sample"))
-    b.append(Bullets((
-        f"grain: {ov['grain']}",
-        f"records: {_num(ov['records'])}",
-        f"distinct customers: {_num(ov['distinct_customers'])}",
-        f"classification anomalies: {_num(ov['anomaly_records'])} ({_pct(ov['anomaly_rate'])} of records)",
-        "behaviour source: " + (", ".join(f"{k}: {_num(v)}" for k, v in sorted(ov["behaviour_source"].items()))
-                                or "n/a"),
-    )))
-    b.append(_table(summary[["profitability_segment", "record_count", "distinct_customers"]], caption=
-                    "Records per segment", headers={"profitability_segment": "segment", "record_count": "records",
-                                                    "distinct_customers": "customers"}))
+    b.append(
+        Bullets(
+            (
+                f"grain: {ov['grain']}",
+                f"records: {_num(ov['records'])}",
+                f"distinct customers: {_num(ov['distinct_customers'])}",
+                f"classification anomalies: {_num(ov['anomaly_records'])} ({_pct(ov['anomaly_rate'])} of records)",
+                "behaviour source: "
+                + (", ".join(f"{k}: {_num(v)}" for k, v in sorted(ov["behaviour_source"].items())) or "n/a"),
+            )
+        )
+    )
+    b.append(
+        _table(
+            summary[["profitability_segment", "record_count", "distinct_customers"]],
+            caption="Records per segment",
+            headers={
+                "profitability_segment": "segment",
+                "record_count": "records",
+                "distinct_customers": "customers",
+            },
+        )
+    )
 
     # 2 segments
     b.append(Heading("2. Segments and anomalies"))
-    b.append(_table(summary, formats={"avg_retention": lambda v: _num(v, 3), "anomaly_rate": _pct,
-                                      "anomaly_share": _pct}, caption="Retention and anomalies per segment",
-                    headers={"profitability_segment": "segment", "record_count": "records",
-                             "distinct_customers": "customers", "avg_retention": "avg retention",
-                             "anomaly_count": "anomalies", "above_count": "above avg",
-                             "below_count": "below avg", "anomaly_rate": "anomaly rate",
-                             "anomaly_share": "share of anomalies"}))
+    b.append(
+        _table(
+            summary,
+            formats={"avg_retention": lambda v: _num(v, 3), "anomaly_rate": _pct, "anomaly_share": _pct},
+            caption="Retention and anomalies per segment",
+            headers={
+                "profitability_segment": "segment",
+                "record_count": "records",
+                "distinct_customers": "customers",
+                "avg_retention": "avg retention",
+                "anomaly_count": "anomalies",
+                "above_count": "above avg",
+                "below_count": "below avg",
+                "anomaly_rate": "anomaly rate",
+                "anomaly_share": "share of anomalies",
+            },
+        )
+    )
     texts = []
     none = segments_without_anomalies(summary)
     if none:
@@ -736,9 +898,11 @@ def _blocks(**kw: Any) -> list[Block]:
     with_rate = summary.dropna(subset=["anomaly_rate"])
     if len(with_rate) and with_rate["anomaly_count"].sum() > 0:
         hi = with_rate.sort_values(["anomaly_rate", "profitability_segment"], ascending=[False, True]).iloc[0]
-        texts.append(f"The highest anomaly rate is in '{hi['profitability_segment']}': {_pct(hi['anomaly_rate'])} "
-                     f"({_num(hi['anomaly_count'])} of {_num(hi['record_count'])} records; "
-                     f"{_num(hi['above_count'])} above and {_num(hi['below_count'])} below the segment average).")
+        texts.append(
+            f"The highest anomaly rate is in '{hi['profitability_segment']}': {_pct(hi['anomaly_rate'])} "
+            f"({_num(hi['anomaly_count'])} of {_num(hi['record_count'])} records; "
+            f"{_num(hi['above_count'])} above and {_num(hi['below_count'])} below the segment average)."
+        )
     if kw["rate_warning"]:
         texts.append("Warning: " + kw["rate_warning"])
     for t in texts:
@@ -747,40 +911,76 @@ def _blocks(**kw: Any) -> list[Block]:
         b.append(Image("anomaly_rate", "Anomaly rate per segment"))
     cross: pd.DataFrame = kw["cross"]
     if len(cross):
-        b.append(_table(cross, formats={"anomaly_rate": _pct}, caption="Anomaly rate by dimension value "
-                        "(anomaly_crosstabs)"))
+        b.append(
+            _table(
+                cross,
+                formats={"anomaly_rate": _pct},
+                caption="Anomaly rate by dimension value (anomaly_crosstabs)",
+            )
+        )
     assoc: pd.DataFrame = kw["associations"]
     if len(assoc):
-        b.append(_table(assoc, formats={"chi2": lambda v: _num(v, 4), "p_value": _p,
-                                        "cramers_v": lambda v: _num(v, 3), "highest_rate": _pct},
-                        caption="Chi-square test: does the anomaly rate depend on the dimension? "
-                        f"('association' = p < {config.alpha_large} and Cramer's V >= {config.cramers_v_large})"))
+        b.append(
+            _table(
+                assoc,
+                formats={
+                    "chi2": lambda v: _num(v, 4),
+                    "p_value": _p,
+                    "cramers_v": lambda v: _num(v, 3),
+                    "highest_rate": _pct,
+                },
+                caption="Chi-square test: does the anomaly rate depend on the dimension? "
+                f"('association' = p < {config.alpha_large} and Cramer's V >= {config.cramers_v_large})",
+            )
+        )
 
     # 3 behaviour
     b.append(Heading("3. Behaviour of anomalies vs normal records"))
     tested = int(significance["n_anomaly_tested"].max()) if len(significance) else 0
-    b.append(Para(
-        "n, mean and median come from anomaly_feature_comparison. The test is a two-sided Mann-Whitney U "
-        "computed from customer_segment_fit, on at most "
-        f"{_num(config.stat_sample_size)} records per group (random sample, fixed seed; the largest group tested "
-        f"here had {_num(tested)} anomaly records). Effect size is the rank-biserial correlation r (positive: "
-        f"anomalies tend to be higher). Verdict: 'large' = p < {config.alpha_large} and |r| >= "
-        f"{config.effect_large}; 'noise' = p >= {config.alpha_noise}; otherwise 'small'."
-    ))
-    table = comparison.merge(significance[["feature_name", "rank_biserial", "p_value", "verdict"]],
-                             on="feature_name", how="left")
-    b.append(_table(table, formats={"p_value": _p, "rank_biserial": lambda v: _num(v, 3)},
-                    caption="Feature comparison: anomaly vs normal",
-                    headers={"feature_name": "feature", "n_anomaly": "n anomaly", "mean_anomaly": "mean anomaly",
-                             "median_anomaly": "median anomaly", "n_normal": "n normal",
-                             "mean_normal": "mean normal", "median_normal": "median normal",
-                             "rank_biserial": "r", "p_value": "p"}))
-    by_verdict = {v: significance.loc[significance["verdict"] == v, "feature_name"].tolist()
-                  for v in ("large", "small", "noise", "insufficient data")}
-    b.append(Bullets(tuple(
-        f"{v}: " + (", ".join(by_verdict[v]) if by_verdict[v] else "none")
-        for v in ("large", "small", "noise", "insufficient data") if by_verdict[v] or v != "insufficient data"
-    )))
+    b.append(
+        Para(
+            "n, mean and median come from anomaly_feature_comparison. The test is a two-sided Mann-Whitney U "
+            "computed from customer_segment_fit, on at most "
+            f"{_num(config.stat_sample_size)} records per group (random sample, fixed seed; the largest group tested "
+            f"here had {_num(tested)} anomaly records). Effect size is the rank-biserial correlation r (positive: "
+            f"anomalies tend to be higher). Verdict: 'large' = p < {config.alpha_large} and |r| >= "
+            f"{config.effect_large}; 'noise' = p >= {config.alpha_noise}; otherwise 'small'."
+        )
+    )
+    table = comparison.merge(
+        significance[["feature_name", "rank_biserial", "p_value", "verdict"]], on="feature_name", how="left"
+    )
+    b.append(
+        _table(
+            table,
+            formats={"p_value": _p, "rank_biserial": lambda v: _num(v, 3)},
+            caption="Feature comparison: anomaly vs normal",
+            headers={
+                "feature_name": "feature",
+                "n_anomaly": "n anomaly",
+                "mean_anomaly": "mean anomaly",
+                "median_anomaly": "median anomaly",
+                "n_normal": "n normal",
+                "mean_normal": "mean normal",
+                "median_normal": "median normal",
+                "rank_biserial": "r",
+                "p_value": "p",
+            },
+        )
+    )
+    by_verdict = {
+        v: significance.loc[significance["verdict"] == v, "feature_name"].tolist()
+        for v in ("large", "small", "noise", "insufficient data")
+    }
+    b.append(
+        Bullets(
+            tuple(
+                f"{v}: " + (", ".join(by_verdict[v]) if by_verdict[v] else "none")
+                for v in ("large", "small", "noise", "insufficient data")
+                if by_verdict[v] or v != "insufficient data"
+            )
+        )
+    )
 
     def family_text(family: str, feats: Sequence[str]) -> str:
         part = significance[significance["feature_name"].isin(feats)]
@@ -788,46 +988,82 @@ def _blocks(**kw: Any) -> list[Block]:
             return f"No {family} feature was available."
         large = part[part["verdict"] == "large"]
         if large.empty:
-            return (f"No {family} feature differs strongly between anomalies and normal records "
-                    f"(verdicts: " + ", ".join(f"{r.feature_name} {r.verdict}" for r in part.itertuples()) + ").")
-        return (f"{family.capitalize()} features with a large difference: "
-                + ", ".join(f"{r.feature_name} ({r.direction}, r={r.rank_biserial:+.2f})"
-                            for r in large.itertuples()) + ".")
+            return (
+                f"No {family} feature differs strongly between anomalies and normal records "
+                f"(verdicts: " + ", ".join(f"{r.feature_name} {r.verdict}" for r in part.itertuples()) + ")."
+            )
+        return (
+            f"{family.capitalize()} features with a large difference: "
+            + ", ".join(
+                f"{r.feature_name} ({r.direction}, r={r.rank_biserial:+.2f})" for r in large.itertuples()
+            )
+            + "."
+        )
 
     b.append(Heading("Transaction stability", 3))
     b.append(Para(family_text("transaction stability", STABILITY_FEATURES)))
     if "transaction_behaviour" in figures:
-        b.append(Image("transaction_behaviour", "Lifetime transaction count vs monthly rate, anomalies in red"))
+        b.append(
+            Image("transaction_behaviour", "Lifetime transaction count vs monthly rate, anomalies in red")
+        )
     if "volatility" in figures:
         b.append(Image("volatility", "Transaction value volatility: anomalies vs normal"))
     b.append(Heading("Seasonality", 3))
     b.append(Para(family_text("seasonality", SEASONALITY_FEATURES)))
     if "seasonal_distribution" in figures:
-        b.append(Image("seasonal_distribution", "Mean quarterly shares per segment and group (seasonal_distribution)"))
+        b.append(
+            Image(
+                "seasonal_distribution", "Mean quarterly shares per segment and group (seasonal_distribution)"
+            )
+        )
     b.append(Heading("Value realization", 3))
     corr_frame = pd.DataFrame([c.__dict__ for c in kw["correlations"]])
-    b.append(_table(corr_frame, formats={"pearson": lambda v: _num(v, 3), "spearman": lambda v: _num(v, 3),
-                                         "pearson_p": _p, "spearman_p": _p},
-                    caption="Correlation of comprehensive_customer_score with total_revenue "
-                    f"(at most {_num(config.stat_sample_size)} records per row)"))
+    b.append(
+        _table(
+            corr_frame,
+            formats={
+                "pearson": lambda v: _num(v, 3),
+                "spearman": lambda v: _num(v, 3),
+                "pearson_p": _p,
+                "spearman_p": _p,
+            },
+            caption="Correlation of comprehensive_customer_score with total_revenue "
+            f"(at most {_num(config.stat_sample_size)} records per row)",
+        )
+    )
     overall = next(c for c in kw["correlations"] if c.group == "all")
     if math.isfinite(overall.spearman):
-        strength = "strong" if abs(overall.spearman) >= 0.7 else "moderate" if abs(overall.spearman) >= 0.3 \
+        strength = (
+            "strong"
+            if abs(overall.spearman) >= 0.7
+            else "moderate"
+            if abs(overall.spearman) >= 0.3
             else "weak"
-        b.append(Para(f"Across all records the score and revenue are {strength}ly rank-correlated (Spearman "
-                      f"rho {overall.spearman:.2f}, Pearson r {overall.pearson:.2f}). "
-                      + family_text("value", ("revenue_per_score", "value_mismatch_z"))))
+        )
+        b.append(
+            Para(
+                f"Across all records the score and revenue are {strength}ly rank-correlated (Spearman "
+                f"rho {overall.spearman:.2f}, Pearson r {overall.pearson:.2f}). "
+                + family_text("value", ("revenue_per_score", "value_mismatch_z"))
+            )
+        )
     else:
         b.append(Para("The correlation could not be computed (missing or constant score/revenue)."))
     if "value_realization" in figures:
-        b.append(Image("value_realization", "comprehensive_customer_score vs total_revenue, anomalies in red"))
+        b.append(
+            Image("value_realization", "comprehensive_customer_score vs total_revenue, anomalies in red")
+        )
     rules: pd.DataFrame = kw["rules"]
     b.append(Heading("Threshold rules", 3))
     if len(rules):
-        b.append(_table(rules, formats={"anomaly_hit_rate": _pct, "normal_hit_rate": _pct,
-                                        "lift_pp": lambda v: _num(v, 3)},
-                        caption="Rule lift (anomaly_rule_lift): lift_pp = anomaly hit rate - normal hit rate, "
-                        "in percentage points"))
+        b.append(
+            _table(
+                rules,
+                formats={"anomaly_hit_rate": _pct, "normal_hit_rate": _pct, "lift_pp": lambda v: _num(v, 3)},
+                caption="Rule lift (anomaly_rule_lift): lift_pp = anomaly hit rate - normal hit rate, "
+                "in percentage points",
+            )
+        )
     else:
         b.append(Para("anomaly_rule_lift is empty."))
 
@@ -836,19 +1072,25 @@ def _blocks(**kw: Any) -> list[Block]:
     if clustering.skipped:
         b.append(Para(clustering.note + ". No cluster chart is produced."))
     else:
-        b.append(Para(
-            f"KMeans on {_num(clustering.n_records)} anomaly records (fitted on {_num(clustering.n_fit)}; "
-            f"n_init={config.n_init}, random_state={config.random_state}) using standardised features: "
-            f"{', '.join(clustering.features)}. Missing values were imputed with the column median; all-null or "
-            f"constant columns were dropped. K chosen by {clustering.k_selection}: K={clustering.chosen_k}. "
-            "Labels name the features whose cluster median z-score differs from the other clusters' by at least "
-            f"{config.label_min_z_gap} (plus a 'Qn-heavy' tag when one quarter dominates)."
-        ))
+        b.append(
+            Para(
+                f"KMeans on {_num(clustering.n_records)} anomaly records (fitted on {_num(clustering.n_fit)}; "
+                f"n_init={config.n_init}, random_state={config.random_state}) using standardised features: "
+                f"{', '.join(clustering.features)}. Missing values were imputed with the column median; all-null or "
+                f"constant columns were dropped. K chosen by {clustering.k_selection}: K={clustering.chosen_k}. "
+                "Labels name the features whose cluster median z-score differs from the other clusters' by at least "
+                f"{config.label_min_z_gap} (plus a 'Qn-heavy' tag when one quarter dominates)."
+            )
+        )
         if clustering.feature_notes:
             b.append(Bullets(tuple(clustering.feature_notes)))
-        b.append(_table(clustering.k_scores, formats={"silhouette": lambda v: _num(v, 3),
-                                                      "inertia": lambda v: _num(v, 5)},
-                        caption="Silhouette and inertia per K"))
+        b.append(
+            _table(
+                clustering.k_scores,
+                formats={"silhouette": lambda v: _num(v, 3), "inertia": lambda v: _num(v, 5)},
+                caption="Silhouette and inertia per K",
+            )
+        )
         if "silhouette" in figures:
             b.append(Image("silhouette", "Silhouette (choose max) and inertia (elbow) per K"))
         prof = clustering.profiles.copy()
@@ -867,40 +1109,64 @@ def _blocks(**kw: Any) -> list[Block]:
     if seg_tree.skipped:
         b.append(Para(seg_tree.note + "."))
     else:
-        b.append(Para(
-            f"DecisionTreeClassifier (max_depth={config.max_depth}) predicting profitability_segment from behaviour "
-            f"features, fitted on {_num(seg_tree.n_fit)} of {_num(seg_tree.n_records)} records. In-sample accuracy "
-            f"{_pct(seg_tree.accuracy_in_sample)} on the fit rows; cross-validated accuracy "
-            f"{_pct(seg_tree.accuracy_cv)} ({seg_tree.cv_note})."
-        ))
-        b.append(_table(seg_tree.per_class, formats={c: _pct for c in ("precision_in_sample", "recall_in_sample",
-                                                                       "precision_cv", "recall_cv")},
-                        caption="Per-segment precision and recall (in-sample and cross-validated)"))
-        b.append(_table(seg_tree.importances.head(config.top_importances),
-                        formats={"importance": lambda v: _num(v, 3)}, caption="Segment tree: top importances"))
+        b.append(
+            Para(
+                f"DecisionTreeClassifier (max_depth={config.max_depth}) predicting profitability_segment from behaviour "
+                f"features, fitted on {_num(seg_tree.n_fit)} of {_num(seg_tree.n_records)} records. In-sample accuracy "
+                f"{_pct(seg_tree.accuracy_in_sample)} on the fit rows; cross-validated accuracy "
+                f"{_pct(seg_tree.accuracy_cv)} ({seg_tree.cv_note})."
+            )
+        )
+        b.append(
+            _table(
+                seg_tree.per_class,
+                formats={
+                    c: _pct for c in ("precision_in_sample", "recall_in_sample", "precision_cv", "recall_cv")
+                },
+                caption="Per-segment precision and recall (in-sample and cross-validated)",
+            )
+        )
+        b.append(
+            _table(
+                top_importances(seg_tree.importances, config.top_importances),
+                formats={"importance": lambda v: _num(v, 3)},
+                caption="Segment tree: top importances (zero importances omitted)",
+            )
+        )
         if seg_tree.threshold_statement:
             b.append(Para(seg_tree.threshold_statement))
         else:
-            b.append(Para("No single feature carries "
-                          f"{config.threshold_importance:.0%} of the importance: the segment combines several "
-                          "behaviour features."))
-        b.append(_table(seg_tree.top_rules.head(8), formats={"purity": _pct},
-                        caption="Largest leaves of the segment tree (fit rows)"))
+            b.append(
+                Para(
+                    "No single feature carries "
+                    f"{config.threshold_importance:.0%} of the importance: the segment combines several "
+                    "behaviour features."
+                )
+            )
+        b.append(
+            _table(
+                seg_tree.top_rules.head(8),
+                formats={"purity": _pct},
+                caption="Largest leaves of the segment tree (fit rows)",
+            )
+        )
         b.append(Code(seg_tree.rules_text, "Segment tree rules (sklearn export_text)"))
 
     b.append(Heading("5b. What predicts an anomaly", 3))
     if models.skipped:
         b.append(Para(models.note + ". No tree charts are produced."))
     else:
-        b.append(Para(
-            "Four trees (max_depth="
-            f"{config.max_depth}, class_weight={config.class_weight}) predict is_classification_anomaly. In-sample "
-            "metrics are on the fit rows; CV metrics are stratified k-fold out-of-fold predictions for every "
-            "record (folds = min(cv_folds, anomaly count)). The 'full' model contains the retention columns that "
-            "define the label: it is LEAKAGE, shown only to make the leak visible. A model is flagged as leaky when "
-            f"one feature carries >= {config.leak_importance:.0%} of its importance or its CV ROC-AUC is >= "
-            f"{config.leak_auc}."
-        ))
+        b.append(
+            Para(
+                "Four trees (max_depth="
+                f"{config.max_depth}, class_weight={config.class_weight}) predict is_classification_anomaly. In-sample "
+                "metrics are on the fit rows; CV metrics are stratified k-fold out-of-fold predictions for every "
+                "record (folds = min(cv_folds, anomaly count)). The 'full' model contains the retention columns that "
+                "define the label: it is LEAKAGE, shown only to make the leak visible. A model is flagged as leaky when "
+                f"one feature carries >= {config.leak_importance:.0%} of its importance or its CV ROC-AUC is >= "
+                f"{config.leak_auc}."
+            )
+        )
         mrows = []
         for name in MODEL_NAMES:
             m = models.models.get(name)
@@ -910,50 +1176,100 @@ def _blocks(**kw: Any) -> list[Block]:
                 mrows.append((name, m.note) + ("",) * 8)
                 continue
             cv = m.cv or {}
-            mrows.append((
-                ("LEAKAGE: " if m.leakage_by_design else "") + name,
-                m.description,
-                _pct(m.in_sample.get("accuracy")), _num(m.in_sample.get("roc_auc"), 3),
-                _pct(m.in_sample.get("recall_anomaly")),
-                _pct(cv.get("accuracy")), _num(cv.get("roc_auc"), 3), _pct(cv.get("recall_anomaly")),
-                str(m.cv_folds) if m.cv else "skipped",
-                "; ".join(m.leakage) if m.leakage else "none",
-            ))
-        b.append(Table(("model", "features", "in-sample accuracy", "in-sample ROC-AUC", "in-sample recall",
-                        "CV accuracy", "CV ROC-AUC", "CV recall", "CV folds", "leakage flags"), tuple(mrows),
-                       caption="Anomaly models: in-sample vs cross-validated"))
+            mrows.append(
+                (
+                    ("LEAKAGE: " if m.leakage_by_design else "") + name,
+                    m.description,
+                    _pct(m.in_sample.get("accuracy")),
+                    _num(m.in_sample.get("roc_auc"), 3),
+                    _pct(m.in_sample.get("recall_anomaly")),
+                    _pct(cv.get("accuracy")),
+                    _num(cv.get("roc_auc"), 3),
+                    _pct(cv.get("recall_anomaly")),
+                    str(m.cv_folds) if m.cv else "skipped",
+                    "; ".join(m.leakage) if m.leakage else "none",
+                )
+            )
+        b.append(
+            Table(
+                (
+                    "model",
+                    "features",
+                    "in-sample accuracy",
+                    "in-sample ROC-AUC",
+                    "in-sample recall",
+                    "CV accuracy",
+                    "CV ROC-AUC",
+                    "CV recall",
+                    "CV folds",
+                    "leakage flags",
+                ),
+                tuple(mrows),
+                caption="Anomaly models: in-sample vs cross-validated",
+            )
+        )
         b.extend(Para(t) for t in _model_texts(models))
         for name in MODEL_NAMES:
             m = models.models.get(name)
             if m is None or m.skipped:
                 continue
-            b.append(_table(m.importances.head(config.top_importances), formats={"importance": lambda v: _num(v, 3)},
-                            caption=f"{'LEAKAGE ' if m.leakage_by_design else ''}{name} model: top "
-                            f"{config.top_importances} importances (one-hot columns summed per source column)"))
+            b.append(
+                _table(
+                    top_importances(m.importances, config.top_importances),
+                    formats={"importance": lambda v: _num(v, 3)},
+                    caption=f"{'LEAKAGE ' if m.leakage_by_design else ''}{name} model: top "
+                    f"{config.top_importances} non-zero importances (one-hot columns summed per source column)",
+                )
+            )
         if "feature_importances" in figures:
             b.append(Image("feature_importances", "Feature importances per anomaly model"))
         fair = models.models.get("fair")
         if fair is not None and not fair.skipped:
             if "decision_tree" in figures:
                 b.append(Image("decision_tree", "Fair anomaly tree (first levels)"))
-            b.append(_table(fair.top_rules.head(5), formats={"anomaly_share": _pct, "anomaly_coverage": _pct},
-                            caption="Fair tree: top rules predicting an anomaly (anomaly_share = precision in the "
-                            "leaf, anomaly_coverage = share of all fit-row anomalies in the leaf)"))
+            b.append(
+                _table(
+                    fair.top_rules.head(5),
+                    formats={"anomaly_share": _pct, "anomaly_coverage": _pct},
+                    caption="Fair tree: top rules predicting an anomaly (anomaly_share = precision in the "
+                    "leaf, anomaly_coverage = share of all fit-row anomalies in the leaf)",
+                )
+            )
             b.append(Code(fair.rules_text, "Fair tree rules (sklearn export_text)"))
             b.append(Para(f"Write-back analysis.anomaly_model_scores: {models.scores_source}."))
 
     # 6 top anomalies
     b.append(Heading(f"6. Top {config.top_anomalies} anomalies"))
     top: pd.DataFrame = kw["top"]
-    b.append(_table(top[["customer_record_id", "customer_name", "profitability_segment", "retention_probability",
-                         "segment_avg_retention", "retention_deviation"]],
-                    formats={"retention_probability": lambda v: _num(v, 3),
-                             "segment_avg_retention": lambda v: _num(v, 3),
-                             "retention_deviation": lambda v: _num(v, 3),
-                             "customer_record_id": _str, "customer_name": _str, "profitability_segment": _str},
-                    caption="Largest absolute retention deviations",
-                    headers={"profitability_segment": "segment", "retention_probability": "retention",
-                             "segment_avg_retention": "segment avg", "retention_deviation": "deviation"}))
+    b.append(
+        _table(
+            top[
+                [
+                    "customer_record_id",
+                    "customer_name",
+                    "profitability_segment",
+                    "retention_probability",
+                    "segment_avg_retention",
+                    "retention_deviation",
+                ]
+            ],
+            formats={
+                "retention_probability": lambda v: _num(v, 3),
+                "segment_avg_retention": lambda v: _num(v, 3),
+                "retention_deviation": lambda v: _num(v, 3),
+                "customer_record_id": _str,
+                "customer_name": _str,
+                "profitability_segment": _str,
+            },
+            caption="Largest absolute retention deviations",
+            headers={
+                "profitability_segment": "segment",
+                "retention_probability": "retention",
+                "segment_avg_retention": "segment avg",
+                "retention_deviation": "deviation",
+            },
+        )
+    )
 
     # 7 recommendations
     b.append(Heading("7. Recommendations"))
@@ -978,7 +1294,11 @@ def _blocks(**kw: Any) -> list[Block]:
     else:
         b.append(Para("input_row_reconciliation was not provided."))
     if len(dq.issues_by_reason):
-        b.append(_table(dq.issues_by_reason, caption=f"Data quality issues by reason ({_num(dq.total_issues)} total)"))
+        b.append(
+            _table(
+                dq.issues_by_reason, caption=f"Data quality issues by reason ({_num(dq.total_issues)} total)"
+            )
+        )
     else:
         b.append(Para("No data quality issues were recorded."))
     warnings_ = list(kw["check_warnings"])
@@ -1017,23 +1337,33 @@ def _model_texts(models: AnomalyModelsResult) -> list[str]:
         return m.cv["roc_auc"] if m is not None and not m.skipped and m.cv else math.nan
 
     if full is not None and not full.skipped:
-        out.append(f"The full model reaches CV ROC-AUC {_num(auc(full), 3)}"
-                   + (f" and is flagged: {'; '.join(full.leakage)}" if full.leakage else "")
-                   + ". This is expected: retention_probability and its deviation define the label.")
+        out.append(
+            f"The full model reaches CV ROC-AUC {_num(auc(full), 3)}"
+            + (f" and is flagged: {'; '.join(full.leakage)}" if full.leakage else "")
+            + ". This is expected: retention_probability and its deviation define the label."
+        )
     if fair is not None and not fair.skipped:
         gain = auc(fair) - auc(base)
-        txt = (f"The fair model (no retention-derived feature) reaches CV ROC-AUC {_num(auc(fair), 3)} vs "
-               f"{_num(auc(base), 3)} for the segment-only baseline")
+        txt = (
+            f"The fair model (no retention-derived feature) reaches CV ROC-AUC {_num(auc(fair), 3)} vs "
+            f"{_num(auc(base), 3)} for the segment-only baseline"
+        )
         if math.isfinite(gain):
-            verdict = ("behaviour adds predictive signal beyond the segment" if gain >= 0.05 else
-                       "behaviour adds little beyond the segment")
+            verdict = (
+                "behaviour adds predictive signal beyond the segment"
+                if gain >= 0.05
+                else "behaviour adds little beyond the segment"
+            )
             txt += f" ({gain:+.3f}: {verdict})"
         if math.isfinite(auc(fair)) and auc(fair) < 0.6:
             txt += "; an AUC this close to 0.5 means anomalies are barely predictable from behaviour"
         out.append(txt + ".")
         if fair.leakage:
-            out.append("Warning: the fair model is flagged as possibly leaky (" + "; ".join(fair.leakage)
-                       + "). Check whether that feature is derived from retention before trusting it.")
+            out.append(
+                "Warning: the fair model is flagged as possibly leaky ("
+                + "; ".join(fair.leakage)
+                + "). Check whether that feature is derived from retention before trusting it."
+            )
     if beh is not None and not beh.skipped:
         out.append(f"The behavioural model (numeric behaviour only) reaches CV ROC-AUC {_num(auc(beh), 3)}.")
     return out
@@ -1076,8 +1406,11 @@ def write_report(report: Report, out_dir: Path, *, generated_at: str | None = No
         path.write_bytes(data)
         paths[f"charts/{name}.png"] = path
         plots.close(fig)
-    for filename, text in (("report.md", report.markdown), ("report.html", report.html),
-                           ("metrics.json", metrics_json(report.metrics, _generated_at(generated_at)))):
+    for filename, text in (
+        ("report.md", report.markdown),
+        ("report.html", report.html),
+        ("metrics.json", metrics_json(report.metrics, _generated_at(generated_at))),
+    ):
         path = out_dir / filename
         path.write_text(text, encoding="utf-8", newline="\n")
         paths[filename] = path

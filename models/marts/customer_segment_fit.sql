@@ -100,7 +100,7 @@ final as (
         cast(segment_avg_retention as {{ segfit_double() }}) as segment_avg_retention,
         cast(retention_deviation as {{ segfit_double() }}) as retention_deviation,
         cast(abs(retention_deviation) as {{ segfit_double() }}) as abs_retention_deviation,
-        cast(case when retention_deviation < 0 then 'below' else 'above' end as {{ segfit_text() }})
+        cast(case when round(retention_deviation, 10) < 0 then 'below' else 'above' end as {{ segfit_text() }})
             as deviation_direction,
         cast({{ cfg['anomaly_threshold'] }} as {{ segfit_double() }}) as anomaly_threshold,
         cast('{{ cfg['anomaly_threshold_mode'] }}' as {{ segfit_text() }}) as anomaly_threshold_mode,

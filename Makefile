@@ -1,0 +1,46 @@
+# The README's commands. `make run` and `make test` do all the set-up on a fresh machine.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+export DO_NOT_TRACK := 1
+export DBT_SEND_ANONYMOUS_USAGE_STATS := false
+export MPLBACKEND := Agg
+
+.PHONY: install run build report test lint bench docs seeds clean
+
+$(STAMP): requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $(STAMP)
+
+install: $(STAMP)            ## create .venv with the locked dependencies and segfit installed
+
+run: $(STAMP)                ## demo end to end: seeds -> dbt build -> checks -> report
+	$(BIN)/segfit run
+
+build: $(STAMP)              ## dbt build the demo warehouse only
+	$(BIN)/segfit build
+
+report: $(STAMP)             ## report from the existing warehouse
+	$(BIN)/segfit report
+
+test: $(STAMP)               ## every test: pytest (dbt builds, unit tests, GX, oracle), ruff, sqlfluff
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/sqlfluff lint models macros
+
+docs: $(STAMP)               ## dbt docs generate against the demo warehouse
+	$(BIN)/segfit build && cd . && SEGFIT_DUCKDB_PATH=$(CURDIR)/warehouse/segfit.duckdb DBT_PROFILES_DIR=profiles $(BIN)/dbt docs generate
+
+bench: $(STAMP)              ## benchmarks (see benchmarks/README.md); N and M override the size
+	$(BIN)/python benchmarks/bench_build.py
+
+seeds: $(STAMP)              ## regenerate the demo seeds (deterministic)
+	$(BIN)/segfit demo-data
+
+clean:
+	rm -rf target logs warehouse reports $(VENV)

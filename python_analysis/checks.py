@@ -1,0 +1,851 @@
+"""Data-quality checks on the segfit inputs-after-staging and marts, as great-expectations suites in code.
+
+One expectation suite per table (``expectation_suites``), run with GX's **pandas** datasource on frames that
+were already loaded (``run_checks``). GX's SQL datasource is not used: on DuckDB it reports every expectation
+as failed with an IndexError hidden in ``exception_info``.
+
+Rules of the run:
+
+* every expectation carries ``meta["severity"]`` = ``"error"`` or ``"warning"``; a failed expectation goes to
+  ``CheckReport.errors`` or ``CheckReport.warnings``;
+* anything that *raises* (inside GX or while preparing a frame, e.g. a column an expectation needs is
+  missing) or any result with ``exception_info.raised_exception`` is an error of the check run itself:
+  ``ChecksError`` is raised, it is never reported as a failed expectation;
+* tables missing from the mapping are skipped; on an empty table the column-map expectations pass
+  vacuously and expectations marked ``meta["nonempty_only"]`` (aggregates such as a mean) are skipped;
+* cross-table checks use GX suite parameters (``{"$PARAMETER": name}``) resolved from the other tables at
+  run time (see ``PARAMETERS``); an expectation whose parameter cannot be resolved (other table missing,
+  value null) is skipped;
+* some checks validate derived columns added to a copy of the frame before validation (``q_share_sum``,
+  ``expected_flag``, ...): ``derived_frame`` shows exactly what is validated.
+
+Data Docs: when ``data_docs_dir`` is given, the run uses a *file-backed* GX context rooted in a temporary
+directory, with one local site (``SiteBuilder`` + ``TupleFilesystemStoreBackend``) whose base_directory is
+``data_docs_dir``; every validation result is stored and ``context.build_data_docs()`` renders the real GX
+Data Docs (``index.html``, ``expectations/``, ``validations/``, ``static/``). Nothing is fetched while
+building; note that the GX HTML pages themselves link CSS/JS from public CDNs, so they look unstyled when
+opened offline. Without ``data_docs_dir`` an ephemeral (in-memory) context is used.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "PARAMETERS",
+    "CheckConfig",
+    "CheckReport",
+    "ChecksError",
+    "FailedExpectation",
+    "derived_frame",
+    "expectation_suites",
+    "run_checks",
+]
+
+SEVERITIES = ("error", "warning")
+THRESHOLD_MODES = ("absolute", "relative")
+_EPS = 1e-9
+
+# --------------------------------------------------------------------------------------------------------
+# contract: column kinds per table (docs/interface.md; data_quality_issues uses the model's `issue_value`)
+# --------------------------------------------------------------------------------------------------------
+
+TEXT, INT, FLOAT, BOOL, TIMESTAMP = "text", "int", "float", "bool", "timestamp"
+
+# GX 1.24 matches pandas dtypes by name and knows no name for pandas 3's default string dtype ("str",
+# StringDtype(na_value=nan)); string columns are therefore validated as object columns, where GX checks the
+# Python type of every non-null value.
+TYPE_LISTS: dict[str, list[str]] = {
+    TEXT: ["str"],
+    INT: ["int64", "int32", "Int64Dtype", "Int32Dtype"],
+    FLOAT: ["float64", "float32", "Float64Dtype"],
+    BOOL: ["bool", "BooleanDtype"],
+    TIMESTAMP: ["datetime64[us]", "datetime64[ns]", "datetime64[ms]", "datetime64[s]"],
+}
+
+QUARTERS = ("q1", "q2", "q3", "q4")
+
+FIT_COLUMNS: dict[str, str] = {
+    "customer_record_id": TEXT,
+    "customer_id": TEXT,
+    "subsidiary_id": TEXT,
+    "customer_name": TEXT,
+    "segmentation_date": TIMESTAMP,
+    "as_of_date": TIMESTAMP,
+    "source_row_number": INT,
+    "profitability_segment": TEXT,
+    "lifecycle_stage": TEXT,
+    "lifecycle_stage_source": TEXT,
+    "seasonal_preference": TEXT,
+    "seasonal_preference_source": TEXT,
+    "retention_probability": FLOAT,
+    "comprehensive_customer_score": FLOAT,
+    "behaviour_source": TEXT,
+    "total_revenue": FLOAT,
+    "net_profit": FLOAT,
+    "transaction_count": INT,
+    "avg_transactions_per_month": FLOAT,
+    "transaction_value_volatility": FLOAT,
+    **{f"{q}_transactions": INT for q in QUARTERS},
+    "customer_age_days": INT,
+    **{f"{q}_share": FLOAT for q in QUARTERS},
+    "seasonality_std": FLOAT,
+    "seasonality_imbalance": FLOAT,
+    "seasonality_entropy_norm": FLOAT,
+    "seasonality_cv": FLOAT,
+    "months_active": FLOAT,
+    "expected_transactions": FLOAT,
+    "txn_consistency_ratio": FLOAT,
+    "txn_consistency_error": FLOAT,
+    "quarterly_coverage_gap": INT,
+    "quarterly_coverage_gap_ratio": FLOAT,
+    "revenue_per_score": FLOAT,
+    "value_mismatch_z": FLOAT,
+    "segment_record_count": INT,
+    "segment_avg_retention": FLOAT,
+    "retention_deviation": FLOAT,
+    "abs_retention_deviation": FLOAT,
+    "deviation_direction": TEXT,
+    "anomaly_threshold": FLOAT,
+    "anomaly_threshold_mode": TEXT,
+    "is_classification_anomaly": BOOL,
+}
+
+COMPARISON_FEATURES = (
+    "transaction_count", "avg_transactions_per_month", "transaction_value_volatility", "customer_age_days",
+    "total_revenue", "net_profit", "comprehensive_customer_score", "q1_share", "q2_share", "q3_share",
+    "q4_share", "seasonality_std", "seasonality_imbalance", "seasonality_entropy_norm", "seasonality_cv",
+    "txn_consistency_ratio", "txn_consistency_error", "quarterly_coverage_gap_ratio", "revenue_per_score",
+    "value_mismatch_z",
+)
+
+COLUMNS: dict[str, dict[str, str]] = {
+    "int_customers_validated": {
+        "source_row_number": INT,
+        "customer_id": TEXT,
+        "subsidiary_id": TEXT,
+        "customer_name": TEXT,
+        "profitability_segment": TEXT,
+        "segmentation_date": TIMESTAMP,
+        "retention_probability": FLOAT,
+        "comprehensive_customer_score": FLOAT,
+        "total_revenue": FLOAT,
+        "net_profit": FLOAT,
+        "avg_transactions_per_month": FLOAT,
+        "transaction_value_volatility": FLOAT,
+        "transaction_count": INT,
+        **{f"{q}_transactions": INT for q in QUARTERS},
+        "customer_age_days": INT,
+        "is_rejected": BOOL,
+    },
+    "int_transactions_validated": {
+        "source_row_number": INT,
+        "transaction_id": TEXT,
+        "customer_id": TEXT,
+        "transaction_date": TIMESTAMP,
+        "amount": FLOAT,
+        "profit": FLOAT,
+        "is_rejected": BOOL,
+    },
+    "customer_segment_fit": FIT_COLUMNS,
+    "classification_anomalies": {**FIT_COLUMNS, "anomaly_rank": INT},
+    "segment_retention_summary": {
+        "profitability_segment": TEXT,
+        "record_count": INT,
+        "distinct_customers": INT,
+        "avg_retention": FLOAT,
+        "anomaly_count": INT,
+        "above_count": INT,
+        "below_count": INT,
+        "anomaly_rate": FLOAT,
+        "anomaly_share": FLOAT,
+    },
+    "anomaly_feature_comparison": {
+        "feature_name": TEXT,
+        "anomaly_group": TEXT,
+        "n": INT,
+        "mean_value": FLOAT,
+        "median_value": FLOAT,
+    },
+    "seasonal_distribution": {
+        "seasonal_distribution_id": TEXT,
+        "grouping_level": TEXT,
+        "profitability_segment": TEXT,
+        "anomaly_group": TEXT,
+        "record_count": INT,
+        "records_with_quarters": INT,
+        **{f"{q}_share_mean": FLOAT for q in QUARTERS},
+    },
+    "anomaly_crosstabs": {
+        "dimension": TEXT,
+        "dimension_value": TEXT,
+        "anomaly_count": INT,
+        "normal_count": INT,
+        "record_count": INT,
+        "anomaly_rate": FLOAT,
+    },
+    "anomaly_rule_lift": {
+        "rule_name": TEXT,
+        "feature_name": TEXT,
+        "operator": TEXT,
+        "threshold": FLOAT,
+        "anomaly_hits": INT,
+        "anomaly_total": INT,
+        "normal_hits": INT,
+        "normal_total": INT,
+        "anomaly_hit_rate": FLOAT,
+        "normal_hit_rate": FLOAT,
+        "lift_pp": FLOAT,
+    },
+    "data_quality_issues": {
+        "issue_id": TEXT,
+        "source": TEXT,
+        "source_row_number": INT,
+        "row_key": TEXT,
+        "column_name": TEXT,
+        "issue_value": TEXT,
+        "reason": TEXT,
+        "severity": TEXT,
+    },
+    "input_row_reconciliation": {
+        "source": TEXT,
+        "input_rows": INT,
+        "clean_rows": INT,
+        "rejected_rows": INT,
+        "is_reconciled": BOOL,
+    },
+    "duplicate_customer_keys": {
+        "customer_id": TEXT,
+        "subsidiary_id": TEXT,
+        "record_count": INT,
+        "distinct_segments": INT,
+        "distinct_retention_values": INT,
+        "is_conflicting": BOOL,
+    },
+}
+
+# Key columns per table: used for the uniqueness expectations and to name offending rows.
+KEYS: dict[str, tuple[str, ...]] = {
+    "int_customers_validated": ("source_row_number",),
+    "int_transactions_validated": ("source_row_number",),
+    "customer_segment_fit": ("customer_record_id",),
+    "classification_anomalies": ("customer_record_id",),
+    "segment_retention_summary": ("profitability_segment",),
+    "anomaly_feature_comparison": ("feature_name", "anomaly_group"),
+    "seasonal_distribution": ("seasonal_distribution_id",),
+    "anomaly_crosstabs": ("dimension", "dimension_value"),
+    "anomaly_rule_lift": ("rule_name",),
+    "data_quality_issues": ("issue_id",),
+    "input_row_reconciliation": ("source",),
+    "duplicate_customer_keys": ("customer_id", "subsidiary_id"),
+}
+TABLES: tuple[str, ...] = tuple(COLUMNS)
+
+# Suite parameters resolved from other tables at run time (cross-table checks).
+PARAMETERS: dict[str, str] = {
+    "records_in_grain": "input_row_reconciliation.records_in_grain on the 'customers' row",
+    "summary_anomaly_total": "sum(segment_retention_summary.anomaly_count)",
+    "fit_anomaly_count": "count of customer_segment_fit rows with is_classification_anomaly",
+    "fit_row_count": "row count of customer_segment_fit",
+}
+
+
+# --------------------------------------------------------------------------------------------------------
+# public types
+# --------------------------------------------------------------------------------------------------------
+
+
+class ChecksError(RuntimeError):
+    """The check run itself failed (GX raised, or reported a raised exception): not a data finding."""
+
+
+@dataclass(frozen=True)
+class CheckConfig:
+    anomaly_threshold: float = 0.15
+    anomaly_threshold_mode: str = "absolute"
+    anomaly_rate_band: tuple[float, float] = (0.02, 0.30)
+    max_offending_keys: int = 5
+
+    def __post_init__(self) -> None:
+        if self.anomaly_threshold_mode not in THRESHOLD_MODES:
+            raise ValueError(f"anomaly_threshold_mode must be one of {THRESHOLD_MODES}")
+        low, high = self.anomaly_rate_band
+        if not 0 <= low <= high <= 1:
+            raise ValueError("anomaly_rate_band must be (low, high) with 0 <= low <= high <= 1")
+        if self.max_offending_keys < 0:
+            raise ValueError("max_offending_keys must be >= 0")
+
+
+@dataclass(frozen=True)
+class FailedExpectation:
+    table: str
+    expectation_type: str
+    column: str | None
+    severity: str
+    offending: list[str] = field(default_factory=list)
+    unexpected_count: int | None = None
+
+    def describe(self) -> str:
+        target = f"({self.column})" if self.column else ""
+        text = f"{self.severity.upper()} {self.table}: {self.expectation_type}{target}"
+        if self.unexpected_count is not None:
+            text += f" - {self.unexpected_count} unexpected"
+        if self.offending:
+            text += ": " + "; ".join(self.offending)
+        return text
+
+
+@dataclass
+class CheckReport:
+    errors: list[FailedExpectation]
+    warnings: list[FailedExpectation]
+    evaluated: int
+    data_docs_index: Path | None = None
+    skipped: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def summary(self) -> str:
+        lines = [
+            f"data-quality checks: {self.evaluated} expectations evaluated, {self.skipped} skipped, "
+            f"{len(self.errors)} error(s), {len(self.warnings)} warning(s)"
+        ]
+        lines += [f"- {failed.describe()}" for failed in self.errors + self.warnings]
+        if self.data_docs_index is not None:
+            lines.append(f"Data Docs: {self.data_docs_index}")
+        return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------------------
+# suites
+# --------------------------------------------------------------------------------------------------------
+
+
+def expectation_suites(config: CheckConfig) -> dict[str, list[Any]]:
+    """One list of GX expectations per table (fresh objects on every call).
+
+    ``meta`` of every expectation: ``severity`` ("error" | "warning"), optionally ``nonempty_only`` (skip on an
+    empty table) and ``check`` (a short human description). Cross-table expectations use suite parameters
+    named in ``PARAMETERS``.
+    """
+    import great_expectations.expectations as gxe
+
+    def meta(severity: str = "error", **extra: Any) -> dict[str, Any]:
+        return {"severity": severity, **extra}
+
+    def types(table: str) -> list[Any]:
+        columns = COLUMNS[table]
+        out: list[Any] = [gxe.ExpectTableColumnsToMatchSet(
+            column_set=list(columns), exact_match=False, meta=meta(check="contract columns present"))]
+        out += [gxe.ExpectColumnValuesToBeInTypeList(column=name, type_list=TYPE_LISTS[kind], meta=meta())
+                for name, kind in columns.items()]
+        return out
+
+    def key(table: str) -> list[Any]:
+        columns = KEYS[table]
+        out: list[Any] = [gxe.ExpectColumnValuesToNotBeNull(column=columns[0], meta=meta())]
+        if len(columns) == 1:
+            out.append(gxe.ExpectColumnValuesToBeUnique(column=columns[0], meta=meta()))
+        else:
+            out.append(gxe.ExpectCompoundColumnsToBeUnique(column_list=list(columns), meta=meta()))
+        return out
+
+    def not_null(*columns: str) -> list[Any]:
+        return [gxe.ExpectColumnValuesToNotBeNull(column=c, meta=meta()) for c in columns]
+
+    def between(columns: tuple[str, ...] | list[str], low: float | None, high: float | None,
+                severity: str = "error") -> list[Any]:
+        return [gxe.ExpectColumnValuesToBeBetween(column=c, min_value=low, max_value=high, meta=meta(severity))
+                for c in columns]
+
+    def in_set(column: str, values: list[Any], severity: str = "error", **extra: Any) -> Any:
+        return gxe.ExpectColumnValuesToBeInSet(column=column, value_set=values, meta=meta(severity, **extra))
+
+    def equal(column_a: str, column_b: str, check: str) -> Any:
+        return gxe.ExpectColumnPairValuesToBeEqual(column_A=column_a, column_B=column_b, meta=meta(check=check))
+
+    def at_most(smaller: str, larger: str) -> Any:
+        return gxe.ExpectColumnPairValuesAToBeGreaterThanB(
+            column_A=larger, column_B=smaller, or_equal=True, meta=meta(check=f"{smaller} <= {larger}"))
+
+    def row_count_equals(parameter: str) -> Any:
+        return gxe.ExpectTableRowCountToEqual(
+            value={"$PARAMETER": parameter}, meta=meta(check=f"row count == {PARAMETERS[parameter]}"))
+
+    counts_q = [f"{q}_transactions" for q in QUARTERS]
+    shares = [f"{q}_share" for q in QUARTERS]
+    low_rate, high_rate = config.anomaly_rate_band
+    threshold = float(config.anomaly_threshold)
+
+    def fit_like(table: str) -> list[Any]:
+        return [
+            *types(table),
+            *key(table),
+            *not_null("customer_id", "profitability_segment", "retention_probability",
+                      "is_classification_anomaly"),
+            gxe.ExpectColumnValuesToBeUnique(column="source_row_number", meta=meta()),
+            *between(("retention_probability", "segment_avg_retention"), 0, 1),
+            *between(("retention_deviation",), -1, 1),
+            *between(("abs_retention_deviation",), 0, None),
+            *between(shares, 0, 1),
+            *between(("seasonality_entropy_norm",), 0, 1 + _EPS),
+            *between(("seasonality_imbalance",), 0, 1),
+            *between(("seasonality_std", "seasonality_cv"), 0, None),
+            *between(("transaction_count", *counts_q, "customer_age_days"), 0, None),
+            *between(("segment_record_count",), 1, None),
+            *between(("q_share_sum",), 1 - _EPS, 1 + _EPS),
+            in_set("q_share_nulls", [0, 4], check="q1..q4 shares all present or all missing"),
+            in_set("deviation_direction", ["above", "below"]),
+            equal("deviation_direction", "expected_direction", "'below' iff retention_deviation < 0"),
+            in_set("lifecycle_stage_source", ["given", "derived"]),
+            in_set("seasonal_preference_source", ["given", "derived"]),
+            in_set("behaviour_source", ["transactions", "precomputed"]),
+            in_set("anomaly_threshold_mode", [config.anomaly_threshold_mode], check="built with config mode"),
+            *between(("anomaly_threshold",), threshold, threshold),
+            equal("is_classification_anomaly", "expected_flag",
+                  f"flag == round(deviation, 10) > {threshold} ({config.anomaly_threshold_mode})"),
+        ]
+
+    suites: dict[str, list[Any]] = {
+        "int_customers_validated": [
+            *types("int_customers_validated"),
+            *key("int_customers_validated"),
+            *between(("source_row_number",), 1, None),
+            *not_null("customer_id", "profitability_segment", "retention_probability"),
+            *between(("retention_probability",), 0, 1),
+            *between(("transaction_count", *counts_q, "customer_age_days"), 0, None),
+            in_set("is_rejected", [False], check="only clean rows are validated"),
+        ],
+        "int_transactions_validated": [
+            *types("int_transactions_validated"),
+            *key("int_transactions_validated"),
+            *between(("source_row_number",), 1, None),
+            *not_null("transaction_id", "customer_id", "transaction_date", "amount"),
+            gxe.ExpectColumnValuesToBeUnique(column="transaction_id", meta=meta()),
+            in_set("is_rejected", [False], check="only clean rows are validated"),
+        ],
+        "customer_segment_fit": [
+            *fit_like("customer_segment_fit"),
+            row_count_equals("records_in_grain"),
+            gxe.ExpectColumnMeanToBeBetween(
+                column="anomaly_flag_numeric", min_value=low_rate, max_value=high_rate,
+                meta=meta("warning", nonempty_only=True, check="overall anomaly rate within anomaly_rate_band")),
+        ],
+        "classification_anomalies": [
+            *fit_like("classification_anomalies"),
+            in_set("is_classification_anomaly", [True]),
+            *not_null("anomaly_rank"),
+            gxe.ExpectColumnValuesToBeUnique(column="anomaly_rank", meta=meta()),
+            *between(("anomaly_rank",), 1, None),
+            row_count_equals("summary_anomaly_total"),
+            row_count_equals("fit_anomaly_count"),
+        ],
+        "segment_retention_summary": [
+            *types("segment_retention_summary"),
+            *key("segment_retention_summary"),
+            *between(("record_count", "distinct_customers"), 1, None),
+            at_most("distinct_customers", "record_count"),
+            *between(("avg_retention", "anomaly_rate", "anomaly_share"), 0, 1),
+            *between(("anomaly_count", "above_count", "below_count"), 0, None),
+            at_most("anomaly_count", "record_count"),
+            equal("anomaly_count", "above_plus_below", "anomaly_count == above_count + below_count"),
+            gxe.ExpectColumnSumToBeBetween(
+                column="record_count", min_value={"$PARAMETER": "fit_row_count"},
+                max_value={"$PARAMETER": "fit_row_count"}, meta=meta(check="sum(record_count) == fit rows")),
+        ],
+        "anomaly_feature_comparison": [
+            *types("anomaly_feature_comparison"),
+            *key("anomaly_feature_comparison"),
+            *not_null("anomaly_group"),
+            in_set("anomaly_group", ["anomaly", "normal"]),
+            in_set("feature_name", list(COMPARISON_FEATURES)),
+            *between(("n",), 0, None),
+            gxe.ExpectTableRowCountToEqual(
+                value=2 * len(COMPARISON_FEATURES),
+                meta=meta(nonempty_only=True, check="every feature x both groups present")),
+        ],
+        "seasonal_distribution": [
+            *types("seasonal_distribution"),
+            *key("seasonal_distribution"),
+            *not_null("grouping_level", "anomaly_group"),
+            in_set("grouping_level", ["segment", "overall"]),
+            in_set("anomaly_group", ["anomaly", "normal", "all"]),
+            in_set("segment_matches_level", [True], check="profitability_segment null iff grouping 'overall'"),
+            *between(("record_count",), 1, None),
+            *between(("records_with_quarters",), 0, None),
+            at_most("records_with_quarters", "record_count"),
+            *between([f"{q}_share_mean" for q in QUARTERS], 0, 1),
+            *between(("q_share_mean_sum",), 1 - _EPS, 1 + _EPS),
+        ],
+        "anomaly_crosstabs": [
+            *types("anomaly_crosstabs"),
+            *key("anomaly_crosstabs"),
+            *not_null("dimension_value"),
+            in_set("dimension", ["seasonal_preference", "lifecycle_stage", "profitability_segment"]),
+            *between(("anomaly_count", "normal_count"), 0, None),
+            *between(("record_count",), 1, None),
+            equal("record_count", "anomaly_plus_normal", "record_count == anomaly_count + normal_count"),
+            *between(("anomaly_rate",), 0, 1),
+        ],
+        "anomaly_rule_lift": [
+            *types("anomaly_rule_lift"),
+            *key("anomaly_rule_lift"),
+            *not_null("feature_name"),
+            in_set("operator", [">"]),
+            *between(("anomaly_hits", "anomaly_total", "normal_hits", "normal_total"), 0, None),
+            at_most("anomaly_hits", "anomaly_total"),
+            at_most("normal_hits", "normal_total"),
+            *between(("anomaly_hit_rate", "normal_hit_rate"), 0, 1),
+            *between(("lift_pp",), -100, 100),
+        ],
+        "data_quality_issues": [
+            *types("data_quality_issues"),
+            *key("data_quality_issues"),
+            *not_null("source", "source_row_number", "column_name", "reason", "severity"),
+            in_set("source", ["customers", "transactions"]),
+            in_set("severity", ["rejected", "warning"]),
+            *between(("source_row_number",), 1, None),
+        ],
+        "input_row_reconciliation": [
+            *types("input_row_reconciliation"),
+            *key("input_row_reconciliation"),
+            in_set("source", ["customers", "transactions"]),
+            *between(("input_rows", "clean_rows", "rejected_rows"), 0, None),
+            *not_null("is_reconciled"),
+            in_set("is_reconciled", [True], check="input rows == clean + rejected"),
+            equal("input_rows", "clean_plus_rejected", "input_rows == clean_rows + rejected_rows"),
+        ],
+        "duplicate_customer_keys": [
+            *types("duplicate_customer_keys"),
+            *key("duplicate_customer_keys"),
+            *between(("record_count",), 2, None),
+            *between(("distinct_segments", "distinct_retention_values"), 1, None),
+            at_most("distinct_segments", "record_count"),
+            at_most("distinct_retention_values", "record_count"),
+            equal("is_conflicting", "expected_conflicting",
+                  "is_conflicting == (distinct_segments > 1 or distinct_retention_values > 1)"),
+            in_set("is_conflicting", [False], severity="warning",
+                   check="duplicated business keys carry conflicting segment/retention"),
+        ],
+    }
+    for table, expectations in suites.items():
+        for expectation in expectations:
+            if expectation.meta.get("severity") not in SEVERITIES:
+                raise ValueError(f"{table}: {expectation.expectation_type} has no valid severity")
+    return suites
+
+
+# --------------------------------------------------------------------------------------------------------
+# derived columns (what is validated beyond the raw frame)
+# --------------------------------------------------------------------------------------------------------
+
+
+def _require(frame: pd.DataFrame, table: str, *columns: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ChecksError(f"{table}: column(s) {', '.join(missing)} missing from the frame")
+
+
+def _bool_or_na(values: pd.Series) -> pd.Series:
+    return values.astype("boolean")
+
+
+def _numeric(values: pd.Series) -> pd.Series:
+    return pd.to_numeric(values, errors="coerce").astype("float64")
+
+
+def expected_anomaly_flag(fit: pd.DataFrame, config: CheckConfig) -> pd.Series:
+    """The flag recomputed like the mart: round(|deviation| [/ segment avg], 10) > threshold (strict)."""
+    deviation = _numeric(fit["retention_deviation"]).abs()
+    if config.anomaly_threshold_mode == "relative":
+        average = _numeric(fit["segment_avg_retention"])
+        deviation = deviation / average.where(average != 0)
+    flag = deviation.round(10) > float(config.anomaly_threshold)
+    return pd.Series(np.where(deviation.isna(), False, flag), index=fit.index, dtype=bool)
+
+
+def _derive_fit(frame: pd.DataFrame, table: str, config: CheckConfig) -> pd.DataFrame:
+    shares = [f"{q}_share" for q in QUARTERS]
+    _require(frame, table, *shares, "retention_deviation", "segment_avg_retention", "is_classification_anomaly")
+    share_values = frame[shares].apply(_numeric)
+    frame["q_share_nulls"] = share_values.isna().sum(axis=1).astype("int64")
+    frame["q_share_sum"] = share_values.sum(axis=1, min_count=4)
+    deviation = _numeric(frame["retention_deviation"])
+    frame["expected_direction"] = pd.Series(np.where(deviation < 0, "below", "above"), index=frame.index,
+                                            dtype=object).where(deviation.notna())
+    frame["expected_flag"] = expected_anomaly_flag(frame, config)
+    frame["anomaly_flag_numeric"] = _bool_or_na(frame["is_classification_anomaly"]).astype("Float64")
+    return frame
+
+
+def _derive_seasonal(frame: pd.DataFrame, table: str, config: CheckConfig) -> pd.DataFrame:
+    means = [f"{q}_share_mean" for q in QUARTERS]
+    _require(frame, table, *means, "grouping_level", "profitability_segment")
+    frame["q_share_mean_sum"] = frame[means].apply(_numeric).sum(axis=1, min_count=4)
+    overall = frame["grouping_level"] == "overall"
+    frame["segment_matches_level"] = (overall == frame["profitability_segment"].isna()).astype(bool)
+    return frame
+
+
+def _derive_sum(target: str, *parts: str) -> Callable[[pd.DataFrame, str, CheckConfig], pd.DataFrame]:
+    def derive(frame: pd.DataFrame, table: str, config: CheckConfig) -> pd.DataFrame:
+        _require(frame, table, *parts)
+        frame[target] = sum((frame[p] for p in parts[1:]), frame[parts[0]])
+        return frame
+
+    return derive
+
+
+def _derive_conflicting(frame: pd.DataFrame, table: str, config: CheckConfig) -> pd.DataFrame:
+    _require(frame, table, "distinct_segments", "distinct_retention_values")
+    conflicting = (_numeric(frame["distinct_segments"]) > 1) | (_numeric(frame["distinct_retention_values"]) > 1)
+    frame["expected_conflicting"] = conflicting.astype(bool)
+    return frame
+
+
+DERIVATIONS: dict[str, Callable[[pd.DataFrame, str, CheckConfig], pd.DataFrame]] = {
+    "customer_segment_fit": _derive_fit,
+    "classification_anomalies": _derive_fit,
+    "segment_retention_summary": _derive_sum("above_plus_below", "above_count", "below_count"),
+    "seasonal_distribution": _derive_seasonal,
+    "anomaly_crosstabs": _derive_sum("anomaly_plus_normal", "anomaly_count", "normal_count"),
+    "input_row_reconciliation": _derive_sum("clean_plus_rejected", "clean_rows", "rejected_rows"),
+    "duplicate_customer_keys": _derive_conflicting,
+}
+
+
+def derived_frame(table: str, frame: pd.DataFrame, config: CheckConfig) -> pd.DataFrame:
+    """The frame GX validates for ``table``: clean rows only for the int_* tables, a fresh RangeIndex,
+    string columns as object (see TYPE_LISTS) and the derived check columns."""
+    frame = frame.copy()
+    if table in ("int_customers_validated", "int_transactions_validated") and "is_rejected" in frame.columns:
+        frame = frame[~_bool_or_na(frame["is_rejected"]).fillna(True).astype(bool)]
+    frame = frame.reset_index(drop=True)
+    for name in list(frame.columns):
+        if isinstance(frame[name].dtype, pd.StringDtype):
+            frame[name] = frame[name].astype(object).where(frame[name].notna(), None)
+    derive = DERIVATIONS.get(table)
+    return derive(frame, table, config) if derive else frame
+
+
+def resolve_parameters(tables: Mapping[str, pd.DataFrame]) -> dict[str, float]:
+    """Values of the cross-table suite parameters that can be computed from ``tables``."""
+    values: dict[str, float] = {}
+    recon = tables.get("input_row_reconciliation")
+    if recon is not None and {"source", "records_in_grain"} <= set(recon.columns):
+        grain = _numeric(recon.loc[recon["source"] == "customers", "records_in_grain"]).dropna()
+        if len(grain) == 1:
+            values["records_in_grain"] = float(grain.iloc[0])
+    summary = tables.get("segment_retention_summary")
+    if summary is not None and "anomaly_count" in summary.columns:
+        values["summary_anomaly_total"] = float(_numeric(summary["anomaly_count"]).sum())
+    fit = tables.get("customer_segment_fit")
+    if fit is not None:
+        values["fit_row_count"] = float(len(fit))
+        if "is_classification_anomaly" in fit.columns:
+            values["fit_anomaly_count"] = float(_bool_or_na(fit["is_classification_anomaly"]).fillna(False).sum())
+    return values
+
+
+# --------------------------------------------------------------------------------------------------------
+# run
+# --------------------------------------------------------------------------------------------------------
+
+
+def _parameters_of(expectation: Any) -> set[str]:
+    return {value["$PARAMETER"] for value in expectation.configuration.kwargs.values()
+            if isinstance(value, dict) and "$PARAMETER" in value}
+
+
+def _raised(exception_info: Any) -> str | None:
+    """The message of a raised exception hidden in a result's exception_info (flat or keyed by metric)."""
+    if not isinstance(exception_info, dict):
+        return None
+    if exception_info.get("raised_exception"):
+        return str(exception_info.get("exception_message") or "exception")
+    for value in exception_info.values():
+        if isinstance(value, dict) and value.get("raised_exception"):
+            return str(value.get("exception_message") or "exception")
+    return None
+
+
+def _text(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA or value is pd.NaT:
+        return "<null>"
+    if isinstance(value, (np.generic,)):
+        value = value.item()
+    return str(value)
+
+
+def _target_columns(kwargs: Mapping[str, Any]) -> list[str]:
+    if "column" in kwargs:
+        return [kwargs["column"]]
+    if "column_A" in kwargs:
+        return [kwargs["column_A"], kwargs["column_B"]]
+    return list(kwargs.get("column_list") or [])
+
+
+def _offending(result: Mapping[str, Any], kwargs: Mapping[str, Any], frame: pd.DataFrame, keys: tuple[str, ...],
+               limit: int) -> tuple[list[str], int | None]:
+    indices = result.get("unexpected_index_list")
+    if indices is not None:
+        columns = [c for c in _target_columns(kwargs) if c in frame.columns]
+        key_columns = [c for c in keys if c in frame.columns]
+        out: list[str] = []
+        for index in indices:
+            if isinstance(index, dict) or index not in frame.index:
+                label = _text(index)
+            else:
+                row = frame.loc[index]
+                label = "/".join(f"{k}={_text(row[k])}" for k in key_columns) or f"row {index}"
+                values = [f"{c}={_text(row[c])}" for c in columns if c not in key_columns]
+                if values:
+                    label += ": " + ", ".join(values)
+            if label not in out:
+                out.append(label)
+            if len(out) >= limit:
+                break
+        count = result.get("unexpected_count")
+        return out, int(count) if count is not None else len(indices)
+    details = result.get("details") or {}
+    missing = (details.get("mismatched") or {}).get("missing") if isinstance(details, dict) else None
+    if missing:
+        return [f"missing column {c}" for c in missing][:limit], len(missing)
+    if "observed_value" in result:
+        bounds = {k: kwargs[k] for k in ("value", "min_value", "max_value") if k in kwargs}
+        expected = ", ".join(f"{k}={_text(v)}" for k, v in bounds.items())
+        observed = f"observed={_text(result['observed_value'])}"
+        return [f"{observed} (expected {expected})" if expected else observed][:limit], None
+    return [], None
+
+
+def _make_context(root: Path | None, data_docs_dir: Path | None) -> Any:
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    if root is None:
+        context = gx.get_context(mode="ephemeral")
+    else:
+        context = gx.get_context(mode="file", project_root_dir=str(root))
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    if data_docs_dir is not None:
+        for site in list(context.get_site_names()):
+            context.delete_data_docs_site(site)
+        context.add_data_docs_site(
+            site_name="segfit",
+            site_config={
+                "class_name": "SiteBuilder",
+                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+                "store_backend": {"class_name": "TupleFilesystemStoreBackend",
+                                  "base_directory": str(data_docs_dir)},
+            },
+        )
+    return context
+
+
+def run_checks(tables: Mapping[str, pd.DataFrame], config: CheckConfig,
+               data_docs_dir: Path | None = None) -> CheckReport:
+    """Validate every known table present in ``tables`` with its suite; see the module docstring."""
+    if data_docs_dir is None:
+        return _run(tables, config, None, None)
+    data_docs_dir = Path(data_docs_dir).resolve()
+    data_docs_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="segfit-gx-") as root:
+        return _run(tables, config, Path(root), data_docs_dir)
+
+
+def _run(tables: Mapping[str, pd.DataFrame], config: CheckConfig, root: Path | None,
+         data_docs_dir: Path | None) -> CheckReport:
+    import great_expectations as gx
+
+    suites = expectation_suites(config)
+    parameters = resolve_parameters(tables)
+    errors: list[FailedExpectation] = []
+    warnings: list[FailedExpectation] = []
+    evaluated = skipped = 0
+    try:
+        context = _make_context(root, data_docs_dir)
+        datasource = context.data_sources.add_pandas("segfit")
+    except Exception as exc:  # noqa: BLE001 - any GX failure is a failure of the run
+        raise ChecksError(f"could not set up great-expectations: {exc}") from exc
+
+    for table, expectations in suites.items():
+        if table not in tables:
+            continue
+        frame = derived_frame(table, tables[table], config)
+        selected = []
+        for expectation in expectations:
+            if expectation.meta.get("nonempty_only") and frame.empty:
+                skipped += 1
+            elif not _parameters_of(expectation) <= parameters.keys():
+                skipped += 1
+            else:
+                selected.append(expectation)
+        if not selected:
+            continue
+        try:
+            suite = context.suites.add(gx.ExpectationSuite(name=table, expectations=selected))
+            batch = datasource.add_dataframe_asset(table).add_batch_definition_whole_dataframe(table)
+            validation = context.validation_definitions.add(
+                gx.ValidationDefinition(name=table, data=batch, suite=suite))
+            result = validation.run(
+                batch_parameters={"dataframe": frame},
+                expectation_parameters={k: parameters[k] for k in sorted(parameters)},
+                result_format={"result_format": "COMPLETE"},
+            )
+        except Exception as exc:  # noqa: BLE001 - any GX failure is a failure of the run
+            raise ChecksError(f"{table}: great-expectations raised {type(exc).__name__}: {exc}") from exc
+
+        order = {expectation.id: position for position, expectation in enumerate(suite.expectations)}
+        by_position: dict[int, Any] = {}
+        for item in result.results:
+            message = _raised(item.exception_info)
+            config_ = item.expectation_config
+            if message is not None:
+                raise ChecksError(f"{table}: {config_.type}({', '.join(_target_columns(config_.kwargs))}) "
+                                  f"raised: {message}")
+            if config_.id not in order:
+                raise ChecksError(f"{table}: result for an unknown expectation {config_.type}")
+            by_position[order[config_.id]] = item
+        if len(by_position) != len(selected):
+            raise ChecksError(f"{table}: {len(selected)} expectations, {len(by_position)} results")
+        evaluated += len(selected)
+        for position in sorted(by_position):
+            item = by_position[position]
+            if item.success:
+                continue
+            config_ = item.expectation_config
+            severity = (config_.meta or {}).get("severity", "error")
+            offending, count = _offending(item.result or {}, config_.kwargs, frame, KEYS[table],
+                                          config.max_offending_keys)
+            failed = FailedExpectation(
+                table=table,
+                expectation_type=config_.type,
+                column=",".join(_target_columns(config_.kwargs)) or None,
+                severity=severity,
+                offending=offending,
+                unexpected_count=count,
+            )
+            (warnings if severity == "warning" else errors).append(failed)
+
+    index: Path | None = None
+    if data_docs_dir is not None:
+        try:
+            context.build_data_docs(site_names=["segfit"])
+        except Exception as exc:  # noqa: BLE001
+            raise ChecksError(f"building Data Docs failed: {exc}") from exc
+        index = data_docs_dir / "index.html"
+        if not index.is_file():
+            raise ChecksError(f"Data Docs were built but {index} is missing")
+    return CheckReport(errors=errors, warnings=warnings, evaluated=evaluated, data_docs_index=index,
+                       skipped=skipped)

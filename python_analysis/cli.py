@@ -1,0 +1,109 @@
+"""`segfit` command line: a thin layer that parses arguments and wires the pipeline steps."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from python_analysis import pipeline, warehouse
+from python_analysis.warehouse import SegfitError
+
+EXIT_USER_ERROR = 2
+EXIT_CHECKS_FAILED = 3
+
+
+def _add_input_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--customers", type=Path, help="customers CSV or Parquet (default: the demo seeds)")
+    parser.add_argument("--transactions", type=Path, help="transactions CSV or Parquet (optional)")
+    parser.add_argument("--grain", default="all", help="all (every record) or latest (one per customer)")
+    parser.add_argument("--threshold", type=float, default=0.15, help="anomaly threshold (default 0.15)")
+    parser.add_argument("--threshold-mode", default="absolute", help="absolute or relative")
+    parser.add_argument(
+        "--demo-variant", default="transactions", help="demo input path: transactions or precomputed"
+    )
+    parser.add_argument("--var", action="append", default=[], metavar="NAME=VALUE", help="extra dbt var")
+    parser.add_argument("--warehouse", help="DuckDB file (default $SEGFIT_DUCKDB_PATH or warehouse/segfit.duckdb)")
+
+
+def _build_options(args: argparse.Namespace) -> pipeline.BuildOptions:
+    extra = []
+    for item in args.var:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise SegfitError(f"--var expects NAME=VALUE, got {item!r}")
+        extra.append((name.strip(), value.strip()))
+    return pipeline.BuildOptions(
+        customers=args.customers,
+        transactions=args.transactions,
+        grain=args.grain,
+        threshold=args.threshold,
+        threshold_mode=args.threshold_mode,
+        demo_variant=args.demo_variant,
+        extra_vars=tuple(extra),
+    )
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="segfit", description=__doc__)
+    commands = root.add_subparsers(dest="command", required=True)
+
+    build = commands.add_parser("build", help="dbt build the warehouse (demo data when no paths are given)")
+    _add_input_options(build)
+
+    check = commands.add_parser("check", help="run the great-expectations checks on the warehouse")
+    check.add_argument("--warehouse")
+    check.add_argument("--out", type=Path, default=Path("reports/latest"), help="where Data Docs go")
+
+    report = commands.add_parser("report", help="fit the models and write the report from the marts")
+    report.add_argument("--warehouse")
+    report.add_argument("--out", type=Path, default=Path("reports/latest"))
+
+    run = commands.add_parser("run", help="build, then check, then report, in one go")
+    _add_input_options(run)
+    run.add_argument("--out", type=Path, default=Path("reports/latest"))
+
+    demo = commands.add_parser("demo-data", help="regenerate the demo seeds")
+    demo.add_argument("--seeds-dir", type=Path, default=warehouse.PROJECT_DIR / "seeds")
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except SegfitError as exc:
+        print(f"segfit: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "demo-data":
+        from python_analysis import demo_data
+
+        for path in demo_data.write_seeds(demo_data.generate_demo(), args.seeds_dir):
+            print(f"segfit: wrote {path}")
+        return 0
+
+    published = warehouse.resolve_warehouse_path(args.warehouse)
+    if args.command == "build":
+        pipeline.build(_build_options(args), published)
+        print(pipeline.how_to_query(published))
+        return 0
+    if args.command == "check":
+        from python_analysis import steps
+
+        return steps.check_published(published, args.out)
+    if args.command == "report":
+        from python_analysis import steps
+
+        return steps.report_published(published, args.out)
+    if args.command == "run":
+        from python_analysis import steps
+
+        return steps.run_all(_build_options(args), published, args.out)
+    raise SegfitError(f"unknown command {args.command!r}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,210 @@
+"""Models: clustering, segment tree, anomaly trees and the leakage detector."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from python_analysis.config import ReportConfig
+from python_analysis.modeling import (
+    aggregate_importances,
+    anomaly_clusters,
+    anomaly_models,
+    feature_matrix,
+    leakage_flags,
+    segment_tree,
+)
+
+try:
+    from tests.report_fixtures import blobs, make_fit, threshold_frame
+except ImportError:  # tests/ is not a package
+    from report_fixtures import blobs, make_fit, threshold_frame
+
+CONFIG = ReportConfig()
+
+
+def test_two_blobs_give_k2():
+    result = anomaly_clusters(blobs(), CONFIG)
+    assert not result.skipped
+    assert result.chosen_k == 2
+    assert sorted(result.profiles["size"].tolist()) == [30, 30]
+    # each blob is one cluster
+    by_blob = result.assignments.assign(blob=result.assignments["customer_record_id"].str[:3])
+    assert by_blob.groupby("blob")["cluster_id"].nunique().max() == 1
+    assert set(result.k_scores["k"]) == {2, 3, 4, 5, 6}
+    assert result.k_scores.set_index("k").loc[2, "silhouette"] > 0.9
+    directions = {c: {t["direction"] for t in terms} for c, terms in result.terms.items()}
+    assert sorted(map(tuple, directions.values())) == [("high",), ("low",)]
+    assert result.profiles["cluster_label"].nunique() == 2
+
+
+def test_fixed_k_is_used():
+    result = anomaly_clusters(blobs(), ReportConfig(fixed_k=3))
+    assert result.chosen_k == 3 and result.assignments["cluster_id"].nunique() == 3
+    assert result.k_selection.startswith("fixed_k=3")
+
+
+def test_clustering_skipped_with_fewer_than_three_anomalies():
+    result = anomaly_clusters(blobs().head(2), CONFIG)
+    assert result.skipped and "at least 3" in result.note
+    assert result.assignments.empty
+
+
+def test_k_is_capped_by_samples():
+    result = anomaly_clusters(blobs(n_per=2), CONFIG)  # 4 records -> K at most 3
+    assert not result.skipped
+    assert result.k_scores["k"].max() == 3
+
+
+def test_constant_and_all_null_features_do_not_crash():
+    frame = blobs()
+    frame["seasonality_std"] = 1.0  # constant
+    frame["total_revenue"] = np.nan  # all null
+    frame.loc[:5, "transaction_count"] = np.nan  # some null -> median
+    result = anomaly_clusters(frame, CONFIG)
+    assert not result.skipped and result.chosen_k >= 2
+    assert len(result.assignments) == len(frame)
+    assert "seasonality_std" not in result.features and "total_revenue" not in result.features
+    notes = " ".join(result.feature_notes)
+    assert "seasonality_std: constant" in notes and "total_revenue: all values missing" in notes
+    assert "transaction_count: 6 missing value(s) imputed with the median" in notes
+
+
+def test_all_features_constant_skips_clustering():
+    frame = blobs()
+    for column in frame.columns:
+        if column not in (
+            "customer_record_id",
+            "profitability_segment",
+            "lifecycle_stage",
+            "seasonal_preference",
+        ):
+            frame[column] = 1.0
+    result = anomaly_clusters(frame, CONFIG)
+    assert result.skipped
+
+
+def test_threshold_label_gives_importance_one_and_threshold_text():
+    result = segment_tree(threshold_frame(), CONFIG)
+    assert not result.skipped
+    top = result.importances.iloc[0]
+    assert top["feature"] == "total_revenue" and top["importance"] == 1.0
+    assert result.threshold_feature == "total_revenue"
+    assert "close to a threshold on total_revenue" in result.threshold_statement
+    assert result.per_class["recall_in_sample"].min() == 1.0
+    assert result.accuracy_cv > 0.95
+    assert "total_revenue <=" in result.rules_text
+
+
+def test_segment_tree_without_threshold_says_nothing():
+    rng = np.random.default_rng(0)
+    n = 400
+    a, b = rng.uniform(0, 1, n), rng.uniform(0, 1, n)
+    frame = pd.DataFrame(
+        {"total_revenue": a, "transaction_count": b, "profitability_segment": np.where(a + b > 1, "X", "Y")}
+    )
+    result = segment_tree(frame, CONFIG)
+    assert result.threshold_statement is None
+
+
+def test_segment_tree_skipped_with_single_segment():
+    frame = threshold_frame()
+    frame["profitability_segment"] = "Only"
+    assert segment_tree(frame, CONFIG).skipped
+
+
+def test_leaky_feature_is_flagged():
+    importances = pd.DataFrame(
+        {"feature": ["leak", "other"], "kind": ["numeric", "numeric"], "importance": [0.95, 0.05]}
+    )
+    assert any("leak alone carries 95%" in flag for flag in leakage_flags(importances, 0.7, 2, CONFIG))
+    assert any("ROC-AUC" in flag for flag in leakage_flags(importances.iloc[::-1], 0.995, 2, CONFIG))
+    balanced = pd.DataFrame({"feature": ["a", "b"], "kind": ["numeric"] * 2, "importance": [0.5, 0.5]})
+    assert leakage_flags(balanced, 0.8, 2, CONFIG) == []
+    # a one-feature model trivially has importance 1.0: not leakage by itself
+    assert leakage_flags(importances.head(1), 0.7, 1, CONFIG) == []
+
+
+def test_anomaly_models_flag_the_full_model_and_a_planted_leak():
+    fit = make_fit(400)
+    fit["comprehensive_customer_score"] = fit["is_classification_anomaly"].astype(float) * 10  # planted leak
+    fit["txn_consistency_error"] = 0.1  # remove the synthetic behaviour signal
+    fit["transaction_value_volatility"] = 1.0
+    result = anomaly_models(fit, CONFIG)
+    assert not result.skipped
+    full, fair = result.models["full"], result.models["fair"]
+    assert full.leakage_by_design and full.leakage
+    assert fair.leakage and "comprehensive_customer_score" in fair.leakage[0]
+    assert "retention_probability" not in fair.features and "abs_retention_deviation" not in fair.features
+    assert "retention_probability" in full.features
+    assert result.models["baseline"].features == ["profitability_segment"]
+    assert set(result.models["behavioural"].importances["kind"]) == {"numeric"}
+    assert len(result.scores) == len(fit)
+    assert result.scores_source.startswith("fair model, out-of-fold")
+    assert result.scores["anomaly_probability"].between(0, 1).all()
+
+
+def test_anomaly_models_metrics_and_cv_folds():
+    fit = make_fit(300)
+    result = anomaly_models(fit, CONFIG)
+    fair = result.models["fair"]
+    assert fair.cv_folds == 5
+    for metrics in (fair.in_sample, fair.cv):
+        assert set(metrics) == {"n", "accuracy", "roc_auc", "recall_anomaly"}
+    assert fair.cv["n"] == len(fit)
+    assert fair.top_rules["anomalies"].iloc[0] >= fair.top_rules["anomalies"].iloc[-1]
+
+
+def test_cv_folds_shrink_and_skip_with_tiny_minority():
+    fit = make_fit(60)
+    fit["is_classification_anomaly"] = False
+    fit.loc[[0, 1, 2], "is_classification_anomaly"] = True
+    result = anomaly_models(fit, CONFIG)
+    assert result.models["fair"].cv_folds == 3
+    fit["is_classification_anomaly"] = False
+    fit.loc[0, "is_classification_anomaly"] = True
+    result = anomaly_models(fit, CONFIG)
+    fair = result.models["fair"]
+    assert fair.cv is None and "cross-validation skipped" in fair.cv_note
+    assert result.scores_source.startswith("fair model, in-sample")
+
+
+def test_trees_skipped_with_single_class():
+    fit = make_fit(100)
+    fit["is_classification_anomaly"] = False
+    result = anomaly_models(fit, CONFIG)
+    assert result.skipped and "single class" in result.note
+    assert result.scores.empty and list(result.scores.columns) == [
+        "customer_record_id",
+        "anomaly_probability",
+        "predicted_anomaly",
+    ]
+
+
+def test_feature_matrix_handles_constant_null_and_categories():
+    frame = pd.DataFrame(
+        {
+            "a": [1.0, np.nan, 3.0],
+            "b": [np.nan] * 3,
+            "c": [2.0] * 3,
+            "cat": ["x", None, "x"],
+            "const_cat": ["k"] * 3,
+        }
+    )
+    fm = feature_matrix(frame, ["a", "b", "c", "missing_col"], ["cat", "const_cat"], CONFIG)
+    assert fm.columns == ["a", "cat=(missing)", "cat=x"]
+    assert fm.X[1, 0] == 2.0  # median of 1 and 3
+    assert set(fm.dropped) == {"b", "c", "missing_col", "const_cat"}
+    agg = aggregate_importances(fm, np.array([0.2, 0.5, 0.3]))
+    assert agg.set_index("feature").loc["cat", "importance"] == 0.8
+    assert agg.set_index("feature").loc["cat", "kind"] == "categorical"
+
+
+def test_models_are_deterministic():
+    fit = make_fit(200)
+    a = anomaly_models(fit, CONFIG)
+    b = anomaly_models(fit, CONFIG)
+    pd.testing.assert_frame_equal(a.scores, b.scores)
+    c1 = anomaly_clusters(fit[fit["is_classification_anomaly"]], CONFIG)
+    c2 = anomaly_clusters(fit[fit["is_classification_anomaly"]], CONFIG)
+    pd.testing.assert_frame_equal(c1.assignments, c2.assignments)

@@ -1,0 +1,208 @@
+"""End-to-end: build_report + write_report on synthetic marts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from python_analysis.config import ReportConfig
+from python_analysis.report import CHART_NAMES, build_report, json_ready, write_report
+
+try:
+    from tests.report_fixtures import AMP_STAGE, BOLD_SEGMENT, SCRIPT_NAME, make_marts
+except ImportError:  # tests/ is not a package
+    from report_fixtures import AMP_STAGE, BOLD_SEGMENT, SCRIPT_NAME, make_marts
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+CONFIG = ReportConfig()
+
+
+@pytest.fixture(scope="module")
+def marts():
+    return make_marts()
+
+
+@pytest.fixture(scope="module")
+def written(marts, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    report = build_report(
+        marts,
+        CONFIG,
+        check_warnings=["expect <row_count> & more"],
+        data_docs_href="data_docs/index.html?a=1&b=2",
+        grain="latest",
+    )
+    paths = write_report(report, out, generated_at="2025-01-01T00:00:00Z")
+    return report, out, paths
+
+
+def test_every_chart_is_a_png(written):
+    report, out, paths = written
+    for name in CHART_NAMES:
+        path = out / "charts" / f"{name}.png"
+        assert path.exists(), name
+        assert path.read_bytes()[:8] == PNG_MAGIC
+        assert paths[f"charts/{name}.png"] == path
+    assert {"report.md", "report.html", "metrics.json"} <= set(paths)
+
+
+def test_metrics_equal_mart_numbers(written, marts):
+    _, out, _ = written
+    metrics = json.loads((out / "metrics.json").read_text())
+    summary = marts["segment_retention_summary"].set_index("profitability_segment")
+    by_segment = metrics["segments"]["by_segment"]
+    assert set(by_segment) == set(summary.index)
+    for segment, row in summary.iterrows():
+        assert by_segment[segment]["anomaly_count"] == row["anomaly_count"]
+        assert by_segment[segment]["record_count"] == row["record_count"]
+        assert by_segment[segment]["anomaly_rate"] == pytest.approx(row["anomaly_rate"], rel=1e-5)
+    assert metrics["sample"]["records"] == len(marts["customer_segment_fit"])
+    assert metrics["sample"]["anomaly_records"] == len(marts["classification_anomalies"])
+    assert metrics["grain"] == "latest"
+    afc = marts["anomaly_feature_comparison"]
+    row = afc[(afc.feature_name == "q4_share") & (afc.anomaly_group == "anomaly")].iloc[0]
+    assert metrics["features"]["q4_share"]["median_anomaly"] == pytest.approx(row["median_value"], rel=1e-5)
+    assert metrics["features"]["q4_share"]["verdict"] == "large"
+    assert metrics["features"]["total_revenue"]["verdict"] == "noise"
+    assert metrics["data_quality"]["total_issues"] == 3
+    assert metrics["generated_at"] == "2025-01-01T00:00:00Z"
+    assert metrics["leakage"]["full"], "the full model must be flagged as leaky"
+    assert metrics["anomaly_models"]["models"]["full"]["leakage_by_design"] is True
+    assert set(metrics["charts"]) == {f"{n}.png" for n in CHART_NAMES}
+    top = metrics["top_anomalies"][0]
+    assert top["customer_name"] == SCRIPT_NAME and top["anomaly_rank"] == 1
+
+
+def test_metrics_top_level_keys_are_stable(written):
+    report, _, _ = written
+    assert sorted(report.metrics) == sorted(
+        [
+            "anomaly_models",
+            "charts",
+            "clustering",
+            "config",
+            "crosstabs",
+            "data_quality",
+            "features",
+            "grain",
+            "leakage",
+            "notes",
+            "recommendations",
+            "rule_lift",
+            "sample",
+            "schema_version",
+            "segment_tree",
+            "segments",
+            "stat_sample_size_per_group",
+            "top_anomalies",
+            "value_realization",
+            "write_back",
+        ]
+    )
+
+
+def test_html_escapes_data_values(written):
+    _, out, _ = written
+    page = (out / "report.html").read_text()
+    assert SCRIPT_NAME not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert BOLD_SEGMENT not in page
+    assert "&lt;b&gt;Gold&lt;/b&gt;" in page
+    assert AMP_STAGE not in page
+    assert "Growth &amp; Expansion" in page
+    assert "expect &lt;row_count&gt; &amp; more" in page
+    assert 'href="data_docs/index.html?a=1&amp;b=2"' in page
+    assert page.count("data:image/png;base64,") == len(CHART_NAMES)
+    assert '<img src="charts/' not in page  # self-contained
+
+
+def test_markdown_has_tables_and_chart_links(written):
+    _, out, _ = written
+    md = (out / "report.md").read_text()
+    for name in CHART_NAMES:
+        assert f"(charts/{name}.png)" in md
+    assert "| customer_record_id | customer_name | segment | retention | segment avg | deviation |" in md
+    assert SCRIPT_NAME not in md  # '<' escaped for markdown renderers
+    assert "LEAKAGE" in md and "close to a threshold" in md
+
+
+def test_write_back_frames(written, marts):
+    report, _, _ = written
+    clusters = report.anomaly_clusters
+    assert list(clusters.columns) == ["customer_record_id", "cluster_id", "cluster_label"]
+    assert len(clusters) == len(marts["classification_anomalies"])
+    assert clusters["customer_record_id"].is_unique
+    scores = report.anomaly_model_scores
+    assert list(scores.columns) == ["customer_record_id", "anomaly_probability", "predicted_anomaly"]
+    assert len(scores) == len(marts["customer_segment_fit"])
+    assert scores["predicted_anomaly"].dtype == bool
+    assert report.metrics["write_back"]["anomaly_model_scores_rows"] == len(scores)
+
+
+def test_build_and_write_twice_is_byte_identical(marts, tmp_path, monkeypatch):
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    outputs = []
+    for run in ("a", "b"):
+        report = build_report(marts, CONFIG, check_warnings=["w"], data_docs_href="x.html")
+        write_report(report, tmp_path / run)
+        outputs.append(
+            {
+                p.relative_to(tmp_path / run): p.read_bytes()
+                for p in (tmp_path / run).rglob("*")
+                if p.is_file()
+            }
+        )
+    assert outputs[0].keys() == outputs[1].keys()
+    for key in outputs[0]:
+        assert outputs[0][key] == outputs[1][key], key
+    metrics = json.loads(outputs[0][Path("metrics.json")])
+    assert metrics["generated_at"] == "2023-11-14T22:13:20Z"
+
+
+def test_few_anomalies_skip_clustering_with_note(tmp_path):
+    marts = make_marts(threshold=0.45)
+    n_anomalies = len(marts["classification_anomalies"])
+    assert 1 <= n_anomalies < 3
+    report = build_report(marts, CONFIG)
+    paths = write_report(report, tmp_path)
+    assert "charts/clusters.png" not in paths and "charts/silhouette.png" not in paths
+    assert not (tmp_path / "charts" / "clusters.png").exists()
+    assert "clustering skipped" in report.markdown
+    assert report.metrics["clustering"]["skipped"] is True
+    assert report.anomaly_clusters.empty
+    assert list(report.anomaly_clusters.columns) == ["customer_record_id", "cluster_id", "cluster_label"]
+
+
+def test_no_anomalies_skips_trees_and_clusters(tmp_path):
+    marts = make_marts(threshold=0.95)
+    assert marts["classification_anomalies"].empty
+    report = build_report(marts, CONFIG)
+    paths = write_report(report, tmp_path)
+    for name in ("decision_tree", "feature_importances", "clusters", "silhouette"):
+        assert f"charts/{name}.png" not in paths
+    assert "anomaly trees skipped" in report.markdown
+    assert report.anomaly_model_scores.empty and report.anomaly_clusters.empty
+    assert "NaN" not in (tmp_path / "metrics.json").read_text()
+
+
+def test_stale_charts_are_removed(written, tmp_path):
+    (tmp_path / "charts").mkdir()
+    (tmp_path / "charts" / "clusters.png").write_bytes(b"old")
+    report = build_report(make_marts(threshold=0.95), CONFIG)
+    write_report(report, tmp_path)
+    assert not (tmp_path / "charts" / "clusters.png").exists()
+
+
+def test_unsafe_data_docs_href_is_not_linked():
+    report = build_report(make_marts(n=120), CONFIG, data_docs_href="javascript:alert(1)")
+    assert 'href="javascript:' not in report.html
+
+
+def test_json_ready_rounds_and_nulls():
+    assert json_ready({"a": float("nan"), "b": 1.23456789, "c": [float("inf")]}) == {
+        "a": None,
+        "b": 1.23457,
+        "c": [None],
+    }
