@@ -41,18 +41,18 @@ behaviour as (
         records.lifecycle_stage as given_lifecycle_stage,
         records.seasonal_preference as given_seasonal_preference,
         {%- if has_transactions %}
-        'transactions' as behaviour_source,
-        transaction_behaviour.as_of_date,
-        transaction_behaviour.total_revenue,
-        transaction_behaviour.net_profit,
-        transaction_behaviour.transaction_count,
-        transaction_behaviour.avg_transactions_per_month,
-        transaction_behaviour.transaction_value_volatility,
-        {%- for q in quarters %}
-        transaction_behaviour.{{ q }}_transactions,
-        {%- endfor %}
-        transaction_behaviour.customer_age_days,
-        transaction_behaviour.days_since_last_transaction
+            'transactions' as behaviour_source,
+            transaction_behaviour.as_of_date,
+            transaction_behaviour.total_revenue,
+            transaction_behaviour.net_profit,
+            transaction_behaviour.transaction_count,
+            transaction_behaviour.avg_transactions_per_month,
+            transaction_behaviour.transaction_value_volatility,
+            {%- for q in quarters %}
+                transaction_behaviour.{{ q }}_transactions,
+            {%- endfor %}
+            transaction_behaviour.customer_age_days,
+            transaction_behaviour.days_since_last_transaction
         {%- else %}
         'precomputed' as behaviour_source,
         transaction_behaviour.as_of_date,
@@ -87,7 +87,7 @@ shares as (
     select
         quarter_totals.*,
         {%- for q in quarters %}
-        {{ q }}_transactions * 1.0 / nullif(quarter_total, 0) as {{ q }}_share,
+            {{ q }}_transactions * 1.0 / nullif(quarter_total, 0) as {{ q }}_share,
         {%- endfor %}
         quarter_total / 4.0 as quarter_mean
     from quarter_totals
@@ -100,21 +100,21 @@ seasonality as (
         shares.*,
         sqrt((
             {%- for q in quarters %}
-            ({{ q }}_share - 0.25) * ({{ q }}_share - 0.25){% if not loop.last %} +{% endif %}
+                ({{ q }}_share - 0.25) * ({{ q }}_share - 0.25){% if not loop.last %} +{% endif %}
             {%- endfor %}
         ) / 4.0) as seasonality_std,
         greatest(q1_share, q2_share, q3_share, q4_share)
         - least(q1_share, q2_share, q3_share, q4_share) as seasonality_imbalance,
         (
             {%- for q in quarters %}
-            case when {{ q }}_share > 0 then {{ q }}_share * ln(1.0 / {{ q }}_share) else 0 end
-            {%- if not loop.last %} +{% endif %}
+                case when {{ q }}_share > 0 then {{ q }}_share * ln(1.0 / {{ q }}_share) else 0 end
+                {%- if not loop.last %} +{% endif %}
             {%- endfor %}
         ) / ln(4.0) as seasonality_entropy_raw,
         sqrt((
             {%- for q in quarters %}
-            ({{ q }}_transactions - quarter_mean) * ({{ q }}_transactions - quarter_mean)
-            {%- if not loop.last %} +{% endif %}
+                ({{ q }}_transactions - quarter_mean) * ({{ q }}_transactions - quarter_mean)
+                {%- if not loop.last %} +{% endif %}
             {%- endfor %}
         ) / 4.0) / nullif(quarter_mean, 0) as seasonality_cv,
         greatest(q1_share, q2_share, q3_share, q4_share) as max_share
@@ -161,7 +161,7 @@ final as (
                 when quarter_total is null or quarter_total = 0 then null
                 when max_share < {{ cfg['seasonal_peak_min_share'] }} then 'Balanced'
                 {%- for q in quarters %}
-                when {{ q }}_share = max_share then '{{ q | upper }} Peak'
+                    when {{ q }}_share = max_share then '{{ q | upper }} Peak'
                 {%- endfor %}
             end
         ) as seasonal_preference,
@@ -176,12 +176,12 @@ final as (
         avg_transactions_per_month,
         transaction_value_volatility,
         {%- for q in quarters %}
-        {{ q }}_transactions,
+            {{ q }}_transactions,
         {%- endfor %}
         customer_age_days,
         days_since_last_transaction,
         {%- for q in quarters %}
-        {{ q }}_share,
+            {{ q }}_share,
         {%- endfor %}
         seasonality_std,
         seasonality_imbalance,

@@ -7,14 +7,21 @@ with
 
 records as (
 
-    select customer_record_id, customer_id, segmentation_date
+    select
+        customer_record_id,
+        customer_id,
+        segmentation_date
     from {{ ref('int_customer_records_deduplicated') }}
 
 ),
 
 transactions as (
 
-    select customer_id, transaction_date, amount, profit
+    select
+        customer_id,
+        transaction_date,
+        amount,
+        profit
     from {{ ref('int_transactions_validated') }}
     where not is_rejected
 
@@ -50,7 +57,7 @@ point_in_time as (
     from records_as_of
     inner join transactions
         on records_as_of.customer_id = transactions.customer_id
-        and transactions.transaction_date <= records_as_of.as_of_date
+            and records_as_of.as_of_date >= transactions.transaction_date
 
 ),
 

@@ -42,18 +42,18 @@ checked as (
                 then 'segmentation_date is not a valid date'
         end as check_segmentation_date,
         {%- for name in optional_doubles %}
-        case
-            when {{ name }}_raw is not null and {{ name }} is null then '{{ name }} is not a number'
-            when abs({{ name }}) > 1e300 then '{{ name }} is not a finite number'
-        end as check_{{ name }},
+            case
+                when {{ name }}_raw is not null and {{ name }} is null then '{{ name }} is not a number'
+                when abs({{ name }}) > 1e300 then '{{ name }} is not a finite number'
+            end as check_{{ name }},
         {%- endfor %}
         {%- for name in integers %}
-        case
-            when {{ name }}_raw is not null and {{ name }} is null then '{{ name }} is not a number'
-            when abs({{ name }}) > 1e15 then '{{ name }} is out of range'
-            when {{ name }} <> floor({{ name }}) then '{{ name }} is not a whole number'
-            when {{ name }} < 0 then '{{ name }} is negative'
-        end as check_{{ name }},
+            case
+                when {{ name }}_raw is not null and {{ name }} is null then '{{ name }} is not a number'
+                when abs({{ name }}) > 1e15 then '{{ name }} is out of range'
+                when {{ name }} <> floor({{ name }}) then '{{ name }} is not a whole number'
+                when {{ name }} < 0 then '{{ name }} is negative'
+            end as check_{{ name }},
         {%- endfor %}
         1 as one
     from customers
@@ -73,29 +73,26 @@ final as (
         segmentation_date,
         retention_probability,
         {%- for name in optional_doubles %}
-        {{ name }},
+            {{ name }},
         {%- endfor %}
         {%- for name in integers %}
-        case when check_{{ name }} is null then cast({{ name }} as {{ dbt.type_bigint() }}) end as {{ name }},
+            case when check_{{ name }} is null then cast({{ name }} as {{ dbt.type_bigint() }}) end as {{ name }},
         {%- endfor %}
-        {%- for name in ['customer_id', 'profitability_segment', 'retention_probability', 'segmentation_date'] + optional_doubles + integers %}
-        check_{{ name }},
+        {%- set checked_columns = ['customer_id', 'profitability_segment', 'retention_probability',
+                                   'segmentation_date'] + optional_doubles + integers %}
+        {%- for name in checked_columns %}
+            check_{{ name }},
         {%- endfor %}
-        case
-            when check_customer_id is null
-                and check_profitability_segment is null
-                and check_retention_probability is null
-                and check_segmentation_date is null
-                {%- for name in optional_doubles + integers %}
-                and check_{{ name }} is null
-                {%- endfor %}
-                then false
-            else true
-        end as is_rejected,
+        (
+            1 = 0
+            {%- for name in checked_columns %}
+                or check_{{ name }} is not null
+            {%- endfor %}
+        ) as is_rejected,
         retention_probability_raw,
         segmentation_date_raw,
         {%- for name in optional_doubles + integers %}
-        {{ name }}_raw,
+            {{ name }}_raw,
         {%- endfor %}
         input_label
     from checked

@@ -47,7 +47,8 @@ checked as (
         case
             when transaction_date_raw is null then 'transaction_date is null or blank'
             when transaction_date is null then 'transaction_date is not a valid date'
-            when transaction_date > {{ dbt.dateadd('day', cfg['future_transaction_grace_days'] | int, dbt.current_timestamp()) }}
+            when transaction_date
+                > {{ dbt.dateadd('day', cfg['future_transaction_grace_days'] | int, dbt.current_timestamp()) }}
                 then 'transaction_date is in the future'
         end as check_transaction_date,
         case
@@ -79,15 +80,13 @@ final as (
         check_transaction_date,
         check_amount,
         check_profit,
-        case
-            when check_transaction_id is null
-                and check_customer_id is null
-                and check_transaction_date is null
-                and check_amount is null
-                and check_profit is null
-                then false
-            else true
-        end as is_rejected,
+        (
+            check_transaction_id is not null
+            or check_customer_id is not null
+            or check_transaction_date is not null
+            or check_amount is not null
+            or check_profit is not null
+        ) as is_rejected,
         transaction_date_raw,
         amount_raw,
         profit_raw,

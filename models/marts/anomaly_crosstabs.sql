@@ -13,14 +13,14 @@ fit as (
 long_values as (
     {%- for dimension in dimensions %}
 
-    select
-        '{{ dimension }}' as dimension,
-        coalesce({{ dimension }}, '(missing)') as dimension_value,
-        is_classification_anomaly
-    from fit
-    {%- if not loop.last %}
-    union all
-    {%- endif %}
+        select
+            '{{ dimension }}' as dimension,
+            coalesce({{ dimension }}, '(missing)') as dimension_value,
+            is_classification_anomaly
+        from fit
+        {%- if not loop.last %}
+            union all
+        {%- endif %}
     {%- endfor %}
 
 ),

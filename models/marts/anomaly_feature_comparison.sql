@@ -35,14 +35,14 @@ groups as (
 long_values as (
     {%- for feature in features %}
 
-    select
-        '{{ feature }}' as feature_name,
-        anomaly_group,
-        cast({{ feature }} as {{ segfit_double() }}) as feature_value
-    from grouped
-    {%- if not loop.last %}
-    union all
-    {%- endif %}
+        select
+            '{{ feature }}' as feature_name,
+            anomaly_group,
+            cast({{ feature }} as {{ segfit_double() }}) as feature_value
+        from grouped
+        {%- if not loop.last %}
+            union all
+        {%- endif %}
     {%- endfor %}
 
 ),
@@ -63,14 +63,14 @@ statistics as (
 feature_groups as (
     {%- for feature in features %}
 
-    select
-        '{{ feature }}' as feature_name,
-        {{ loop.index }} as feature_order,
-        anomaly_group
-    from groups
-    {%- if not loop.last %}
-    union all
-    {%- endif %}
+        select
+            '{{ feature }}' as feature_name,
+            {{ loop.index }} as feature_order,
+            anomaly_group
+        from groups
+        {%- if not loop.last %}
+            union all
+        {%- endif %}
     {%- endfor %}
 
 ),
@@ -87,7 +87,7 @@ final as (
     from feature_groups
     left join statistics
         on feature_groups.feature_name = statistics.feature_name
-        and feature_groups.anomaly_group = statistics.anomaly_group
+            and feature_groups.anomaly_group = statistics.anomaly_group
 
 )
 

@@ -19,20 +19,20 @@ fit as (
 hits as (
     {%- for feature, threshold in rules %}
 
-    select
-        '{{ feature }} > {{ threshold }}' as rule_name,
-        '{{ feature }}' as feature_name,
-        {{ threshold }} as threshold,
-        sum(case when is_classification_anomaly and {{ feature }} > {{ threshold }} then 1 else 0 end)
-            as anomaly_hits,
-        sum(case when is_classification_anomaly then 1 else 0 end) as anomaly_total,
-        sum(case when not is_classification_anomaly and {{ feature }} > {{ threshold }} then 1 else 0 end)
-            as normal_hits,
-        sum(case when is_classification_anomaly then 0 else 1 end) as normal_total
-    from fit
-    {%- if not loop.last %}
-    union all
-    {%- endif %}
+        select
+            '{{ feature }} > {{ threshold }}' as rule_name,
+            '{{ feature }}' as feature_name,
+            {{ threshold }} as threshold,
+            sum(case when is_classification_anomaly and {{ feature }} > {{ threshold }} then 1 else 0 end)
+                as anomaly_hits,
+            sum(case when is_classification_anomaly then 1 else 0 end) as anomaly_total,
+            sum(case when not is_classification_anomaly and {{ feature }} > {{ threshold }} then 1 else 0 end)
+                as normal_hits,
+            sum(case when is_classification_anomaly then 0 else 1 end) as normal_total
+        from fit
+        {%- if not loop.last %}
+            union all
+        {%- endif %}
     {%- endfor %}
 
 ),

@@ -12,7 +12,7 @@ anomalies as (
 
     select
         fit.*,
-        row_number() over (order by abs_retention_deviation desc, customer_record_id) as anomaly_rank
+        row_number() over (order by abs_retention_deviation desc, customer_record_id asc) as anomaly_rank
     from fit
     where is_classification_anomaly
 
@@ -20,8 +20,7 @@ anomalies as (
 
 final as (
 
-    select
-        anomalies.*
+    select anomalies.*
     from anomalies
 
 )

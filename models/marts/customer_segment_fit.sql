@@ -51,8 +51,8 @@ flagged as (
             false
         ) as is_classification_anomaly
         {%- else %}
-        coalesce(round(abs(retention_deviation), 10) > {{ cfg['anomaly_threshold'] }}, false)
-            as is_classification_anomaly
+            coalesce(round(abs(retention_deviation), 10) > {{ cfg['anomaly_threshold'] }}, false)
+                as is_classification_anomaly
         {%- endif %}
     from deviations
 
@@ -82,15 +82,15 @@ final as (
         cast(avg_transactions_per_month as {{ segfit_double() }}) as avg_transactions_per_month,
         cast(transaction_value_volatility as {{ segfit_double() }}) as transaction_value_volatility,
         {%- for q in ['q1', 'q2', 'q3', 'q4'] %}
-        cast({{ q }}_transactions as {{ dbt.type_bigint() }}) as {{ q }}_transactions,
+            cast({{ q }}_transactions as {{ dbt.type_bigint() }}) as {{ q }}_transactions,
         {%- endfor %}
         cast(customer_age_days as {{ dbt.type_bigint() }}) as customer_age_days,
         {%- for q in ['q1', 'q2', 'q3', 'q4'] %}
-        cast({{ q }}_share as {{ segfit_double() }}) as {{ q }}_share,
+            cast({{ q }}_share as {{ segfit_double() }}) as {{ q }}_share,
         {%- endfor %}
         {%- for name in ['seasonality_std', 'seasonality_imbalance', 'seasonality_entropy_norm', 'seasonality_cv',
                          'months_active', 'expected_transactions', 'txn_consistency_ratio', 'txn_consistency_error'] %}
-        cast({{ name }} as {{ segfit_double() }}) as {{ name }},
+            cast({{ name }} as {{ segfit_double() }}) as {{ name }},
         {%- endfor %}
         cast(quarterly_coverage_gap as {{ dbt.type_bigint() }}) as quarterly_coverage_gap,
         cast(quarterly_coverage_gap_ratio as {{ segfit_double() }}) as quarterly_coverage_gap_ratio,

@@ -28,43 +28,43 @@ transactions as (
 rejections as (
     {%- for column in customer_checks %}
 
-    select
-        'customers' as source,
-        source_row_number,
-        customer_id as row_key,
-        '{{ column }}' as column_name,
-        {% if column in customer_text_columns -%}
-        cast({{ column }} as {{ segfit_text() }})
-        {%- else -%}
-        cast({{ column }}_raw as {{ segfit_text() }})
-        {%- endif %} as issue_value,
-        check_{{ column }} as reason,
-        'rejected' as severity
-    from customers
-    where check_{{ column }} is not null
+        select
+            'customers' as source,
+            source_row_number,
+            customer_id as row_key,
+            '{{ column }}' as column_name,
+            {% if column in customer_text_columns -%}
+                cast({{ column }} as {{ segfit_text() }})
+            {%- else -%}
+                cast({{ column }}_raw as {{ segfit_text() }})
+            {%- endif %} as issue_value,
+            check_{{ column }} as reason,
+            'rejected' as severity
+        from customers
+        where check_{{ column }} is not null
 
-    union all
+        union all
     {%- endfor %}
     {%- for column in transaction_checks %}
 
-    select
-        'transactions' as source,
-        source_row_number,
-        transaction_id as row_key,
-        '{{ column }}' as column_name,
-        {% if column in transaction_text_columns -%}
-        cast({{ column }} as {{ segfit_text() }})
-        {%- else -%}
-        cast({{ column }}_raw as {{ segfit_text() }})
-        {%- endif %} as issue_value,
-        check_{{ column }} as reason,
-        'rejected' as severity
-    from transactions
-    where check_{{ column }} is not null
-    {%- if not loop.last %}
+        select
+            'transactions' as source,
+            source_row_number,
+            transaction_id as row_key,
+            '{{ column }}' as column_name,
+            {% if column in transaction_text_columns -%}
+                cast({{ column }} as {{ segfit_text() }})
+            {%- else -%}
+                cast({{ column }}_raw as {{ segfit_text() }})
+            {%- endif %} as issue_value,
+            check_{{ column }} as reason,
+            'rejected' as severity
+        from transactions
+        where check_{{ column }} is not null
+        {%- if not loop.last %}
 
-    union all
-    {%- endif %}
+            union all
+        {%- endif %}
     {%- endfor %}
 
 ),
@@ -116,7 +116,7 @@ quarter_warnings as (
     where
         not is_rejected
         {%- if segfit_has_transactions() %}
-        and 1 = 0
+            and 1 = 0
         {%- endif %}
         and q1_transactions + q2_transactions + q3_transactions + q4_transactions <> transaction_count
 

@@ -5,19 +5,27 @@ with
 
 customers as (
 
-    select source_row_number, is_rejected from {{ ref('int_customers_validated') }}
+    select
+        source_row_number,
+        is_rejected
+    from {{ ref('int_customers_validated') }}
 
 ),
 
 transactions as (
 
-    select source_row_number, is_rejected from {{ ref('int_transactions_validated') }}
+    select
+        source_row_number,
+        is_rejected
+    from {{ ref('int_transactions_validated') }}
 
 ),
 
 issues as (
 
-    select source, source_row_number
+    select
+        source,
+        source_row_number
     from {{ ref('data_quality_issues') }}
     where severity = 'rejected'
 

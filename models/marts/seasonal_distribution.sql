@@ -30,28 +30,40 @@ expanded as (
         'segment' as grouping_level,
         profitability_segment,
         anomaly_group,
-        q1_share, q2_share, q3_share, q4_share
+        q1_share,
+        q2_share,
+        q3_share,
+        q4_share
     from labelled
     union all
     select
         'segment' as grouping_level,
         profitability_segment,
         'all' as anomaly_group,
-        q1_share, q2_share, q3_share, q4_share
+        q1_share,
+        q2_share,
+        q3_share,
+        q4_share
     from labelled
     union all
     select
         'overall' as grouping_level,
         cast(null as {{ segfit_text() }}) as profitability_segment,
         anomaly_group,
-        q1_share, q2_share, q3_share, q4_share
+        q1_share,
+        q2_share,
+        q3_share,
+        q4_share
     from labelled
     union all
     select
         'overall' as grouping_level,
         cast(null as {{ segfit_text() }}) as profitability_segment,
         'all' as anomaly_group,
-        q1_share, q2_share, q3_share, q4_share
+        q1_share,
+        q2_share,
+        q3_share,
+        q4_share
     from labelled
 
 ),
