@@ -1,0 +1,91 @@
+"""The dbt project as analytics engineers use it: plain dbt commands, docs, vars, schemas."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import duckdb
+import pytest
+
+from python_analysis import warehouse
+
+
+def dbt(args, database, **kwargs):
+    command = [warehouse.dbt_executable(), *args, "--profiles-dir", str(warehouse.PROJECT_DIR / "profiles")]
+    return subprocess.run(command, cwd=warehouse.PROJECT_DIR, env=warehouse.dbt_environment(database),
+                          capture_output=True, text=True, **kwargs)
+
+
+def test_models_land_in_unprefixed_schemas(demo_warehouse):
+    with warehouse.read_only(demo_warehouse) as con:
+        schemas = {row[0] for row in con.execute("select distinct table_schema from information_schema.tables")
+                   .fetchall()}
+    assert {"raw", "staging", "intermediate", "marts"} <= schemas
+    assert not any(s.startswith("main_") for s in schemas)
+
+
+def test_marts_carry_their_descriptions_for_bi_users(demo_warehouse):
+    with warehouse.read_only(demo_warehouse) as con:
+        table_comment = con.execute(
+            "select comment from duckdb_tables() where schema_name = 'marts' and table_name = 'customer_segment_fit'"
+        ).fetchone()[0]
+        column_comment = con.execute(
+            "select comment from duckdb_columns() where schema_name = 'marts' "
+            "and table_name = 'customer_segment_fit' and column_name = 'is_classification_anomaly'"
+        ).fetchone()[0]
+    assert "One row per customer record" in table_comment
+    assert "strictly greater" in column_comment
+
+
+def test_dbt_docs_generate_works(demo_warehouse, tmp_path):
+    copy = tmp_path / "docs.duckdb"
+    shutil.copyfile(demo_warehouse, copy)
+    result = dbt(["docs", "generate", "--target-path", str(tmp_path / "target")], copy)
+    assert result.returncode == 0, result.stdout[-3000:]
+    catalog = json.loads((tmp_path / "target" / "catalog.json").read_text())
+    assert "model.segfit.customer_segment_fit" in catalog["nodes"]
+    manifest = json.loads((tmp_path / "target" / "manifest.json").read_text())
+    assert {"exposure.segfit.segfit_model_report", "exposure.segfit.segment_fit_dashboard"} <= set(
+        manifest["exposures"])
+    assert "source.segfit.analysis.anomaly_clusters" in manifest["sources"]
+
+
+@pytest.mark.parametrize(
+    ("variables", "named"),
+    [
+        ("{anomaly_threshold: abc}", "anomaly_threshold"),
+        ("{anomaly_threshold: -1}", "anomaly_threshold"),
+        ("{customer_grain: weekly}", "customer_grain"),
+        ("{anomaly_threshold_mode: percent}", "anomaly_threshold_mode"),
+        ("{customers_path: \"x.csv'; drop table marts.customer_segment_fit; --\"}", "customers_path"),
+        ("{customers_path: data.xlsx}", "customers_path"),
+        ("{allowed_segments: [\"Premium'); drop\"]}", "allowed_segments"),
+        ("{seasonal_peak_min_share: 0.1}", "seasonal_peak_min_share"),
+    ],
+)
+def test_bad_vars_fail_with_a_message_naming_the_var(variables, named, tmp_path):
+    result = dbt(["compile", "--select", "customer_segment_fit", "--vars", variables,
+                  "--target-path", str(tmp_path / "target")], tmp_path / "vars.duckdb")
+    assert result.returncode != 0
+    assert f"var '{named}'" in result.stdout, result.stdout[-2000:]
+
+
+def test_plain_dbt_build_reads_a_users_file_through_vars(tmp_path):
+    customers = tmp_path / "customers.csv"
+    customers.write_text(
+        "customer_id,profitability_segment,retention_probability,extra_column\n"
+        "a,Gold,0.9,x\nb,Gold,0.5,y\nc,Gold,0.4,z\nd,Tin,0.2,w\n"
+    )
+    database = tmp_path / "plain.duckdb"
+    result = dbt(["build", "--vars", json.dumps({"customers_path": str(customers)}),
+                  "--target-path", str(tmp_path / "target")], database)
+    assert result.returncode == 0, result.stdout[-3000:]
+    with duckdb.connect(str(database), read_only=True) as con:
+        fit = con.execute("select customer_id, is_classification_anomaly from marts.customer_segment_fit "
+                          "order by customer_id").fetchall()
+        extra = con.execute("select extra_column from staging.stg_customers order by source_row_number").fetchall()
+    # Gold average = (0.9 + 0.5 + 0.4) / 3 = 0.6: a (+0.3) and c (-0.2) deviate more than 0.15; Tin has one record
+    assert fit == [("a", True), ("b", False), ("c", True), ("d", False)]
+    assert [e[0] for e in extra] == ["x", "y", "z", "w"]
