@@ -35,7 +35,10 @@
     {%- if (path | lower).endswith('.parquet') or (path | lower).endswith('.pq') -%}
         read_parquet('{{ path }}')
     {%- else -%}
-        read_csv('{{ path }}', header = true, all_varchar = true, auto_detect = true, strict_mode = true)
+        read_csv(
+            '{{ path }}', header = true, all_varchar = true, strict_mode = true,
+            delim = '{{ "\t" if (path | lower).endswith(".tsv") else "," }}'
+        )
     {%- endif -%}
 {%- endmacro %}
 

@@ -103,7 +103,7 @@ def build(options: BuildOptions, published: Path, echo: Echo = print) -> Path:
 
 
 def how_to_query(published: Path) -> str:
-    return "\n".join(
+    return "\n".join(  # noqa: S608 - printed instructions, not executed
         [
             f"segfit: marts are in {published} (schema marts), e.g.:",
             f"  duckdb -readonly {published} \"select * from marts.segment_retention_summary\"",

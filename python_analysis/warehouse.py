@@ -12,6 +12,7 @@ killed mid-way leaves only its temporary file, which the next build removes.
 from __future__ import annotations
 
 import contextlib
+import csv
 import difflib
 import os
 import re
@@ -100,10 +101,14 @@ def validate_input_file(path: str | os.PathLike[str], kind: str) -> Path:
             columns = [d[0] for d in con.execute(f"select * from {reader} limit 0").description]  # noqa: S608
             con.execute(f"select count(*) from {reader}").fetchone()  # noqa: S608 - full parse: ragged rows, bad bytes
         except duckdb.Error as exc:
-            first = str(exc).strip().splitlines()
-            detail = " ".join(line.strip() for line in first[:6])
+            detail = _csv_problem(resolved) or " ".join(line.strip() for line in str(exc).strip().splitlines()[:4])
             raise InputFileError(f"{kind} file {resolved}: cannot be read: {detail}") from exc
     normalized = {c.replace("\ufeff", "").strip().lower() for c in columns}
+    header = _header_fields(resolved)
+    if header is not None and {h.replace("\ufeff", "").strip().lower() for h in header} != normalized:
+        # DuckDB's sniffer can settle on another line as the header when rows are ragged
+        problem = _csv_problem(resolved) or f"the header line {header} does not match the columns read {columns}"
+        raise InputFileError(f"{kind} file {resolved}: cannot be read: {problem}")
     for required in REQUIRED_COLUMNS[kind]:
         if required not in normalized:
             close = difflib.get_close_matches(required, sorted(normalized), n=1, cutoff=0.75)
@@ -116,10 +121,42 @@ def validate_input_file(path: str | os.PathLike[str], kind: str) -> Path:
 
 
 def _reader_sql(path: Path) -> str:
+    """The same reader the dbt macro duckdb__segfit_file_reader uses."""
     text = str(path)
     if text.lower().endswith((".parquet", ".pq")):
         return f"read_parquet('{text}')"
-    return f"read_csv('{text}', header = true, all_varchar = true, auto_detect = true, strict_mode = true)"
+    delimiter = "\t" if text.lower().endswith(".tsv") else ","
+    return f"read_csv('{text}', header = true, all_varchar = true, delim = '{delimiter}', strict_mode = true)"
+
+
+def _header_fields(path: Path) -> list[str] | None:
+    if path.name.lower().endswith((".parquet", ".pq", ".gz")):
+        return None
+    with path.open("rb") as handle:
+        first = handle.readline().decode("utf-8", errors="replace").lstrip("\ufeff")
+    return next(csv.reader([first], delimiter="\t" if path.name.lower().endswith(".tsv") else ","), [])
+
+
+def _csv_problem(path: Path) -> str | None:
+    """Find the first line that makes a delimited file unreadable: bad bytes or a ragged row."""
+    if path.name.lower().endswith((".parquet", ".pq", ".gz")):
+        return None
+    delimiter = "\t" if path.name.lower().endswith(".tsv") else ","
+    with path.open("rb") as handle:
+        header_fields = None
+        for number, raw_line in enumerate(handle, start=1):
+            try:
+                line = raw_line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return f"line {number} is not valid UTF-8 (byte {raw_line[exc.start:exc.start + 1]!r} at column {exc.start + 1})"
+            if number == 1:
+                line = line.lstrip("\ufeff")
+            fields = next(csv.reader([line], delimiter=delimiter), [])
+            if header_fields is None:
+                header_fields = len(fields)
+            elif fields and len(fields) != header_fields:
+                return f"line {number} has {len(fields)} fields but the header has {header_fields} (ragged row)"
+    return None
 
 
 def dbt_executable() -> str:
