@@ -102,13 +102,17 @@ def build(options: BuildOptions, published: Path, echo: Echo = print) -> Path:
     return published
 
 
+EXAMPLE_SUMMARY_QUERY = "select * from marts.segment_retention_summary"
+EXAMPLE_ANOMALY_QUERY = "select * from marts.classification_anomalies order by anomaly_rank limit 10"
+
+
 def how_to_query(published: Path) -> str:
-    return "\n".join(  # noqa: S608 - printed instructions, not executed
+    return "\n".join(
         [
             f"segfit: marts are in {published} (schema marts), e.g.:",
-            f"  duckdb -readonly {published} \"select * from marts.segment_retention_summary\"",
+            f'  duckdb -readonly {published} "{EXAMPLE_SUMMARY_QUERY}"',
             f"  python -c \"import duckdb; print(duckdb.connect('{published}', read_only=True)"
-            ".sql('select * from marts.classification_anomalies limit 10'))\"",
+            f".sql('{EXAMPLE_ANOMALY_QUERY}'))\"",
             f"  SQLAlchemy / BI tools: duckdb:///{published}?access_mode=read_only",
         ]
     )
