@@ -29,6 +29,7 @@ opened offline. Without ``data_docs_dir`` an ephemeral (in-memory) context is us
 
 from __future__ import annotations
 
+import html
 import math
 import tempfile
 from collections.abc import Callable, Mapping
@@ -387,7 +388,7 @@ def expectation_suites(config: CheckConfig) -> dict[str, list[Any]]:
     low_rate, high_rate = config.anomaly_rate_band
     threshold = float(config.anomaly_threshold)
 
-    def fit_like(table: str) -> list[Any]:
+    def flag_checks(table: str) -> list[Any]:
         return [
             *types(table),
             *key(table),
@@ -396,6 +397,15 @@ def expectation_suites(config: CheckConfig) -> dict[str, list[Any]]:
             gxe.ExpectColumnValuesToBeUnique(column="source_row_number", meta=meta()),
             *between(("retention_probability", "segment_avg_retention"), 0, 1),
             *between(("retention_deviation",), -1, 1),
+            in_set("anomaly_threshold_mode", [config.anomaly_threshold_mode], check="built with config mode"),
+            *between(("anomaly_threshold",), threshold, threshold),
+            equal("is_classification_anomaly", "expected_flag",
+                  f"flag == round(deviation, 10) > {threshold} ({config.anomaly_threshold_mode})"),
+        ]
+
+    def fit_checks(table: str) -> list[Any]:
+        return [
+            *flag_checks(table),
             *between(("abs_retention_deviation",), 0, None),
             *between(shares, 0, 1),
             *between(("seasonality_entropy_norm",), 0, 1 + _EPS),
@@ -410,10 +420,6 @@ def expectation_suites(config: CheckConfig) -> dict[str, list[Any]]:
             in_set("lifecycle_stage_source", ["given", "derived"]),
             in_set("seasonal_preference_source", ["given", "derived"]),
             in_set("behaviour_source", ["transactions", "precomputed"]),
-            in_set("anomaly_threshold_mode", [config.anomaly_threshold_mode], check="built with config mode"),
-            *between(("anomaly_threshold",), threshold, threshold),
-            equal("is_classification_anomaly", "expected_flag",
-                  f"flag == round(deviation, 10) > {threshold} ({config.anomaly_threshold_mode})"),
         ]
 
     suites: dict[str, list[Any]] = {
@@ -435,14 +441,15 @@ def expectation_suites(config: CheckConfig) -> dict[str, list[Any]]:
             in_set("is_rejected", [False], check="only clean rows are validated"),
         ],
         "customer_segment_fit": [
-            *fit_like("customer_segment_fit"),
+            *fit_checks("customer_segment_fit"),
             row_count_equals("records_in_grain"),
             gxe.ExpectColumnMeanToBeBetween(
                 column="anomaly_flag_numeric", min_value=low_rate, max_value=high_rate,
                 meta=meta("warning", nonempty_only=True, check="overall anomaly rate within anomaly_rate_band")),
         ],
         "classification_anomalies": [
-            *fit_like("classification_anomalies"),
+            # a filtered copy of customer_segment_fit: its own key, the flag and the counts
+            *flag_checks("classification_anomalies"),
             in_set("is_classification_anomaly", [True]),
             *not_null("anomaly_rank"),
             gxe.ExpectColumnValuesToBeUnique(column="anomaly_rank", meta=meta()),
@@ -635,7 +642,14 @@ def derived_frame(table: str, frame: pd.DataFrame, config: CheckConfig) -> pd.Da
         if isinstance(frame[name].dtype, pd.StringDtype):
             frame[name] = frame[name].astype(object).where(frame[name].notna(), None)
     derive = DERIVATIONS.get(table)
-    return derive(frame, table, config) if derive else frame
+    if derive is None:
+        return frame
+    try:
+        return derive(frame, table, config)
+    except ChecksError:
+        raise
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ChecksError(f"{table}: could not derive the check columns: {exc}") from exc
 
 
 def resolve_parameters(tables: Mapping[str, pd.DataFrame]) -> dict[str, float]:
@@ -727,6 +741,32 @@ def _offending(result: Mapping[str, Any], kwargs: Mapping[str, Any], frame: pd.D
         observed = f"observed={_text(result['observed_value'])}"
         return [f"{observed} (expected {expected})" if expected else observed][:limit], None
     return [], None
+
+
+def _escape_deep(value: Any) -> Any:
+    if isinstance(value, str):
+        return html.escape(value)
+    if isinstance(value, dict):
+        return {_escape_deep(k): _escape_deep(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_escape_deep(v) for v in value]
+    return value
+
+
+def _escape_stored_results(context: Any) -> None:
+    """HTML-escape every string of the stored validation results before Data Docs are rendered.
+
+    GX 1.24's renderers put unexpected values (partial_unexpected_list, observed values, ...) into the page
+    unescaped, so a data value such as ``<script>`` would become markup. The escaped copies only feed the
+    HTML; the report is built from the unescaped in-memory results.
+    """
+    store = context.validation_results_store
+    for key in store.list_keys():
+        stored = store.get(key)
+        for item in stored.results:
+            item.result = _escape_deep(item.result or {})
+            item.exception_info = _escape_deep(item.exception_info or {})
+        store.set(key, stored)
 
 
 def _make_context(root: Path | None, data_docs_dir: Path | None) -> Any:
@@ -841,6 +881,7 @@ def _run(tables: Mapping[str, pd.DataFrame], config: CheckConfig, root: Path | N
     index: Path | None = None
     if data_docs_dir is not None:
         try:
+            _escape_stored_results(context)
             context.build_data_docs(site_names=["segfit"])
         except Exception as exc:  # noqa: BLE001
             raise ChecksError(f"building Data Docs failed: {exc}") from exc

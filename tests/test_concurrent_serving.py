@@ -1,0 +1,129 @@
+"""Readers and builds never block each other, and a reader always sees one complete set of marts."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from python_analysis import warehouse
+
+READER = r"""
+import json, sys, time, duckdb
+path, stop, out = sys.argv[1], sys.argv[2], sys.argv[3]
+import os
+reads, errors, counts = 0, [], set()
+while not os.path.exists(stop):
+    try:
+        con = duckdb.connect(path, read_only=True)
+        try:
+            summary = con.execute("select sum(anomaly_count) from marts.segment_retention_summary").fetchone()[0]
+            ranked = con.execute("select count(*) from marts.classification_anomalies").fetchone()[0]
+            fit = con.execute(
+                "select count(*) from marts.customer_segment_fit where is_classification_anomaly").fetchone()[0]
+        finally:
+            con.close()
+        reads += 1
+        counts.add(int(ranked))
+        if not (summary == ranked == fit):
+            errors.append(f"inconsistent snapshot: summary={summary} anomalies={ranked} fit={fit}")
+    except Exception as exc:  # every failure to read is a finding
+        errors.append(f"{type(exc).__name__}: {exc}")
+    time.sleep(0.01)
+json.dump({"reads": reads, "errors": errors[:20], "error_count": len(errors), "counts": sorted(counts)},
+          open(out, "w"))
+"""
+
+
+def _segfit(*args: str, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([str(Path(sys.executable).with_name("segfit")), *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture()
+def published(demo_warehouse, tmp_path) -> Path:
+    target = tmp_path / "serve" / "segfit.duckdb"
+    target.parent.mkdir()
+    shutil.copyfile(demo_warehouse, target)
+    return target
+
+
+def test_readers_see_consistent_snapshots_while_two_rebuilds_run(published, tmp_path):
+    stop = tmp_path / "stop"
+    readers = [
+        subprocess.Popen([sys.executable, "-c", READER, str(published), str(stop), str(tmp_path / f"r{i}.json")])
+        for i in range(3)
+    ]
+    try:
+        time.sleep(1.0)
+        # two full rebuilds with different thresholds, so the snapshots differ in their anomaly counts
+        for threshold in ("0.12", "0.15"):
+            build = _segfit("build", "--warehouse", str(published), "--threshold", threshold)
+            _, err = build.communicate(timeout=600)
+            assert build.returncode == 0, err[-3000:]
+            time.sleep(0.5)
+    finally:
+        stop.touch()
+        for reader in readers:
+            reader.wait(timeout=120)
+    results = [json.loads((tmp_path / f"r{i}.json").read_text()) for i in range(3)]
+    for result in results:
+        assert result["error_count"] == 0, result["errors"]
+        assert result["reads"] > 10
+    seen = set().union(*(set(r["counts"]) for r in results))
+    assert len(seen) >= 2, f"readers never saw a rebuilt snapshot: {seen}"
+
+
+def test_a_reader_holding_the_file_does_not_block_a_build(published):
+    holder = duckdb.connect(str(published), read_only=True)
+    try:
+        before = holder.execute("select count(*) from marts.classification_anomalies").fetchone()[0]
+        build = _segfit("build", "--warehouse", str(published), "--threshold", "0.10")
+        _, err = build.communicate(timeout=600)
+        assert build.returncode == 0, err[-3000:]
+        # the open connection still reads its own complete snapshot
+        assert holder.execute("select count(*) from marts.classification_anomalies").fetchone()[0] == before
+    finally:
+        holder.close()
+    with warehouse.read_only(published) as con:
+        after = con.execute("select count(*) from marts.classification_anomalies").fetchone()[0]
+    assert after > before
+
+
+def test_a_killed_build_leaves_the_published_marts_unchanged(published):
+    digest = _digest(published)
+    build = _segfit("build", "--warehouse", str(published), "--threshold", "0.05", start_new_session=True)
+    candidate_glob = f".{published.stem}.building-*"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        candidates = list(published.parent.glob(candidate_glob))
+        if candidates and candidates[0].stat().st_size > 1_000_000:  # dbt is writing into it
+            break
+        time.sleep(0.05)
+    else:
+        build.kill()
+        pytest.fail("the build never started writing its candidate file")
+    os.killpg(build.pid, signal.SIGKILL)
+    build.wait(timeout=30)
+    time.sleep(0.5)
+    assert _digest(published) == digest
+    with warehouse.read_only(published) as con:
+        assert con.execute("select count(*) from marts.customer_segment_fit").fetchone()[0] > 0
+    # the next build sweeps the dead build's leftovers and publishes normally
+    rebuild = _segfit("build", "--warehouse", str(published))
+    _, err = rebuild.communicate(timeout=600)
+    assert rebuild.returncode == 0, err[-3000:]
+    assert not list(published.parent.glob(candidate_glob))
