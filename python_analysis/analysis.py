@@ -75,12 +75,14 @@ def numeric_column(frame: pd.DataFrame, column: str) -> np.ndarray:
 
 
 def text_column(frame: pd.DataFrame, column: str, missing: str = "(missing)") -> pd.Series:
-    """Column as python str (null/blank -> ``missing``)."""
+    """Column as a pandas string Series (null/blank -> ``missing``)."""
     if column not in frame.columns:
         return pd.Series([missing] * len(frame), index=frame.index, dtype=object)
-    values = frame[column].astype(object)
-    out = values.where(values.notna(), missing).map(str)
-    return out.where(out.str.strip() != "", missing)
+    out = frame[column].astype("string").fillna(missing)
+    blank = out.str.strip() == ""
+    if blank.any():
+        out = out.mask(blank, missing)
+    return out
 
 
 def bounded_indices(n: int, size: int, random_state: int) -> np.ndarray:
@@ -510,8 +512,3 @@ def data_quality_summary(
         total_issues=int(issues["issue_count"].sum()) if len(issues) else 0,
         rejected_rows=int(rec["rejected_rows"].sum()) if len(rec) else 0,
     )
-
-
-def finite_or_none(value: float | None) -> float | None:
-    """Public alias used by the report for JSON-friendly numbers."""
-    return _finite_or_none(value) if value is not None else None

@@ -416,7 +416,8 @@ def expectation_suites(config: CheckConfig) -> dict[str, list[Any]]:
             *between(("q_share_sum",), 1 - _EPS, 1 + _EPS),
             in_set("q_share_nulls", [0, 4], check="q1..q4 shares all present or all missing"),
             in_set("deviation_direction", ["above", "below"]),
-            equal("deviation_direction", "expected_direction", "'below' iff retention_deviation < 0"),
+            equal("deviation_direction", "expected_direction",
+                  "'below' iff retention_deviation (rounded to 10 decimals) < 0"),
             in_set("lifecycle_stage_source", ["given", "derived"]),
             in_set("seasonal_preference_source", ["given", "derived"]),
             in_set("behaviour_source", ["transactions", "precomputed"]),
@@ -588,7 +589,8 @@ def _derive_fit(frame: pd.DataFrame, table: str, config: CheckConfig) -> pd.Data
     frame["q_share_nulls"] = share_values.isna().sum(axis=1).astype("int64")
     frame["q_share_sum"] = share_values.sum(axis=1, min_count=4)
     deviation = _numeric(frame["retention_deviation"])
-    frame["expected_direction"] = pd.Series(np.where(deviation < 0, "below", "above"), index=frame.index,
+    below = deviation.round(10) < 0
+    frame["expected_direction"] = pd.Series(np.where(below, "below", "above"), index=frame.index,
                                             dtype=object).where(deviation.notna())
     frame["expected_flag"] = expected_anomaly_flag(frame, config)
     frame["anomaly_flag_numeric"] = _bool_or_na(frame["is_classification_anomaly"]).astype("Float64")

@@ -110,7 +110,7 @@ class ReportConfig:
     k_max: int = 6
     fixed_k: int | None = None
     n_init: int = 10
-    silhouette_sample_size: int = 5000
+    silhouette_sample_size: int = 3000
     label_min_z_gap: float = 0.5  # |median z (cluster) - median z (rest)| needed to name a feature in a label
     label_max_terms: int = 3
     # statistics
@@ -120,8 +120,10 @@ class ReportConfig:
     cramers_v_large: float = 0.1  # crosstab association strength considered meaningful
     # sampling bounds (performance)
     plot_sample_size: int = 20000
-    fit_sample_size: int = 200000  # rows used to fit trees / KMeans
-    cv_fit_sample_size: int = 50000  # training rows per CV fold (predictions cover every row)
+    fit_sample_size: int = 200000  # upper bound on rows used to fit any tree / KMeans
+    tree_fit_sample_size: int = 40000  # rows for the reported (in-sample) trees; min with fit_sample_size
+    cluster_fit_sample_size: int = 10000  # rows for the K search / KMeans fit; min with fit_sample_size
+    cv_fit_sample_size: int = 15000  # training rows per CV fold (out-of-fold predictions cover every row)
     stat_sample_size: int = 100000  # rows per group for Mann-Whitney and correlations
     # anomaly rate band considered plausible for a segmentation review (outside -> warning in report)
     anomaly_rate_band: tuple[float, float] = (0.02, 0.30)
@@ -144,6 +146,21 @@ class ReportConfig:
         lo, hi = self.anomaly_rate_band
         if not 0.0 <= lo <= hi <= 1.0:
             raise ValueError("anomaly_rate_band must satisfy 0 <= low <= high <= 1")
+
+    @property
+    def tree_rows(self) -> int:
+        """Rows used to fit each reported decision tree."""
+        return min(self.fit_sample_size, self.tree_fit_sample_size)
+
+    @property
+    def cluster_rows(self) -> int:
+        """Rows used to fit KMeans (every anomaly record is then assigned with ``predict``)."""
+        return min(self.fit_sample_size, self.cluster_fit_sample_size)
+
+    @property
+    def cv_rows(self) -> int:
+        """Training rows per cross-validation fold."""
+        return min(self.fit_sample_size, self.cv_fit_sample_size)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

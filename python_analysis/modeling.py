@@ -18,15 +18,13 @@ from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import (
-    accuracy_score,
-    precision_recall_fscore_support,
-    recall_score,
     roc_auc_score,
     silhouette_score,
 )
 from sklearn.model_selection import StratifiedKFold
 from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeClassifier, export_text
+from threadpoolctl import threadpool_limits
 
 from .analysis import anomaly_mask, bounded_indices, numeric_column, text_column
 from .config import (
@@ -55,10 +53,26 @@ class FeatureMatrix:
     kinds: list[str]  # 'numeric' | 'categorical' per model column
     notes: list[str]
     dropped: list[str]
+    note_sources: list[str] = field(default_factory=list)  # source column of each note
 
     @property
     def source_kinds(self) -> dict[str, str]:
         return dict(zip(self.sources, self.kinds, strict=True))
+
+    def select(self, sources: Sequence[str]) -> FeatureMatrix:
+        """The sub-matrix of the given source columns (notes and drops filtered to them)."""
+        wanted = set(sources)
+        cols = [i for i, src in enumerate(self.sources) if src in wanted]
+        keep_notes = [i for i, src in enumerate(self.note_sources) if src in wanted]
+        return FeatureMatrix(
+            X=self.X[:, cols],
+            columns=[self.columns[i] for i in cols],
+            sources=[self.sources[i] for i in cols],
+            kinds=[self.kinds[i] for i in cols],
+            notes=[self.notes[i] for i in keep_notes],
+            dropped=[d for d in self.dropped if d in wanted],
+            note_sources=[self.note_sources[i] for i in keep_notes],
+        )
 
     @property
     def n_sources(self) -> int:
@@ -78,29 +92,34 @@ def feature_matrix(
     sources: list[str] = []
     kinds: list[str] = []
     notes: list[str] = []
+    note_sources: list[str] = []
     dropped: list[str] = []
     n = len(frame)
     for column in numeric:
         if column not in frame.columns:
             dropped.append(column)
             notes.append(f"{column}: not in the mart, dropped")
+            note_sources.append(column)
             continue
         values = numeric_column(frame, column)
         finite = np.isfinite(values)
         if not finite.any():
             dropped.append(column)
             notes.append(f"{column}: all values missing, dropped")
+            note_sources.append(column)
             continue
         present = values[finite]
         if np.all(present == present[0]):
             dropped.append(column)
             notes.append(f"{column}: constant ({present[0]:.6g}), dropped")
+            note_sources.append(column)
             continue
         missing = int(n - finite.sum())
         if missing:
             median = float(np.median(present))
             values = np.where(finite, values, median)
             notes.append(f"{column}: {missing} missing value(s) imputed with the median {median:.6g}")
+            note_sources.append(column)
         blocks.append(values.astype(dtype).reshape(-1, 1))
         columns.append(column)
         sources.append(column)
@@ -109,6 +128,7 @@ def feature_matrix(
         if column not in frame.columns:
             dropped.append(column)
             notes.append(f"{column}: not in the mart, dropped")
+            note_sources.append(column)
             continue
         values = text_column(frame, column, missing=MISSING)
         counts = values.value_counts()
@@ -118,12 +138,15 @@ def feature_matrix(
             values = values.where(values.isin(keep), OTHER)
             keep = keep + [OTHER]
             notes.append(f"{column}: {len(order) - config.max_categories} rare level(s) grouped as '{OTHER}'")
+            note_sources.append(column)
         if len(keep) < 2:
             dropped.append(column)
             notes.append(f"{column}: constant ('{keep[0] if keep else ''}'), dropped")
+            note_sources.append(column)
             continue
         if (values == MISSING).any():
             notes.append(f"{column}: {int((values == MISSING).sum())} missing value(s) coded as '{MISSING}'")
+            note_sources.append(column)
         codes = pd.Categorical(values, categories=sorted(keep)).codes
         for code, level in enumerate(sorted(keep)):
             blocks.append((codes == code).astype(dtype).reshape(-1, 1))
@@ -131,7 +154,15 @@ def feature_matrix(
             sources.append(column)
             kinds.append("categorical")
     X = np.hstack(blocks) if blocks else np.empty((n, 0), dtype=dtype)
-    return FeatureMatrix(X=X, columns=columns, sources=sources, kinds=kinds, notes=notes, dropped=dropped)
+    return FeatureMatrix(
+        X=X,
+        columns=columns,
+        sources=sources,
+        kinds=kinds,
+        notes=notes,
+        dropped=dropped,
+        note_sources=note_sources,
+    )
 
 
 def stratified_bounded_indices(y: np.ndarray, size: int, random_state: int) -> np.ndarray:
@@ -162,7 +193,7 @@ def top_importances(importances: pd.DataFrame, n: int) -> pd.DataFrame:
     """The ``n`` largest non-zero importances (zero-importance features carry no information)."""
     if importances.empty:
         return importances
-    return importances[importances["importance"] > 0].head(n).reset_index(drop=True)
+    return importances[importances["importance"] > 1e-12].head(n).reset_index(drop=True)
 
 
 def _condition(column: str, kind: str, threshold: float, left: bool) -> str:
@@ -231,14 +262,14 @@ def out_of_fold_proba(
     proba = np.zeros((len(y), len(classes)), dtype=float)
     skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=config.random_state)
     for i, (train, test) in enumerate(skf.split(np.zeros(len(y)), y)):
-        sub = train[stratified_bounded_indices(y[train], config.cv_fit_sample_size, config.random_state + i)]
+        sub = train[stratified_bounded_indices(y[train], config.cv_rows, config.random_state + i)]
         model = clone(estimator).fit(X[sub], y[sub])
         fold_proba = model.predict_proba(X[test])
         positions = np.searchsorted(classes, model.classes_)
         proba[np.ix_(test, positions)] = fold_proba
     note = (
         f"stratified {folds}-fold CV; out-of-fold predictions for all {len(y)} records; each fold model trained "
-        f"on at most {config.cv_fit_sample_size} records"
+        f"on at most {config.cv_rows} records"
     )
     return proba, folds, note
 
@@ -275,15 +306,27 @@ class SegmentTreeResult:
     feature_names: list[str] = field(default_factory=list)
 
 
-def segment_tree(fit: pd.DataFrame, config: ReportConfig) -> SegmentTreeResult:
-    """What defines the segment: a tree predicting profitability_segment from behaviour features."""
+def model_matrix(fit: pd.DataFrame, config: ReportConfig) -> FeatureMatrix:
+    """One matrix holding every feature any tree uses (each model selects its columns from it)."""
+    numeric, categorical = model_feature_sets(config)["full"]
+    return feature_matrix(fit, numeric, categorical, config)
+
+
+def segment_tree(
+    fit: pd.DataFrame, config: ReportConfig, matrix: FeatureMatrix | None = None
+) -> SegmentTreeResult:
+    """What defines the segment: a tree predicting profitability_segment from behaviour features.
+
+    ``matrix`` (from ``model_matrix``) avoids rebuilding the features when several models are fitted.
+    """
     n = len(fit)
     if "profitability_segment" not in fit.columns or n == 0:
         return SegmentTreeResult(
             skipped=True, note="no records or no profitability_segment column", n_records=n
         )
-    y_all = text_column(fit, "profitability_segment").to_numpy(dtype=object).astype(str)
-    classes = sorted(set(y_all.tolist()))
+    codes, uniques = pd.factorize(text_column(fit, "profitability_segment"), sort=True)
+    classes = [str(u) for u in uniques]
+    y_all = codes.astype(np.int64)
     if len(classes) < 2:
         return SegmentTreeResult(
             skipped=True,
@@ -292,12 +335,12 @@ def segment_tree(fit: pd.DataFrame, config: ReportConfig) -> SegmentTreeResult:
             note=f"segment tree skipped: only one segment ({classes[0] if classes else 'none'}) present",
         )
     excluded = set(config.extra_excluded_features)
-    fm = feature_matrix(
-        fit,
-        [c for c in BEHAVIOUR_NUMERIC if c not in excluded],
-        [c for c in BEHAVIOUR_CATEGORICAL if c not in excluded],
-        config,
-    )
+    numeric = [c for c in BEHAVIOUR_NUMERIC if c not in excluded]
+    categorical = [c for c in BEHAVIOUR_CATEGORICAL if c not in excluded]
+    if matrix is None:
+        fm = feature_matrix(fit, numeric, categorical, config)
+    else:
+        fm = matrix.select(numeric + categorical)
     if fm.X.shape[1] == 0:
         return SegmentTreeResult(
             skipped=True,
@@ -306,25 +349,23 @@ def segment_tree(fit: pd.DataFrame, config: ReportConfig) -> SegmentTreeResult:
             feature_notes=fm.notes,
             note="segment tree skipped: no usable behaviour feature (all missing/constant)",
         )
-    idx = stratified_bounded_indices(y_all, config.fit_sample_size, config.random_state)
+    idx = stratified_bounded_indices(y_all, config.tree_rows, config.random_state)
     X_fit, y_fit = fm.X[idx], y_all[idx]
     model = _tree(config, None).fit(X_fit, y_fit)
     pred_in = model.predict(X_fit)
-    p_in, r_in, _, support_in = precision_recall_fscore_support(
-        y_fit, pred_in, labels=classes, zero_division=0
-    )
+    p_in, r_in = per_class_precision_recall(y_fit, pred_in.astype(np.int64), len(classes))
     proba, folds, cv_note = out_of_fold_proba(_tree(config, None), fm.X, y_all, config)
-    support_all = np.array([int(np.sum(y_all == c)) for c in classes])
+    support_all = np.bincount(y_all, minlength=len(classes))
     per_class = pd.DataFrame(
         {"segment": classes, "support": support_all, "precision_in_sample": p_in, "recall_in_sample": r_in}
     )
     acc_cv = math.nan
     if proba is not None:
-        pred_cv = np.asarray(classes, dtype=object)[np.argmax(proba, axis=1)].astype(str)
-        p_cv, r_cv, _, _ = precision_recall_fscore_support(y_all, pred_cv, labels=classes, zero_division=0)
+        pred_cv = np.argmax(proba, axis=1)
+        p_cv, r_cv = per_class_precision_recall(y_all, pred_cv, len(classes))
         per_class["precision_cv"] = p_cv
         per_class["recall_cv"] = r_cv
-        acc_cv = float(accuracy_score(y_all, pred_cv))
+        acc_cv = float(np.mean(y_all == pred_cv))
     else:
         per_class["precision_cv"] = np.nan
         per_class["recall_cv"] = np.nan
@@ -345,13 +386,14 @@ def segment_tree(fit: pd.DataFrame, config: ReportConfig) -> SegmentTreeResult:
             )
         statement = (
             f"The segment is close to a threshold on {threshold_feature}: that one feature carries "
-            f"{share:.0%} of the tree's importance{cv_text}.{root_text} Other behaviour (stability, seasonality) plays "
-            "little role in how records are assigned to segments."
+            f"{share:.0%} of the tree's importance{cv_text}.{root_text} Other behaviour (stability, "
+            "seasonality) plays little role in how records are assigned to segments."
         )
     rules = leaf_rules(model, fm, X_fit, y_fit)
     rules["purity"] = [
         (row.counts[row.predicted] / row.n) if row.n else math.nan for row in rules.itertuples(index=False)
     ]
+    rules["predicted"] = [classes[int(c)] for c in rules["predicted"]]
     rules = rules.sort_values(["n", "leaf"], ascending=[False, True], kind="mergesort").reset_index(drop=True)
     return SegmentTreeResult(
         skipped=False,
@@ -362,11 +404,11 @@ def segment_tree(fit: pd.DataFrame, config: ReportConfig) -> SegmentTreeResult:
         feature_notes=fm.notes,
         importances=importances,
         per_class=per_class,
-        accuracy_in_sample=float(accuracy_score(y_fit, pred_in)),
+        accuracy_in_sample=float(np.mean(y_fit == pred_in)),
         accuracy_cv=acc_cv,
         cv_folds=folds if proba is not None else 0,
         cv_note=cv_note,
-        rules_text=export_text(model, feature_names=fm.columns, decimals=4),
+        rules_text=export_text(model, feature_names=fm.columns, class_names=classes, decimals=4),
         top_rules=rules[["rule", "predicted", "n", "purity"]],
         threshold_feature=threshold_feature,
         threshold_statement=statement,
@@ -427,14 +469,31 @@ def leakage_flags(
 
 
 def _binary_metrics(y: np.ndarray, proba: np.ndarray) -> dict[str, float]:
+    y = np.asarray(y, dtype=bool)
     pred = proba >= 0.5
-    auc = roc_auc_score(y, proba) if len(np.unique(y)) == 2 else math.nan
+    positives = int(y.sum())
+    auc = roc_auc_score(y, proba) if 0 < positives < len(y) else math.nan
     return {
         "n": int(len(y)),
-        "accuracy": float(accuracy_score(y, pred)),
+        "accuracy": float(np.mean(pred == y)) if len(y) else math.nan,
         "roc_auc": float(auc),
-        "recall_anomaly": float(recall_score(y, pred, pos_label=True, zero_division=0)),
+        "recall_anomaly": float((pred & y).sum() / positives) if positives else math.nan,
     }
+
+
+def per_class_precision_recall(
+    y: np.ndarray, pred: np.ndarray, n_classes: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Precision and recall per integer class code (0 when a class is never predicted / absent)."""
+    confusion = np.bincount(y * n_classes + pred, minlength=n_classes * n_classes).reshape(
+        n_classes, n_classes
+    )
+    tp = np.diag(confusion).astype(float)
+    predicted = confusion.sum(axis=0)
+    actual = confusion.sum(axis=1)
+    precision = np.divide(tp, predicted, out=np.zeros(n_classes), where=predicted > 0)
+    recall = np.divide(tp, actual, out=np.zeros(n_classes), where=actual > 0)
+    return precision, recall
 
 
 @dataclass
@@ -499,7 +558,7 @@ def _anomaly_model(name: str, fm: FeatureMatrix, y: np.ndarray, config: ReportCo
         model.skipped = True
         model.note = "skipped: no usable feature (all missing/constant)"
         return model
-    idx = stratified_bounded_indices(y, config.fit_sample_size, config.random_state)
+    idx = stratified_bounded_indices(y, config.tree_rows, config.random_state)
     X_fit, y_fit = fm.X[idx], y[idx]
     est = _tree(config, config.class_weight).fit(X_fit, y_fit)
     pos = list(est.classes_).index(True)
@@ -531,8 +590,13 @@ def _anomaly_model(name: str, fm: FeatureMatrix, y: np.ndarray, config: ReportCo
     return model
 
 
-def anomaly_models(fit: pd.DataFrame, config: ReportConfig) -> AnomalyModelsResult:
-    """What predicts an anomaly: full (leaky), fair, baseline and behavioural trees, in-sample and CV."""
+def anomaly_models(
+    fit: pd.DataFrame, config: ReportConfig, matrix: FeatureMatrix | None = None
+) -> AnomalyModelsResult:
+    """What predicts an anomaly: full (leaky), fair, baseline and behavioural trees, in-sample and CV.
+
+    ``matrix`` (from ``model_matrix``) avoids rebuilding the features for each model.
+    """
     n = len(fit)
     y = anomaly_mask(fit)
     n_anom = int(y.sum())
@@ -548,8 +612,10 @@ def anomaly_models(fit: pd.DataFrame, config: ReportConfig) -> AnomalyModelsResu
             scores_source="none",
         )
     models: dict[str, AnomalyModel] = {}
+    if matrix is None:
+        matrix = model_matrix(fit, config)
     for name, (numeric, categorical) in model_feature_sets(config).items():
-        fm = feature_matrix(fit, numeric, categorical, config)
+        fm = matrix.select([*numeric, *categorical])
         models[name] = _anomaly_model(name, fm, y, config)
         del fm
     fair = models["fair"]
@@ -722,7 +788,16 @@ def cluster_labels(
 
 
 def anomaly_clusters(anomalies: pd.DataFrame, config: ReportConfig) -> ClusteringResult:
-    """KMeans on the anomaly records (standardised CLUSTER_FEATURES); K by silhouette or ``fixed_k``."""
+    """KMeans on the anomaly records (standardised CLUSTER_FEATURES); K by silhouette or ``fixed_k``.
+
+    Runs single-threaded (OpenMP/BLAS): identical results on any machine, and no thread oversubscription
+    slow-down when the host is busy.
+    """
+    with threadpool_limits(limits=1):
+        return _anomaly_clusters(anomalies, config)
+
+
+def _anomaly_clusters(anomalies: pd.DataFrame, config: ReportConfig) -> ClusteringResult:
     n = len(anomalies)
     if n < 3:
         return ClusteringResult(
@@ -739,7 +814,7 @@ def anomaly_clusters(anomalies: pd.DataFrame, config: ReportConfig) -> Clusterin
             feature_notes=fm.notes,
             note="clustering skipped: every clustering feature is missing or constant",
         )
-    idx = bounded_indices(n, config.fit_sample_size, config.random_state)
+    idx = bounded_indices(n, config.cluster_rows, config.random_state)
     scaler = StandardScaler().fit(fm.X[idx])
     Z_all = scaler.transform(fm.X)
     Z_fit = Z_all[idx]

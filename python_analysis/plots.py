@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+import textwrap
 from collections.abc import Mapping
 
 import matplotlib
@@ -15,6 +16,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import PercentFormatter  # noqa: E402
 from sklearn.tree import plot_tree  # noqa: E402
 
 from .analysis import anomaly_mask, bounded_indices, numeric_column, text_column  # noqa: E402
@@ -186,6 +188,7 @@ def anomaly_rate(summary: pd.DataFrame, config: ReportConfig) -> Figure:
     ax.set_xticks(x, summary["profitability_segment"].tolist(), rotation=20, ha="right")
     ax.set_xlabel("profitability_segment")
     ax.set_ylabel("anomaly rate (anomalies / records)")
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     ax.set_ylim(0, max(0.05, float(rates.max()) * 1.2 if len(rates) else 0.05))
     ax.set_title("Classification anomaly rate per segment (labels: anomalies/records)")
     ax.grid(axis="y", alpha=0.3)
@@ -214,7 +217,7 @@ def silhouette(result: ClusteringResult, config: ReportConfig) -> Figure:
 
 
 def clusters(result: ClusteringResult, config: ReportConfig) -> Figure:
-    fig = _figure(config, (config.figure_size[0] + 2, config.figure_size[1]))
+    fig = _figure(config, (config.figure_size[0] + 1, config.figure_size[1] + 1.5))
     ax = fig.add_subplot()
     proj = result.projection
     cmap = matplotlib.colormaps["tab10"]
@@ -229,7 +232,7 @@ def clusters(result: ClusteringResult, config: ReportConfig) -> Figure:
             alpha=0.5,
             color=cmap(c % 10),
             linewidths=0,
-            label=f"{c}: {labels[c]} (n={sizes[c]})",
+            label=textwrap.shorten(f"{c} (n={sizes[c]}): {labels[c]}", width=110, placeholder="..."),
         )
     if result.centroids_2d is not None:
         ax.scatter(
@@ -244,8 +247,8 @@ def clusters(result: ClusteringResult, config: ReportConfig) -> Figure:
     ev = result.explained_variance + [0.0] * (2 - len(result.explained_variance))
     ax.set_xlabel(f"PC1 ({ev[0]:.0%} of variance)")
     ax.set_ylabel(f"PC2 ({ev[1]:.0%} of variance)")
-    ax.set_title(f"Anomaly clusters (K={result.chosen_k}) in a 2-D PCA projection of standardised features")
-    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
+    ax.set_title(f"Anomaly clusters (K={result.chosen_k}): 2-D PCA of the standardised clustering features")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), fontsize=8, ncols=1, frameon=False)
     ax.grid(alpha=0.3)
     return fig
 
@@ -281,18 +284,15 @@ def feature_importances(models: Mapping[str, AnomalyModel], config: ReportConfig
     for ax in axes.ravel()[len(shown) :]:
         ax.set_visible(False)
     for ax, model in zip(axes.ravel(), shown, strict=False):
-        top = top_importances(model.importances, config.top_importances).iloc[::-1]
+        top = top_importances(model.importances, config.top_importances)
         colors = ["#9467bd" if k == "categorical" else "#1f77b4" for k in top["kind"]]
-        ax.barh(
-            [
-                f"{f} [{'cat' if k == 'categorical' else 'num'}]"
-                for f, k in zip(top["feature"], top["kind"], strict=True)
-            ],
-            top["importance"],
-            color=colors,
-            height=0.6,
-        )
-        ax.set_ylim(-0.5, config.top_importances - 0.5)
+        labels = [
+            f"{f} [{'cat' if k == 'categorical' else 'num'}]"
+            for f, k in zip(top["feature"], top["kind"], strict=True)
+        ]
+        ax.barh(np.arange(len(top)), top["importance"], color=colors, height=0.6)
+        ax.set_yticks(np.arange(len(top)), labels)
+        ax.set_ylim(config.top_importances - 0.5, -0.5)  # largest on top, same bar height in every panel
         auc = model.cv["roc_auc"] if model.cv else math.nan
         tag = "LEAKAGE " if model.leakage_by_design else ""
         ax.set_title(

@@ -55,6 +55,7 @@ from .modeling import (
     anomaly_clusters,
     anomaly_models,
     empty_assignments,
+    model_matrix,
     segment_tree,
     top_importances,
 )
@@ -554,8 +555,10 @@ def build_report(
     associations = crosstab_association(_mart(marts, "anomaly_crosstabs", notes), config)
     seasonal = _mart(marts, "seasonal_distribution", notes)
     clustering = anomaly_clusters(anomalies, config)
-    seg_tree = segment_tree(fit, config)
-    models = anomaly_models(fit, config)
+    matrix = model_matrix(fit, config) if len(fit) else None
+    seg_tree = segment_tree(fit, config, matrix)
+    models = anomaly_models(fit, config, matrix)
+    del matrix
     recs = recommendations(significance, clustering, associations, correlations, models)
     dq = data_quality_summary(
         marts.get("input_row_reconciliation"), marts.get("data_quality_issues"), dq_summary
@@ -844,6 +847,8 @@ def _blocks(**kw: Any) -> list[Block]:
             "not assumed to cause it."
         )
     )
+    b.append(Heading("Summary"))
+    b.append(Bullets(tuple(_summary_items(kw))))
 
     # 1 sample
     b.append(Heading("1. Sample"))
@@ -1314,8 +1319,10 @@ def _blocks(**kw: Any) -> list[Block]:
     b.append(Heading("Method notes"))
     method = [
         f"Random seed {config.random_state} everywhere; plots show at most {_num(config.plot_sample_size)} points.",
-        f"Trees and KMeans are fitted on at most {_num(config.fit_sample_size)} records; each CV fold model on at "
-        f"most {_num(config.cv_fit_sample_size)}.",
+        f"Decision trees are fitted on at most {_num(config.tree_rows)} records (stratified sample), KMeans on "
+        f"at most {_num(config.cluster_rows)} anomaly records (then every anomaly record is assigned), each CV "
+        f"fold model on at most {_num(config.cv_rows)} records; silhouette on at most "
+        f"{_num(config.silhouette_sample_size)} points.",
         "Numeric features: missing values imputed with the column median; all-null or constant columns dropped. "
         "Categorical features: missing -> '(missing)', one-hot encoded.",
     ]
@@ -1327,6 +1334,70 @@ def _blocks(**kw: Any) -> list[Block]:
     method += list(kw["notes"])
     b.append(Bullets(tuple(method)))
     return b
+
+
+def _summary_items(kw: Mapping[str, Any]) -> list[str]:
+    """Executive summary: one sentence per finding, every number taken from the computed results."""
+    ov = kw["overview"]
+    summary: pd.DataFrame = kw["summary"]
+    significance: pd.DataFrame = kw["significance"]
+    clustering: ClusteringResult = kw["clustering"]
+    seg_tree: SegmentTreeResult = kw["seg_tree"]
+    models: AnomalyModelsResult = kw["models"]
+    items = [
+        f"{_num(ov['anomaly_records'])} of {_num(ov['records'])} records ({_pct(ov['anomaly_rate'])}) are "
+        "classification anomalies."
+    ]
+    rated = summary.dropna(subset=["anomaly_rate"])
+    if len(rated) >= 2:
+        lo = rated.sort_values(["anomaly_rate", "profitability_segment"]).iloc[0]
+        hi = rated.sort_values(["anomaly_rate", "profitability_segment"], ascending=[False, True]).iloc[0]
+        items.append(
+            f"The anomaly rate ranges from {_pct(lo['anomaly_rate'])} ('{lo['profitability_segment']}') to "
+            f"{_pct(hi['anomaly_rate'])} ('{hi['profitability_segment']}')."
+        )
+    large = significance[significance["verdict"] == "large"]
+    if len(large):
+        items.append(
+            "Features that differ strongly between anomalies and normal records: "
+            + ", ".join(f"{r.feature_name} ({r.direction})" for r in large.itertuples())
+            + "."
+        )
+    elif len(significance):
+        items.append("No behaviour feature differs strongly between anomalies and normal records.")
+    if not seg_tree.skipped:
+        items.append(
+            seg_tree.threshold_statement
+            or f"No single behaviour feature defines the segment (segment tree CV accuracy {_pct(seg_tree.accuracy_cv)})."
+        )
+    if not models.skipped:
+        fair, base = models.models.get("fair"), models.models.get("baseline")
+        if fair is not None and not fair.skipped and fair.cv:
+            base_auc = base.cv["roc_auc"] if base is not None and not base.skipped and base.cv else math.nan
+            items.append(
+                f"Behaviour predicts anomalies with cross-validated ROC-AUC {_num(fair.cv['roc_auc'], 3)} (fair tree) "
+                f"vs {_num(base_auc, 3)} from the segment alone."
+                + (" The fair tree is flagged as possibly leaky." if fair.leakage else "")
+            )
+    else:
+        items.append(models.note + ".")
+    if not clustering.skipped:
+        labels = "; ".join(
+            f"{r.cluster_id}: {r.cluster_label} ({_pct(r.share)})" for r in clustering.profiles.itertuples()
+        )
+        items.append(f"Anomaly records form {clustering.chosen_k} clusters: {labels}.")
+    else:
+        items.append(clustering.note + ".")
+    supported = [r.dimension for r in kw["recs"] if r.supported]
+    rejected = [r.dimension for r in kw["recs"] if not r.supported]
+    items.append(
+        "New dimensions supported by the evidence: "
+        + (", ".join(supported) if supported else "none")
+        + "; not supported: "
+        + (", ".join(rejected) if rejected else "none")
+        + "."
+    )
+    return items
 
 
 def _model_texts(models: AnomalyModelsResult) -> list[str]:

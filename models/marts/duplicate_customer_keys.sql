@@ -1,5 +1,6 @@
 {#- One row per duplicated business key (customer_id, subsidiary_id) among clean customer records:
-    how many records share it and whether they conflict (different segment or retention). -#}
+    how many records share it, over how many snapshots (segmentation dates), and whether records of
+    the same snapshot conflict (different segment or retention). Different snapshots may differ. -#}
 
 with
 
@@ -7,6 +8,33 @@ customers as (
 
     select * from {{ ref('int_customers_validated') }}
     where not is_rejected
+
+),
+
+snapshots as (
+
+    select
+        customer_id,
+        subsidiary_id,
+        segmentation_date,
+        case
+            when count(distinct profitability_segment) > 1 or count(distinct retention_probability) > 1
+                then 1
+            else 0
+        end as snapshot_conflicts
+    from customers
+    group by customer_id, subsidiary_id, segmentation_date
+
+),
+
+conflicts as (
+
+    select
+        customer_id,
+        subsidiary_id,
+        max(snapshot_conflicts) as has_conflicting_snapshot
+    from snapshots
+    group by customer_id, subsidiary_id
 
 ),
 
@@ -29,17 +57,21 @@ grouped as (
 final as (
 
     select
-        cast({{ segfit_surrogate_key(['customer_id', 'subsidiary_id']) }} as {{ segfit_text() }})
+        cast({{ segfit_surrogate_key(['grouped.customer_id', 'grouped.subsidiary_id']) }} as {{ segfit_text() }})
             as business_key_id,
-        cast(customer_id as {{ segfit_text() }}) as customer_id,
-        cast(subsidiary_id as {{ segfit_text() }}) as subsidiary_id,
+        cast(grouped.customer_id as {{ segfit_text() }}) as customer_id,
+        cast(grouped.subsidiary_id as {{ segfit_text() }}) as subsidiary_id,
         cast(record_count as {{ dbt.type_bigint() }}) as record_count,
         cast(distinct_segments as {{ dbt.type_bigint() }}) as distinct_segments,
         cast(distinct_retention_values as {{ dbt.type_bigint() }}) as distinct_retention_values,
         cast(distinct_segmentation_dates as {{ dbt.type_bigint() }}) as distinct_segmentation_dates,
         cast(first_source_row_number as {{ dbt.type_bigint() }}) as first_source_row_number,
-        distinct_segments > 1 or distinct_retention_values > 1 as is_conflicting
+        coalesce(conflicts.has_conflicting_snapshot, 0) = 1 as is_conflicting
     from grouped
+    left join conflicts
+        on
+            grouped.customer_id = conflicts.customer_id
+            and coalesce(grouped.subsidiary_id, '') = coalesce(conflicts.subsidiary_id, '')
 
 )
 
