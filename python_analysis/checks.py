@@ -540,8 +540,8 @@ def expectation_suites(config: CheckConfig) -> dict[str, list[Any]]:
             *between(("distinct_segments", "distinct_retention_values"), 1, None),
             at_most("distinct_segments", "record_count"),
             at_most("distinct_retention_values", "record_count"),
-            equal("is_conflicting", "expected_conflicting",
-                  "is_conflicting == (distinct_segments > 1 or distinct_retention_values > 1)"),
+            in_set("conflict_is_consistent", [True],
+                   check="is_conflicting implies distinct_segments > 1 or distinct_retention_values > 1"),
             in_set("is_conflicting", [False], severity="warning",
                    check="duplicated business keys carry conflicting segment/retention"),
         ],
@@ -616,9 +616,11 @@ def _derive_sum(target: str, *parts: str) -> Callable[[pd.DataFrame, str, CheckC
 
 
 def _derive_conflicting(frame: pd.DataFrame, table: str, config: CheckConfig) -> pd.DataFrame:
-    _require(frame, table, "distinct_segments", "distinct_retention_values")
-    conflicting = (_numeric(frame["distinct_segments"]) > 1) | (_numeric(frame["distinct_retention_values"]) > 1)
-    frame["expected_conflicting"] = conflicting.astype(bool)
+    """A conflict (same snapshot, different values) needs values that differ across the key's records."""
+    _require(frame, table, "distinct_segments", "distinct_retention_values", "is_conflicting")
+    possible = (_numeric(frame["distinct_segments"]) > 1) | (_numeric(frame["distinct_retention_values"]) > 1)
+    flagged = _bool_or_na(frame["is_conflicting"]).fillna(False).astype(bool)
+    frame["conflict_is_consistent"] = (~flagged | possible).astype(bool)
     return frame
 
 
