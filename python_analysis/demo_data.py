@@ -501,6 +501,12 @@ def generate_demo(seed: int = DEFAULT_SEED) -> DemoData:
             is_boundary[order] = bnd
             is_anomaly[order] = ano
 
+    # the HTML-test name goes to the most extreme planted anomaly, so it heads the report's anomaly list
+    deviation = np.abs(retention - recs["segment"].map(SEGMENT_TARGET_RETENTION).to_numpy())
+    top_customer = int(recs["cust"].to_numpy()[int(np.argmax(np.where(is_anomaly, deviation, -1.0)))])
+    xss_owner = int(np.flatnonzero(names == XSS_NAME)[0])
+    names[xss_owner], names[top_customer] = names[top_customer], names[xss_owner]
+
     # ---- scores -------------------------------------------------------------------------------------------
     score = base_score[recs["cust"].to_numpy()].copy()
     role = recs["role"].to_numpy()
