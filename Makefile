@@ -33,8 +33,9 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/sqlfluff lint models macros
 
-docs: $(STAMP)               ## dbt docs generate against the demo warehouse
-	$(BIN)/segfit build && cd . && SEGFIT_DUCKDB_PATH=$(CURDIR)/warehouse/segfit.duckdb DBT_PROFILES_DIR=profiles $(BIN)/dbt docs generate
+docs: $(STAMP)               ## dbt docs generate (into target/) against a demo build
+	$(BIN)/segfit build --warehouse $(CURDIR)/warehouse/docs.duckdb
+	SEGFIT_DUCKDB_PATH=$(CURDIR)/warehouse/docs.duckdb DBT_PROFILES_DIR=profiles $(BIN)/dbt docs generate
 
 bench: $(STAMP)              ## benchmarks (see benchmarks/README.md); N and M override the size
 	$(BIN)/python benchmarks/bench_build.py
