@@ -33,7 +33,7 @@
 
 {% macro duckdb__segfit_file_reader(path) -%}
     {%- if (path | lower).endswith('.parquet') or (path | lower).endswith('.pq') -%}
-        read_parquet('{{ path }}')
+        read_parquet('{{ path }}', file_row_number = true)
     {%- else -%}
         read_csv(
             '{{ path }}', header = true, all_varchar = true, strict_mode = true,
@@ -73,9 +73,11 @@
 
     {%- set known = segfit_known_columns(kind) -%}
     {%- set columns = {} -%}
+    {%- set row_number_sql = segfit_row_number_sql(path) if present else none -%}
+    {%- set internal = ['file_row_number'] if (path | lower).endswith(('.parquet', '.pq')) else [] -%}
     {%- if present and execute -%}
         {%- set probe = run_query("select * from " ~ relation ~ " limit 0") -%}
-        {%- for original in probe.column_names -%}
+        {%- for original in probe.column_names if original not in internal -%}
             {%- set normalized = ((original | replace('\ufeff', '')) | trim | lower) -%}
             {%- do columns.update({normalized: original}) -%}
         {%- endfor -%}
@@ -90,15 +92,17 @@
             {%- do columns.update({name: name}) -%}
         {%- endfor -%}
     {%- endif -%}
-    {{ return({'relation': relation, 'label': label, 'columns': columns, 'present': present, 'known': known}) }}
+    {{ return({'relation': relation, 'label': label, 'columns': columns, 'present': present, 'known': known,
+               'row_number_sql': row_number_sql}) }}
 {%- endmacro %}
 
-{#- select list: every known column as trimmed text (null when the input lacks it), then extras untouched -#}
+{#- select list: every known column under its contract name, as given (null text when the input
+    lacks it), then the extra columns untouched. Staging trims and types them. -#}
 {% macro segfit_input_select(input) -%}
     {%- set known_names = input.known['required'] + input.known['optional'] -%}
     {%- for name in known_names %}
         {% if name in input.columns -%}
-            {{ segfit_clean_text(adapter.quote(input.columns[name])) }} as {{ name }},
+            {{ adapter.quote(input.columns[name]) }} as {{ name }},
         {%- else -%}
             cast(null as {{ segfit_text() }}) as {{ name }},
         {%- endif -%}
@@ -106,6 +110,22 @@
     {%- for normalized, original in input.columns.items() if normalized not in known_names %}
         {{ adapter.quote(original) }} as {{ adapter.quote(normalized) }},
     {%- endfor %}
+{%- endmacro %}
+
+{#- The 1-based data row of each input row. Parquet has its own row numbers; for text files and
+    tables the scan order is the file order (DuckDB preserves insertion order). -#}
+{% macro segfit_row_number_sql(path) -%}
+    {{ return(adapter.dispatch('segfit_row_number_sql', 'segfit')(path)) }}
+{%- endmacro %}
+{% macro default__segfit_row_number_sql(path) -%}
+    {{ return('row_number() over ()') }}
+{%- endmacro %}
+{% macro duckdb__segfit_row_number_sql(path) -%}
+    {%- if (path | lower).endswith(('.parquet', '.pq')) -%}
+        {{ return('file_row_number + 1') }}
+    {%- else -%}
+        {{ return('row_number() over ()') }}
+    {%- endif -%}
 {%- endmacro %}
 
 {#- a zero-row relation with the known columns as text, for an input that was not given -#}
@@ -136,21 +156,27 @@
     {%- if input.present %}
     select
         {{- segfit_input_select(input) }}
-        row_number() over () as _segfit_row_number
+        {{ input.row_number_sql }} as _segfit_row_number
     from {{ input.relation }}
     {%- else %}
     {{ segfit_empty_input(input) }}
     {%- endif %}
 {%- endmacro %}
 
+{#- For each typed column: `<name>_raw`, the trimmed text as given (null when blank), and `<name>`, the
+    typed value (null when blank or unparseable). Typed inputs (Parquet) cast without a text round trip;
+    downstream models read `_raw` only for rows whose typed value is null. -#}
 {% macro segfit_typed_columns(double_columns, timestamp_columns) -%}
     {%- for name in double_columns %}
-        {{ name }} as {{ name }}_raw,
+        {{ segfit_clean_text(name) }} as {{ name }}_raw,
         {{ segfit_safe_cast(name, segfit_double()) }} as {{ name }},
     {%- endfor %}
     {%- for name in timestamp_columns %}
-        {{ name }} as {{ name }}_raw,
-        {{ segfit_safe_cast(name, dbt.type_timestamp()) }} as {{ name }},
+        {{ segfit_clean_text(name) }} as {{ name }}_raw,
+        coalesce(
+            {{ segfit_safe_cast(name, dbt.type_timestamp()) }},
+            {{ segfit_safe_cast(segfit_clean_text(name), dbt.type_timestamp()) }}
+        ) as {{ name }},
     {%- endfor %}
 {%- endmacro %}
 

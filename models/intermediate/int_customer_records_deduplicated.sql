@@ -20,12 +20,13 @@ ranked as (
         row_number() over (
             partition by customer_id, subsidiary_id, segmentation_date
             order by source_row_number
-        ) as key_occurrence,
-        count(*) over (partition by customer_id, subsidiary_id) as business_key_records,
+        ) as key_occurrence
+        {%- if cfg['customer_grain'] == 'latest' %},
         row_number() over (
             partition by customer_id
             order by segmentation_date desc nulls last, subsidiary_id desc nulls last, source_row_number desc
         ) as latest_rank
+        {%- endif %}
     from valid_records
 
 ),

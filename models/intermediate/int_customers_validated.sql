@@ -29,8 +29,12 @@ checked as (
             {%- endif %}
         end as check_profitability_segment,
         case
-            when retention_probability_raw is null then 'retention_probability is null or blank'
-            when retention_probability is null then 'retention_probability is not a number'
+            when retention_probability is null
+                then
+                    case
+                        when retention_probability_raw is null then 'retention_probability is null or blank'
+                        else 'retention_probability is not a number'
+                    end
             when abs(retention_probability) > 1e300 then 'retention_probability is not a finite number'
             when retention_probability > 1 and retention_probability <= 100
                 then 'retention_probability is outside [0, 1] (looks like a percentage)'
@@ -38,18 +42,18 @@ checked as (
                 then 'retention_probability is outside [0, 1]'
         end as check_retention_probability,
         case
-            when segmentation_date_raw is not null and segmentation_date is null
+            when segmentation_date is null and segmentation_date_raw is not null
                 then 'segmentation_date is not a valid date'
         end as check_segmentation_date,
         {%- for name in optional_doubles %}
             case
-                when {{ name }}_raw is not null and {{ name }} is null then '{{ name }} is not a number'
+                when {{ name }} is null and {{ name }}_raw is not null then '{{ name }} is not a number'
                 when abs({{ name }}) > 1e300 then '{{ name }} is not a finite number'
             end as check_{{ name }},
         {%- endfor %}
         {%- for name in integers %}
             case
-                when {{ name }}_raw is not null and {{ name }} is null then '{{ name }} is not a number'
+                when {{ name }} is null and {{ name }}_raw is not null then '{{ name }} is not a number'
                 when abs({{ name }}) > 1e15 then '{{ name }} is out of range'
                 when {{ name }} <> floor({{ name }}) then '{{ name }} is not a whole number'
                 when {{ name }} < 0 then '{{ name }} is negative'
@@ -89,10 +93,8 @@ final as (
                 or check_{{ name }} is not null
             {%- endfor %}
         ) as is_rejected,
-        retention_probability_raw,
-        segmentation_date_raw,
-        {%- for name in optional_doubles + integers %}
-            {{ name }}_raw,
+        {%- for name in ['retention_probability', 'segmentation_date'] + optional_doubles + integers %}
+            case when {{ name }} is null or check_{{ name }} is not null then {{ name }}_raw end as {{ name }}_raw,
         {%- endfor %}
         input_label
     from checked

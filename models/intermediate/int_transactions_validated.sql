@@ -1,5 +1,6 @@
-{#- One row per input transaction, typed, with one check_* column per rule (null = passed).
-    Refunds (negative amounts) are valid transactions: they count, and they net off revenue. -#}
+{#- One row per input transaction (key source_row_number), typed, with one check_<column> per rule
+    (null = passed). Refunds (negative amounts) are valid transactions: they count, and they net off
+    revenue. The text as given (`<column>_raw`) is kept only where the typed value is null. -#}
 {%- set cfg = segfit_config() -%}
 
 with
@@ -18,80 +19,91 @@ valid_customers as (
 
 ),
 
-occurrences as (
+repeated_ids as (
 
     select
-        transactions.*,
-        row_number() over (
-            partition by transaction_id order by source_row_number
-        ) as id_occurrence,
-        min(source_row_number) over (partition by transaction_id) as first_row_with_id
+        transaction_id,
+        min(source_row_number) as first_row_with_id
     from transactions
+    where transaction_id is not null
+    group by transaction_id
+    having count(*) > 1
 
 ),
 
 checked as (
 
     select
-        occurrences.*,
+        transactions.source_row_number,
+        transactions.transaction_id,
+        transactions.customer_id,
+        transactions.transaction_date,
+        transactions.amount,
+        transactions.profit,
         case
-            when transaction_id is null then 'transaction_id is null or blank'
-            when id_occurrence > 1
+            when transactions.transaction_id is null then 'transaction_id is null or blank'
+            when transactions.source_row_number > repeated_ids.first_row_with_id
                 then {{ dbt.concat(["'duplicate transaction_id (first seen at data row '",
-                                    "cast(first_row_with_id as " ~ segfit_text() ~ ")", "')'"]) }}
+                                    "cast(repeated_ids.first_row_with_id as " ~ segfit_text() ~ ")", "')'"]) }}
         end as check_transaction_id,
         case
-            when occurrences.customer_id is null then 'customer_id is null or blank'
+            when transactions.customer_id is null then 'customer_id is null or blank'
             when valid_customers.customer_id is null then 'customer_id has no valid customer record (orphan)'
         end as check_customer_id,
         case
-            when transaction_date_raw is null then 'transaction_date is null or blank'
-            when transaction_date is null then 'transaction_date is not a valid date'
-            when transaction_date
-                > {{ dbt.dateadd('day', cfg['future_transaction_grace_days'] | int, dbt.current_timestamp()) }}
-                then 'transaction_date is in the future'
+            when transactions.transaction_date is not null
+                then
+                    case
+                        when transactions.transaction_date > {{ dbt.dateadd(
+                            'day', cfg['future_transaction_grace_days'] | int, dbt.current_timestamp()
+                        ) }} then 'transaction_date is in the future'
+                    end
+            when transactions.transaction_date_raw is null then 'transaction_date is null or blank'
+            else 'transaction_date is not a valid date'
         end as check_transaction_date,
         case
-            when amount_raw is null then 'amount is null or blank'
-            when amount is null then 'amount is not a number'
-            when abs(amount) > 1e300 then 'amount is not a finite number'
+            when transactions.amount is not null
+                then case when abs(transactions.amount) > 1e300 then 'amount is not a finite number' end
+            when transactions.amount_raw is null then 'amount is null or blank'
+            else 'amount is not a number'
         end as check_amount,
         case
-            when profit_raw is not null and profit is null then 'profit is not a number'
-            when abs(profit) > 1e300 then 'profit is not a finite number'
-        end as check_profit
-    from occurrences
+            when transactions.profit is not null
+                then case when abs(transactions.profit) > 1e300 then 'profit is not a finite number' end
+            when transactions.profit_raw is not null then 'profit is not a number'
+        end as check_profit,
+        case
+            when transactions.transaction_date is null then transactions.transaction_date_raw
+        end as transaction_date_raw,
+        case when transactions.amount is null then transactions.amount_raw end as amount_raw,
+        case when transactions.profit is null then transactions.profit_raw end as profit_raw,
+        transactions.input_label
+    from transactions
+    left join repeated_ids
+        on transactions.transaction_id = repeated_ids.transaction_id
     left join valid_customers
-        on occurrences.customer_id = valid_customers.customer_id
+        on transactions.customer_id = valid_customers.customer_id
 
 ),
 
-final as (
+flagged as (
 
     select
-        source_row_number,
-        transaction_id,
-        customer_id,
-        transaction_date,
-        amount,
-        profit,
-        check_transaction_id,
-        check_customer_id,
-        check_transaction_date,
-        check_amount,
-        check_profit,
+        checked.*,
         (
             check_transaction_id is not null
             or check_customer_id is not null
             or check_transaction_date is not null
             or check_amount is not null
             or check_profit is not null
-        ) as is_rejected,
-        transaction_date_raw,
-        amount_raw,
-        profit_raw,
-        input_label
+        ) as is_rejected
     from checked
+
+),
+
+final as (
+
+    select * from flagged
 
 )
 

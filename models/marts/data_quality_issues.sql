@@ -36,7 +36,7 @@ rejections as (
             {% if column in customer_text_columns -%}
                 cast({{ column }} as {{ segfit_text() }})
             {%- else -%}
-                cast({{ column }}_raw as {{ segfit_text() }})
+                coalesce({{ column }}_raw, cast({{ column }} as {{ segfit_text() }}))
             {%- endif %} as issue_value,
             check_{{ column }} as reason,
             'rejected' as severity
@@ -55,7 +55,7 @@ rejections as (
             {% if column in transaction_text_columns -%}
                 cast({{ column }} as {{ segfit_text() }})
             {%- else -%}
-                cast({{ column }}_raw as {{ segfit_text() }})
+                coalesce({{ column }}_raw, cast({{ column }} as {{ segfit_text() }}))
             {%- endif %} as issue_value,
             check_{{ column }} as reason,
             'rejected' as severity

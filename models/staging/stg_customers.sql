@@ -17,12 +17,12 @@ final as (
 
     select
         cast(_segfit_row_number as {{ dbt.type_bigint() }}) as source_row_number,
-        customer_id,
-        subsidiary_id,
-        customer_name,
-        profitability_segment,
-        lifecycle_stage,
-        seasonal_preference,
+        {{ segfit_clean_text('customer_id') }} as customer_id,
+        {{ segfit_clean_text('subsidiary_id') }} as subsidiary_id,
+        {{ segfit_clean_text('customer_name') }} as customer_name,
+        {{ segfit_clean_text('profitability_segment') }} as profitability_segment,
+        {{ segfit_clean_text('lifecycle_stage') }} as lifecycle_stage,
+        {{ segfit_clean_text('seasonal_preference') }} as seasonal_preference,
         {{- segfit_typed_columns(doubles, ['segmentation_date']) }}
         {{- segfit_passthrough_columns(input) }}
         '{{ input.label }}' as input_label

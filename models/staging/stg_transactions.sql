@@ -13,8 +13,8 @@ final as (
 
     select
         cast(_segfit_row_number as {{ dbt.type_bigint() }}) as source_row_number,
-        transaction_id,
-        customer_id,
+        {{ segfit_clean_text('transaction_id') }} as transaction_id,
+        {{ segfit_clean_text('customer_id') }} as customer_id,
         {{- segfit_typed_columns(['amount', 'profit'], ['transaction_date']) }}
         {{- segfit_passthrough_columns(input) }}
         '{{ input.label }}' as input_label
