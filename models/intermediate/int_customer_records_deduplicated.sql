@@ -17,16 +17,16 @@ ranked as (
 
     select
         valid_records.*,
+        {%- if cfg['customer_grain'] == 'latest' %}
+            row_number() over (
+                partition by customer_id
+                order by segmentation_date desc nulls last, subsidiary_id desc nulls last, source_row_number desc
+            ) as latest_rank,
+        {%- endif %}
         row_number() over (
             partition by customer_id, subsidiary_id, segmentation_date
             order by source_row_number
         ) as key_occurrence
-        {%- if cfg['customer_grain'] == 'latest' %},
-        row_number() over (
-            partition by customer_id
-            order by segmentation_date desc nulls last, subsidiary_id desc nulls last, source_row_number desc
-        ) as latest_rank
-        {%- endif %}
     from valid_records
 
 ),
