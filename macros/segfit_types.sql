@@ -50,3 +50,14 @@
 {% macro spark__segfit_safe_cast(expression, type) -%}
     try_cast({{ expression }} as {{ type }})
 {%- endmacro %}
+
+{#- A fast 64-bit hash for pre-grouping (collisions are resolved by the caller on the real value). -#}
+{% macro segfit_hash64(expression) -%}
+    {{ return(adapter.dispatch('segfit_hash64', 'segfit')(expression)) }}
+{%- endmacro %}
+{% macro default__segfit_hash64(expression) -%}
+    {{ dbt.hash(expression) }}
+{%- endmacro %}
+{% macro duckdb__segfit_hash64(expression) -%}
+    hash({{ expression }})
+{%- endmacro %}

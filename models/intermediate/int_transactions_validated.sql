@@ -11,6 +11,24 @@ transactions as (
 
 ),
 
+{#- The duplicate check reads the ids through import CTEs of its own: with each CTE used once, the
+    engine streams the input instead of materializing all of it for three readers. #}
+
+ids_for_hashing as (
+
+    select transaction_id from {{ ref('stg_transactions') }}
+
+),
+
+ids_with_rows as (
+
+    select
+        transaction_id,
+        source_row_number
+    from {{ ref('stg_transactions') }}
+
+),
+
 valid_customers as (
 
     select distinct customer_id
@@ -19,14 +37,26 @@ valid_customers as (
 
 ),
 
+candidate_hashes as (
+
+    {#- grouping 64-bit hashes is far cheaper than grouping millions of distinct strings -#}
+    select {{ segfit_hash64('transaction_id') }} as id_hash
+    from ids_for_hashing
+    where transaction_id is not null
+    group by {{ segfit_hash64('transaction_id') }}
+    having count(*) > 1
+
+),
+
 repeated_ids as (
 
     select
-        transaction_id,
-        min(source_row_number) as first_row_with_id
-    from transactions
-    where transaction_id is not null
-    group by transaction_id
+        ids_with_rows.transaction_id,
+        min(ids_with_rows.source_row_number) as first_row_with_id
+    from ids_with_rows
+    inner join candidate_hashes
+        on {{ segfit_hash64('ids_with_rows.transaction_id') }} = candidate_hashes.id_hash
+    group by ids_with_rows.transaction_id
     having count(*) > 1
 
 ),
