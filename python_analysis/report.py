@@ -60,18 +60,6 @@ from .modeling import (
     top_importances,
 )
 
-MART_KEYS: tuple[str, ...] = (
-    "customer_segment_fit",
-    "classification_anomalies",
-    "segment_retention_summary",
-    "anomaly_feature_comparison",
-    "seasonal_distribution",
-    "anomaly_crosstabs",
-    "anomaly_rule_lift",
-    "data_quality_issues",
-    "input_row_reconciliation",
-)
-
 CHART_NAMES: tuple[str, ...] = (
     "transaction_behaviour",
     "volatility",
@@ -574,54 +562,29 @@ def build_report(
     assignments = clustering.assignments if not clustering.skipped else empty_assignments()
     scores = models.scores
 
-    metrics = _metrics(
-        config=config,
-        grain=grain,
-        overview=overview,
-        summary=summary,
-        rate_warning=rate_warning,
-        comparison=comparison,
-        significance=significance,
-        rules=rules,
-        correlations=correlations,
-        cross=cross,
-        associations=associations,
-        clustering=clustering,
-        seg_tree=seg_tree,
-        models=models,
-        recs=recs,
-        dq=dq,
-        top=top,
-        check_warnings=check_warnings,
-        data_docs_href=data_docs_href,
-        notes=notes,
-        charts=sorted(figures),
-        assignments=assignments,
-        scores=scores,
-    )
-    blocks = _blocks(
-        fit=fit,
-        config=config,
-        overview=overview,
-        summary=summary,
-        rate_warning=rate_warning,
-        comparison=comparison,
-        significance=significance,
-        rules=rules,
-        correlations=correlations,
-        cross=cross,
-        associations=associations,
-        clustering=clustering,
-        seg_tree=seg_tree,
-        models=models,
-        recs=recs,
-        dq=dq,
-        top=top,
-        check_warnings=check_warnings,
-        data_docs_href=data_docs_href,
-        notes=notes,
-        figures=figures,
-    )
+    shared = {
+        "config": config,
+        "overview": overview,
+        "summary": summary,
+        "rate_warning": rate_warning,
+        "comparison": comparison,
+        "significance": significance,
+        "rules": rules,
+        "correlations": correlations,
+        "cross": cross,
+        "associations": associations,
+        "clustering": clustering,
+        "seg_tree": seg_tree,
+        "models": models,
+        "recs": recs,
+        "dq": dq,
+        "top": top,
+        "check_warnings": check_warnings,
+        "data_docs_href": data_docs_href,
+        "notes": notes,
+    }
+    metrics = _metrics(grain=grain, charts=sorted(figures), assignments=assignments, scores=scores, **shared)
+    blocks = _blocks(fit=fit, figures=figures, **shared)
     title = "Segment fit report: do customers behave like their profitability segment?"
     return Report(
         metrics=json_ready(metrics),
