@@ -127,3 +127,23 @@ def test_a_killed_build_leaves_the_published_marts_unchanged(published):
     _, err = rebuild.communicate(timeout=600)
     assert rebuild.returncode == 0, err[-3000:]
     assert not list(published.parent.glob(candidate_glob))
+
+
+def test_sqlalchemy_tools_read_through_duckdb_engine(published):
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(f"duckdb:///{published}?access_mode=read_only")
+    try:
+        with engine.connect() as con:
+            anomalies = con.execute(sqlalchemy.text("select count(*) from marts.classification_anomalies")).scalar()
+            summary = con.execute(
+                sqlalchemy.text("select sum(anomaly_count) from marts.segment_retention_summary")).scalar()
+            try:
+                con.execute(sqlalchemy.text("create table marts.scratch as select 1 as x"))
+                wrote = True
+            except sqlalchemy.exc.DBAPIError:
+                wrote = False
+    finally:
+        engine.dispose()
+    assert anomalies == summary > 0
+    assert not wrote, "a BI connection must be read-only"
