@@ -401,6 +401,17 @@ def recommendations(
             ]
         return []
 
+    def separating_or_nothing(separating: list[str], within: list[str]) -> list[str]:
+        """Clusters inside the anomalies always differ in something; only evidence that separates anomalies
+        from normal records supports a new dimension. Cluster differences then add detail."""
+        return separating + within if separating else []
+
+    def within_only(within: list[str]) -> str:
+        if not within:
+            return ""
+        return ("; the anomaly clusters differ along it (" + "; ".join(within) + "), but that alone does not "
+                "show it separates anomalies from normal records")
+
     out = []
     # transaction stability
     ev = large(STABILITY_FEATURES)
@@ -409,13 +420,13 @@ def recommendations(
     out.append(
         _recommendation(
             "transaction stability",
-            ev + cev + mev,
+            separating_or_nothing(ev + mev, cev),
             ids,
             ["transaction_behaviour", "volatility", "clusters"],
             "Add a transaction-stability dimension (value volatility, consistency of the monthly rate with the "
             "lifetime count, quarterly coverage).",
-            "no stability feature differs strongly between anomalies and normal records, no anomaly cluster is "
-            "distinguished by one, and the fair tree does not rely on one",
+            "no stability feature differs strongly between anomalies and normal records and the fair tree does "
+            "not rely on one" + within_only(cev),
         )
     )
     # seasonal preference
@@ -432,12 +443,12 @@ def recommendations(
     out.append(
         _recommendation(
             "seasonal preference",
-            ev + cev + aev + model_hits(SEASONALITY_FEATURES),
+            separating_or_nothing(ev + aev + model_hits(SEASONALITY_FEATURES), cev),
             ids,
             ["seasonal_distribution", "clusters"],
             "Add a seasonal-preference dimension (quarterly share profile, e.g. Q4-focused vs year-round).",
-            "no seasonality feature differs strongly between anomalies and normal records, no anomaly cluster is "
-            "distinguished by one, and the anomaly rate shows no association with seasonal_preference",
+            "no seasonality feature differs strongly between anomalies and normal records and the anomaly rate "
+            "shows no association with seasonal_preference" + within_only(cev),
         )
     )
     # lifecycle stage

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from python_analysis.config import ReportConfig
@@ -206,3 +207,33 @@ def test_json_ready_rounds_and_nulls():
         "b": 1.23457,
         "c": [None],
     }
+
+
+def test_cluster_differences_alone_do_not_support_a_dimension():
+    from types import SimpleNamespace
+
+    from python_analysis.report import recommendations
+
+    clustering = SimpleNamespace(
+        skipped=False,
+        profiles=pd.DataFrame({"cluster_id": [0, 1], "cluster_label": ["volatile", "steady"]}),
+        terms={0: [{"family": "transaction stability", "direction": "high",
+                    "feature": "transaction_value_volatility"}], 1: []},
+    )
+    models = SimpleNamespace(skipped=True, models={})
+    associations = pd.DataFrame(columns=["dimension", "verdict"])
+
+    def significance(verdict):
+        return pd.DataFrame({"feature_name": ["transaction_value_volatility"], "verdict": [verdict],
+                             "rank_biserial": [0.8 if verdict == "large" else 0.01]})
+
+    only_clusters = {r.dimension: r for r in recommendations(significance("noise"), clustering, associations, [],
+                                                             models)}
+    stability = only_clusters["transaction stability"]
+    assert not stability.supported
+    assert "does not show it separates anomalies from normal records" in stability.text
+
+    separating = {r.dimension: r for r in recommendations(significance("large"), clustering, associations, [],
+                                                          models)}
+    assert separating["transaction stability"].supported
+    assert "cluster 0" in separating["transaction stability"].text
