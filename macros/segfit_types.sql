@@ -61,24 +61,3 @@
 {% macro duckdb__segfit_hash64(expression) -%}
     hash({{ expression }})
 {%- endmacro %}
-
-{#- Run before every model (pre-hook). DuckDB writes tables faster when it may reorder rows, but the
-    models that scan the input files number the rows by scan order for text inputs (Parquet has its own
-    row numbers), and classification_anomalies is stored in rank order. The setting persists on the
-    connection, so it is set explicitly for every model. -#}
-{% macro segfit_insertion_order_hook() -%}
-    {{ return(adapter.dispatch('segfit_insertion_order_hook', 'segfit')()) }}
-{%- endmacro %}
-{% macro default__segfit_insertion_order_hook() -%}
-    {{ return('') }}
-{%- endmacro %}
-{% macro duckdb__segfit_insertion_order_hook() -%}
-    {%- set cfg = segfit_config() -%}
-    {%- set parquet = ('.parquet', '.pq') -%}
-    {%- set numbered_by_file = (cfg['customers_path'] | lower).endswith(parquet)
-        and (cfg['transactions_path'] == '' or (cfg['transactions_path'] | lower).endswith(parquet)) -%}
-    {%- set reads_input = model.name in ['stg_customers', 'stg_transactions', 'int_customers_validated',
-                                         'int_transactions_validated'] -%}
-    {%- set keep_order = (reads_input and not numbered_by_file) or model.name == 'classification_anomalies' -%}
-    {{ return('set preserve_insertion_order = ' ~ ('true' if keep_order else 'false')) }}
-{%- endmacro %}
