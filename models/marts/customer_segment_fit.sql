@@ -14,17 +14,45 @@ features as (
 
 ),
 
+{#- Grouped aggregates joined back (rather than window aggregates): hash aggregation runs in
+    parallel, while an unpartitioned window materializes the whole table in one thread. #}
+
+per_segment as (
+
+    select
+        profitability_segment,
+        avg(retention_probability) as segment_avg_retention,
+        count(*) as segment_record_count
+    from features
+    group by profitability_segment
+
+),
+
+population as (
+
+    select
+        avg(total_revenue) as revenue_mean,
+        stddev_pop(total_revenue) as revenue_std,
+        avg(comprehensive_customer_score) as score_mean,
+        stddev_pop(comprehensive_customer_score) as score_std
+    from features
+
+),
+
 segment_stats as (
 
     select
         features.*,
-        avg(retention_probability) over (partition by profitability_segment) as segment_avg_retention,
-        count(*) over (partition by profitability_segment) as segment_record_count,
-        avg(total_revenue) over () as revenue_mean,
-        stddev_pop(total_revenue) over () as revenue_std,
-        avg(comprehensive_customer_score) over () as score_mean,
-        stddev_pop(comprehensive_customer_score) over () as score_std
+        per_segment.segment_avg_retention,
+        per_segment.segment_record_count,
+        population.revenue_mean,
+        population.revenue_std,
+        population.score_mean,
+        population.score_std
     from features
+    inner join per_segment
+        on features.profitability_segment = per_segment.profitability_segment
+    cross join population
 
 ),
 
