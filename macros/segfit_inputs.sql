@@ -22,6 +22,16 @@
     }[kind]) }}
 {%- endmacro %}
 
+{#- The customers' optional typed columns, in one place for staging, validation and the quarantine mart. -#}
+{% macro segfit_customer_numeric_columns() -%}
+    {{ return({
+        'doubles': ['comprehensive_customer_score', 'total_revenue', 'net_profit',
+                    'avg_transactions_per_month', 'transaction_value_volatility'],
+        'integers': ['transaction_count', 'q1_transactions', 'q2_transactions', 'q3_transactions',
+                     'q4_transactions', 'customer_age_days'],
+    }) }}
+{%- endmacro %}
+
 {#- The file reader is engine-specific, so it is dispatched. -#}
 {% macro segfit_file_reader(path) -%}
     {{ return(adapter.dispatch('segfit_file_reader', 'segfit')(path)) }}

@@ -1,9 +1,7 @@
 {#- One row per input customer record, typed, with one check_* column per rule (null = passed). -#}
 {%- set cfg = segfit_config() -%}
-{%- set optional_doubles = ['comprehensive_customer_score', 'total_revenue', 'net_profit',
-                            'avg_transactions_per_month', 'transaction_value_volatility'] -%}
-{%- set integers = ['transaction_count', 'q1_transactions', 'q2_transactions', 'q3_transactions',
-                    'q4_transactions', 'customer_age_days'] -%}
+{%- set optional_doubles = segfit_customer_numeric_columns()['doubles'] -%}
+{%- set integers = segfit_customer_numeric_columns()['integers'] -%}
 
 with
 

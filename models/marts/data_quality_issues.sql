@@ -2,14 +2,14 @@
     severity 'rejected': the input row is quarantined (it is not in any clean table);
     severity 'warning' : the row is kept (duplicate business key, quarter counts not summing to
                          transaction_count in precomputed input). -#}
-{%- set customer_checks = ['customer_id', 'profitability_segment', 'retention_probability', 'segmentation_date',
-                           'comprehensive_customer_score', 'total_revenue', 'net_profit',
-                           'avg_transactions_per_month', 'transaction_value_volatility', 'transaction_count',
-                           'q1_transactions', 'q2_transactions', 'q3_transactions', 'q4_transactions',
-                           'customer_age_days'] -%}
-{%- set customer_text_columns = ['customer_id', 'profitability_segment'] -%}
-{%- set transaction_checks = ['transaction_id', 'customer_id', 'transaction_date', 'amount', 'profit'] -%}
-{%- set transaction_text_columns = ['transaction_id', 'customer_id'] -%}
+{%- set numeric = segfit_customer_numeric_columns() -%}
+{%- set inputs = [
+    {'name': 'customers', 'key': 'customer_id', 'text_columns': ['customer_id', 'profitability_segment'],
+     'checks': ['customer_id', 'profitability_segment', 'retention_probability', 'segmentation_date']
+               + numeric['doubles'] + numeric['integers']},
+    {'name': 'transactions', 'key': 'transaction_id', 'text_columns': ['transaction_id', 'customer_id'],
+     'checks': ['transaction_id', 'customer_id', 'transaction_date', 'amount', 'profit']},
+] -%}
 
 with
 
@@ -26,45 +26,29 @@ transactions as (
 ),
 
 rejections as (
-    {%- for column in customer_checks %}
+    {%- for input in inputs %}
+        {%- set last_input = loop.last %}
+        {%- for column in input.checks %}
 
-        select
-            'customers' as source,
-            source_row_number,
-            customer_id as row_key,
-            '{{ column }}' as column_name,
-            {% if column in customer_text_columns -%}
-                cast({{ column }} as {{ segfit_text() }})
-            {%- else -%}
-                coalesce({{ column }}_raw, cast({{ column }} as {{ segfit_text() }}))
-            {%- endif %} as issue_value,
-            check_{{ column }} as reason,
-            'rejected' as severity
-        from customers
-        where check_{{ column }} is not null
+            select
+                '{{ input.name }}' as source,
+                source_row_number,
+                {{ input.key }} as row_key,
+                '{{ column }}' as column_name,
+                {% if column in input.text_columns -%}
+                    cast({{ column }} as {{ segfit_text() }})
+                {%- else -%}
+                    coalesce({{ column }}_raw, cast({{ column }} as {{ segfit_text() }}))
+                {%- endif %} as issue_value,
+                check_{{ column }} as reason,
+                'rejected' as severity
+            from {{ input.name }}
+            where check_{{ column }} is not null
+            {%- if not (last_input and loop.last) %}
 
-        union all
-    {%- endfor %}
-    {%- for column in transaction_checks %}
-
-        select
-            'transactions' as source,
-            source_row_number,
-            transaction_id as row_key,
-            '{{ column }}' as column_name,
-            {% if column in transaction_text_columns -%}
-                cast({{ column }} as {{ segfit_text() }})
-            {%- else -%}
-                coalesce({{ column }}_raw, cast({{ column }} as {{ segfit_text() }}))
-            {%- endif %} as issue_value,
-            check_{{ column }} as reason,
-            'rejected' as severity
-        from transactions
-        where check_{{ column }} is not null
-        {%- if not loop.last %}
-
-            union all
-        {%- endif %}
+                union all
+            {%- endif %}
+        {%- endfor %}
     {%- endfor %}
 
 ),

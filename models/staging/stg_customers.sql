@@ -1,9 +1,7 @@
 {#- One row per input customer record: text columns, typed copies of the typed ones, extras untouched. -#}
 {%- set input = segfit_input('customers') -%}
-{%- set doubles = ['retention_probability', 'comprehensive_customer_score', 'total_revenue', 'net_profit',
-                   'avg_transactions_per_month', 'transaction_value_volatility', 'transaction_count',
-                   'q1_transactions', 'q2_transactions', 'q3_transactions', 'q4_transactions',
-                   'customer_age_days'] -%}
+{%- set numeric = segfit_customer_numeric_columns() -%}
+{%- set doubles = ['retention_probability'] + numeric['doubles'] + numeric['integers'] -%}
 
 with
 
