@@ -46,16 +46,6 @@ REQUIRED_COLUMNS = {
     "customers": ("customer_id", "profitability_segment", "retention_probability"),
     "transactions": ("transaction_id", "customer_id", "transaction_date", "amount"),
 }
-KNOWN_COLUMNS = {
-    "customers": REQUIRED_COLUMNS["customers"]
-    + (
-        "subsidiary_id", "customer_name", "segmentation_date", "comprehensive_customer_score",
-        "lifecycle_stage", "seasonal_preference", "total_revenue", "net_profit", "transaction_count",
-        "avg_transactions_per_month", "transaction_value_volatility", "q1_transactions", "q2_transactions",
-        "q3_transactions", "q4_transactions", "customer_age_days",
-    ),
-    "transactions": REQUIRED_COLUMNS["transactions"] + ("profit",),
-}
 _UNSAFE = re.compile(r"['\";`\x00\r\n]")
 _EXTENSIONS = (".csv", ".csv.gz", ".tsv", ".txt", ".parquet", ".pq")
 
