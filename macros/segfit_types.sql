@@ -21,6 +21,15 @@
     extract(quarter from {{ expression }})
 {%- endmacro %}
 
+{#- The calendar month as one integer (year * 12 + month): counting distinct integers is much cheaper
+    than counting distinct truncated timestamps. -#}
+{% macro segfit_month_index(expression) -%}
+    {{ return(adapter.dispatch('segfit_month_index', 'segfit')(expression)) }}
+{%- endmacro %}
+{% macro default__segfit_month_index(expression) -%}
+    cast(extract(year from {{ expression }}) * 12 + extract(month from {{ expression }}) as integer)
+{%- endmacro %}
+
 {#- A blank or whitespace-only text becomes null. -#}
 {% macro segfit_clean_text(expression) -%}
     nullif(trim(cast({{ expression }} as {{ segfit_text() }})), '')

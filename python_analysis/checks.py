@@ -154,7 +154,6 @@ COLUMNS: dict[str, dict[str, str]] = {
         "transaction_date": TIMESTAMP,
         "amount": FLOAT,
         "profit": FLOAT,
-        "is_rejected": BOOL,
     },
     "customer_segment_fit": FIT_COLUMNS,
     "classification_anomalies": {**FIT_COLUMNS, "anomaly_rank": INT},
@@ -439,7 +438,6 @@ def expectation_suites(config: CheckConfig) -> dict[str, list[Any]]:
             *between(("source_row_number",), 1, None),
             *not_null("transaction_id", "customer_id", "transaction_date", "amount"),
             gxe.ExpectColumnValuesToBeUnique(column="transaction_id", meta=meta()),
-            in_set("is_rejected", [False], check="only clean rows are validated"),
         ],
         "customer_segment_fit": [
             *fit_checks("customer_segment_fit"),
@@ -636,10 +634,11 @@ DERIVATIONS: dict[str, Callable[[pd.DataFrame, str, CheckConfig], pd.DataFrame]]
 
 
 def derived_frame(table: str, frame: pd.DataFrame, config: CheckConfig) -> pd.DataFrame:
-    """The frame GX validates for ``table``: clean rows only for the int_* tables, a fresh RangeIndex,
-    string columns as object (see TYPE_LISTS) and the derived check columns."""
+    """The frame GX validates for ``table``: clean rows only for int_customers_validated
+    (int_transactions_validated holds only clean rows), a fresh RangeIndex, string columns as object
+    (see TYPE_LISTS) and the derived check columns."""
     frame = frame.copy()
-    if table in ("int_customers_validated", "int_transactions_validated") and "is_rejected" in frame.columns:
+    if table == "int_customers_validated" and "is_rejected" in frame.columns:
         frame = frame[~_bool_or_na(frame["is_rejected"]).fillna(True).astype(bool)]
     frame = frame.reset_index(drop=True)
     for name in list(frame.columns):

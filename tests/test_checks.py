@@ -191,7 +191,7 @@ def build_tables(flags: list[bool] = ABSOLUTE_FLAGS, mode: str = "absolute",
     transactions = pd.DataFrame({
         "source_row_number": [1, 2, 3], "transaction_id": ["t1", "t2", "t3"], "customer_id": ["c1", "c2", "c3"],
         "transaction_date": _timestamps(["2024-01-02", "2024-02-03", "2024-03-04"]),
-        "amount": [10.0, -2.5, 7.0], "profit": [1.0, None, 0.5], "is_rejected": [False, False, False],
+        "amount": [10.0, -2.5, 7.0], "profit": [1.0, None, 0.5],
     })
 
     issues = pd.DataFrame({

@@ -1,139 +1,44 @@
-{#- One row per input transaction (key source_row_number), typed, with one check_<column> per rule
-    (null = passed). Refunds (negative amounts) are valid transactions: they count, and they net off
-    revenue. The text as given (`<column>_raw`) is kept only where the typed value is null. -#}
-{%- set cfg = segfit_config() -%}
+{#- One row per clean input transaction (key source_row_number): the staged transactions that are not
+    quarantined in int_transactions_rejected. A view: the clean rows are read from the input when they
+    are used, instead of being copied into the warehouse (20M rows cost more to write than to check). -#}
+{{ config(materialized='view') }}
 
 with
 
 transactions as (
 
-    select * from {{ ref('stg_transactions') }}
-
-),
-
-{#- The duplicate check reads the ids through import CTEs of its own: with each CTE used once, the
-    engine streams the input instead of materializing all of it for three readers. #}
-
-ids_for_hashing as (
-
-    select transaction_id from {{ ref('stg_transactions') }}
-
-),
-
-ids_with_rows as (
-
     select
+        source_row_number,
         transaction_id,
-        source_row_number
+        customer_id,
+        transaction_date,
+        amount,
+        profit,
+        input_label
     from {{ ref('stg_transactions') }}
 
 ),
 
-valid_customers as (
+rejected as (
 
-    select distinct customer_id
-    from {{ ref('int_customers_validated') }}
-    where not is_rejected
-
-),
-
-candidate_hashes as (
-
-    {#- grouping 64-bit hashes is far cheaper than grouping millions of distinct strings -#}
-    select {{ segfit_hash64('transaction_id') }} as id_hash
-    from ids_for_hashing
-    where transaction_id is not null
-    group by {{ segfit_hash64('transaction_id') }}
-    having count(*) > 1
+    select source_row_number
+    from {{ ref('int_transactions_rejected') }}
 
 ),
 
-repeated_ids as (
+clean as (
 
-    select
-        ids_with_rows.transaction_id,
-        min(ids_with_rows.source_row_number) as first_row_with_id
-    from ids_with_rows
-    inner join candidate_hashes
-        on {{ segfit_hash64('ids_with_rows.transaction_id') }} = candidate_hashes.id_hash
-    group by ids_with_rows.transaction_id
-    having count(*) > 1
-
-),
-
-checked as (
-
-    select
-        transactions.source_row_number,
-        transactions.transaction_id,
-        transactions.customer_id,
-        transactions.transaction_date,
-        transactions.amount,
-        transactions.profit,
-        case
-            when transactions.transaction_id is null then 'transaction_id is null or blank'
-            when transactions.source_row_number > repeated_ids.first_row_with_id
-                then {{ dbt.concat(["'duplicate transaction_id (first seen at data row '",
-                                    "cast(repeated_ids.first_row_with_id as " ~ segfit_text() ~ ")", "')'"]) }}
-        end as check_transaction_id,
-        case
-            when transactions.customer_id is null then 'customer_id is null or blank'
-            when valid_customers.customer_id is null then 'customer_id has no valid customer record (orphan)'
-        end as check_customer_id,
-        case
-            when transactions.transaction_date is not null
-                then
-                    case
-                        when transactions.transaction_date > {{ dbt.dateadd(
-                            'day', cfg['future_transaction_grace_days'] | int, dbt.current_timestamp()
-                        ) }} then 'transaction_date is in the future'
-                    end
-            when transactions.transaction_date_raw is null then 'transaction_date is null or blank'
-            else 'transaction_date is not a valid date'
-        end as check_transaction_date,
-        case
-            when transactions.amount is not null
-                then case when abs(transactions.amount) > 1e300 then 'amount is not a finite number' end
-            when transactions.amount_raw is null then 'amount is null or blank'
-            else 'amount is not a number'
-        end as check_amount,
-        case
-            when transactions.profit is not null
-                then case when abs(transactions.profit) > 1e300 then 'profit is not a finite number' end
-            when transactions.profit_raw is not null then 'profit is not a number'
-        end as check_profit,
-        case
-            when transactions.transaction_date is null then transactions.transaction_date_raw
-        end as transaction_date_raw,
-        case when transactions.amount is null then transactions.amount_raw end as amount_raw,
-        case when transactions.profit is null then transactions.profit_raw end as profit_raw,
-        transactions.input_label
+    select transactions.*
     from transactions
-    left join repeated_ids
-        on transactions.transaction_id = repeated_ids.transaction_id
-    left join valid_customers
-        on transactions.customer_id = valid_customers.customer_id
-
-),
-
-flagged as (
-
-    select
-        checked.*,
-        (
-            check_transaction_id is not null
-            or check_customer_id is not null
-            or check_transaction_date is not null
-            or check_amount is not null
-            or check_profit is not null
-        ) as is_rejected
-    from checked
+    left join rejected
+        on transactions.source_row_number = rejected.source_row_number
+    where rejected.source_row_number is null
 
 ),
 
 final as (
 
-    select * from flagged
+    select * from clean
 
 )
 

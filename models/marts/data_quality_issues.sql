@@ -21,7 +21,7 @@ customers as (
 
 transactions as (
 
-    select * from {{ ref('int_transactions_validated') }}
+    select * from {{ ref('int_transactions_rejected') }}
 
 ),
 

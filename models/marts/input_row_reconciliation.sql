@@ -12,12 +12,15 @@ customers as (
 
 ),
 
-transactions as (
+transactions_input as (
 
-    select
-        source_row_number,
-        is_rejected
-    from {{ ref('int_transactions_validated') }}
+    select source_row_number from {{ ref('stg_transactions') }}
+
+),
+
+transactions_clean as (
+
+    select source_row_number from {{ ref('int_transactions_validated') }}
 
 ),
 
@@ -28,6 +31,18 @@ issues as (
         source_row_number
     from {{ ref('data_quality_issues') }}
     where severity = 'rejected'
+
+),
+
+transaction_input_count as (
+
+    select count(*) as input_rows from transactions_input
+
+),
+
+transaction_clean_count as (
+
+    select count(*) as clean_rows from transactions_clean
 
 ),
 
@@ -47,9 +62,10 @@ counts as (
     union all
     select
         'transactions' as source,
-        count(*) as input_rows,
-        sum(case when is_rejected then 0 else 1 end) as clean_rows
-    from transactions
+        transaction_input_count.input_rows,
+        transaction_clean_count.clean_rows
+    from transaction_input_count
+    cross join transaction_clean_count
 
 ),
 
