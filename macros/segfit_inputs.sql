@@ -173,20 +173,25 @@
     {%- endif %}
 {%- endmacro %}
 
-{#- For each typed column: `<name>_raw`, the trimmed text as given (null when blank), and `<name>`, the
-    typed value (null when blank or unparseable). Typed inputs (Parquet) cast without a text round trip;
-    downstream models read `_raw` only for rows whose typed value is null. -#}
+{#- For each typed column: `<name>`, the typed value (null when blank or unparseable), and `<name>_raw`,
+    the trimmed text as given (null when blank) for the rows whose typed value is null: that is the only
+    place the checks read it. Typed inputs (Parquet) cast without a text round trip, and the text is only
+    made for the few rows that need it (turning 20M numbers into text costs more than checking them). -#}
 {% macro segfit_typed_columns(double_columns, timestamp_columns) -%}
     {%- for name in double_columns %}
-        {{ segfit_clean_text(name) }} as {{ name }}_raw,
-        {{ segfit_safe_cast(name, segfit_double()) }} as {{ name }},
+        {%- set typed = segfit_safe_cast(name, segfit_double()) %}
+        {{ typed }} as {{ name }},
+        case when {{ typed }} is null then {{ segfit_clean_text(name) }} end as {{ name }}_raw,
     {%- endfor %}
     {%- for name in timestamp_columns %}
-        {{ segfit_clean_text(name) }} as {{ name }}_raw,
-        coalesce(
-            {{ segfit_safe_cast(name, dbt.type_timestamp()) }},
-            {{ segfit_safe_cast(segfit_clean_text(name), dbt.type_timestamp()) }}
-        ) as {{ name }},
+        {%- set typed -%}
+            coalesce(
+                {{ segfit_safe_cast(name, dbt.type_timestamp()) }},
+                {{ segfit_safe_cast(segfit_clean_text(name), dbt.type_timestamp()) }}
+            )
+        {%- endset %}
+        {{ typed }} as {{ name }},
+        case when {{ typed }} is null then {{ segfit_clean_text(name) }} end as {{ name }}_raw,
     {%- endfor %}
 {%- endmacro %}
 

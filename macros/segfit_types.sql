@@ -30,9 +30,14 @@
     cast(extract(year from {{ expression }}) * 12 + extract(month from {{ expression }}) as integer)
 {%- endmacro %}
 
-{#- A blank or whitespace-only text becomes null. -#}
+{#- A blank or whitespace-only text becomes null; surrounding spaces are trimmed. Only texts that start
+    or end with a space are trimmed: trim() copies every string, and ids are 20M strings. -#}
 {% macro segfit_clean_text(expression) -%}
-    nullif(trim(cast({{ expression }} as {{ segfit_text() }})), '')
+    {%- set text = 'cast(' ~ expression ~ ' as ' ~ segfit_text() ~ ')' -%}
+    case
+        when {{ text }} like ' %' or {{ text }} like '% ' then nullif(trim({{ text }}), '')
+        else nullif({{ text }}, '')
+    end
 {%- endmacro %}
 
 {#- dbt_utils.generate_surrogate_key, re-implemented (the package hub is unreachable here). -#}

@@ -29,10 +29,18 @@ transactions as (
 
 ),
 
+transaction_dates as (
+
+    {#- its own import of the clean transactions: a CTE read twice is materialized (20M rows) #}
+    select transaction_date
+    from {{ ref('int_transactions_validated') }}
+
+),
+
 data_as_of as (
 
     select max(transaction_date) as max_transaction_date
-    from transactions
+    from transaction_dates
 
 ),
 

@@ -4,10 +4,40 @@
 
 with
 
+valid_records as (
+
+    select
+        source_row_number,
+        customer_id,
+        subsidiary_id,
+        segmentation_date,
+        profitability_segment,
+        retention_probability
+    from {{ ref('int_customers_validated') }}
+    where not is_rejected
+
+),
+
+repeated_keys as (
+
+    {#- one cheap pass finds the few repeated keys; the distinct counts below only see their records #}
+    select
+        customer_id,
+        subsidiary_id
+    from valid_records
+    group by customer_id, subsidiary_id
+    having count(*) > 1
+
+),
+
 customers as (
 
-    select * from {{ ref('int_customers_validated') }}
-    where not is_rejected
+    select valid_records.*
+    from valid_records
+    inner join repeated_keys
+        on
+            valid_records.customer_id = repeated_keys.customer_id
+            and coalesce(valid_records.subsidiary_id, '') = coalesce(repeated_keys.subsidiary_id, '')
 
 ),
 
