@@ -109,7 +109,7 @@ point_in_time as (
         t.amount,
         t.profit,
         quarter(t.transaction_date) as q,
-        date_trunc('month', t.transaction_date) as transaction_month
+        year(t.transaction_date) * 12 + month(t.transaction_date) as transaction_month
     from records_as_of r
     join transactions t
         on r.customer_id = t.customer_id and t.transaction_date <= r.as_of_date

@@ -161,6 +161,14 @@
     {%- endif -%}
 {%- endmacro %}
 
+{#- Staging is a view over the input, except for a text file (CSV/TSV): that is parsed once into a
+    table, because the clean-rows views downstream read staging again and parsing text is the slow part.
+    Parquet and the demo seeds are read in place. -#}
+{% macro segfit_staging_materialization(kind) -%}
+    {%- set path = segfit_config()[kind ~ '_path'] | lower -%}
+    {{ return('view' if path == '' or path.endswith(('.parquet', '.pq')) else 'table') }}
+{%- endmacro %}
+
 {#- staging body shared by stg_customers and stg_transactions: text columns, typed columns, row numbers -#}
 {% macro segfit_staged_input(input) -%}
     {%- if input.present %}
@@ -176,22 +184,25 @@
 {#- For each typed column: `<name>`, the typed value (null when blank or unparseable), and `<name>_raw`,
     the trimmed text as given (null when blank) for the rows whose typed value is null: that is the only
     place the checks read it. Typed inputs (Parquet) cast without a text round trip, and the text is only
-    made for the few rows that need it (turning 20M numbers into text costs more than checking them). -#}
+    made for the few rows that need it: turning 20M numbers or dates into text costs more than checking
+    them. Each expression names `cast(<name> as text)` once, so the engine cannot hoist it out of the
+    `case`/`coalesce` and compute it for every row. -#}
 {% macro segfit_typed_columns(double_columns, timestamp_columns) -%}
-    {%- for name in double_columns %}
-        {%- set typed = segfit_safe_cast(name, segfit_double()) %}
+    {%- for name in double_columns + timestamp_columns %}
+        {%- if name in double_columns %}
+            {%- set typed = segfit_safe_cast(name, segfit_double()) %}
+        {%- else %}
+            {%- set typed -%}
+                coalesce(
+                    {{ segfit_safe_cast(name, dbt.type_timestamp()) }},
+                    {{ segfit_safe_cast('trim(cast(' ~ name ~ ' as ' ~ segfit_text() ~ '))', dbt.type_timestamp()) }}
+                )
+            {%- endset %}
+        {%- endif %}
         {{ typed }} as {{ name }},
-        case when {{ typed }} is null then {{ segfit_clean_text(name) }} end as {{ name }}_raw,
-    {%- endfor %}
-    {%- for name in timestamp_columns %}
-        {%- set typed -%}
-            coalesce(
-                {{ segfit_safe_cast(name, dbt.type_timestamp()) }},
-                {{ segfit_safe_cast(segfit_clean_text(name), dbt.type_timestamp()) }}
-            )
-        {%- endset %}
-        {{ typed }} as {{ name }},
-        case when {{ typed }} is null then {{ segfit_clean_text(name) }} end as {{ name }}_raw,
+        case
+            when {{ typed }} is null then nullif(trim(cast({{ name }} as {{ segfit_text() }})), '')
+        end as {{ name }}_raw,
     {%- endfor %}
 {%- endmacro %}
 

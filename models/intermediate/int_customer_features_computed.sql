@@ -8,6 +8,7 @@
                             transaction exceed var lifecycle_at_risk_days (known from transactions input
                             only), else 'Mature' when customer_age_days >=
                             var lifecycle_mature_days, else 'Growth'; null when the age is unknown. -#}
+{{ config(materialized='view') }}
 {%- set cfg = segfit_config() -%}
 {%- set has_transactions = segfit_has_transactions() -%}
 {%- set quarters = ['q1', 'q2', 'q3', 'q4'] -%}

@@ -1,4 +1,5 @@
 {#- One row per input customer record: text columns, typed copies of the typed ones, extras untouched. -#}
+{{ config(materialized=segfit_staging_materialization('customers')) }}
 {%- set input = segfit_input('customers') -%}
 {%- set numeric = segfit_customer_numeric_columns() -%}
 {%- set doubles = ['retention_probability'] + numeric['doubles'] + numeric['integers'] -%}

@@ -1,4 +1,5 @@
 {#- One row per input transaction (zero rows when no transactions are given). -#}
+{{ config(materialized=segfit_staging_materialization('transactions')) }}
 {%- set input = segfit_input('transactions') -%}
 
 with
