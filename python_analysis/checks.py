@@ -145,7 +145,6 @@ COLUMNS: dict[str, dict[str, str]] = {
         "transaction_count": INT,
         **{f"{q}_transactions": INT for q in QUARTERS},
         "customer_age_days": INT,
-        "is_rejected": BOOL,
     },
     "int_transactions_validated": {
         "source_row_number": INT,
@@ -430,7 +429,6 @@ def expectation_suites(config: CheckConfig) -> dict[str, list[Any]]:
             *not_null("customer_id", "profitability_segment", "retention_probability"),
             *between(("retention_probability",), 0, 1),
             *between(("transaction_count", *counts_q, "customer_age_days"), 0, None),
-            in_set("is_rejected", [False], check="only clean rows are validated"),
         ],
         "int_transactions_validated": [
             *types("int_transactions_validated"),
@@ -634,13 +632,9 @@ DERIVATIONS: dict[str, Callable[[pd.DataFrame, str, CheckConfig], pd.DataFrame]]
 
 
 def derived_frame(table: str, frame: pd.DataFrame, config: CheckConfig) -> pd.DataFrame:
-    """The frame GX validates for ``table``: clean rows only for int_customers_validated
-    (int_transactions_validated holds only clean rows), a fresh RangeIndex, string columns as object
-    (see TYPE_LISTS) and the derived check columns."""
-    frame = frame.copy()
-    if table == "int_customers_validated" and "is_rejected" in frame.columns:
-        frame = frame[~_bool_or_na(frame["is_rejected"]).fillna(True).astype(bool)]
-    frame = frame.reset_index(drop=True)
+    """The frame GX validates for ``table``: a fresh RangeIndex, string columns as object (see
+    TYPE_LISTS) and the derived check columns. The int_*_validated views hold only clean rows."""
+    frame = frame.copy().reset_index(drop=True)
     for name in list(frame.columns):
         if isinstance(frame[name].dtype, pd.StringDtype):
             frame[name] = frame[name].astype(object).where(frame[name].notna(), None)

@@ -25,7 +25,6 @@ valid_records as (
         {%- endfor %}
         retention_probability
     from {{ ref('int_customers_validated') }}
-    where not is_rejected
 
 ),
 

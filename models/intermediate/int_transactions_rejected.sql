@@ -36,7 +36,6 @@ valid_customers as (
 
     select distinct customer_id
     from {{ ref('int_customers_validated') }}
-    where not is_rejected
 
 ),
 

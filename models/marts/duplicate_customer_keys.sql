@@ -14,7 +14,6 @@ valid_records as (
         profitability_segment,
         retention_probability
     from {{ ref('int_customers_validated') }}
-    where not is_rejected
 
 ),
 

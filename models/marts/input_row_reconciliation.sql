@@ -1,26 +1,31 @@
 {#- One row per input source: every input row is either clean or rejected (quarantined in
-    data_quality_issues), and clean customer records are either in the grain or dropped by it. -#}
+    data_quality_issues), and clean customer records are either in the grain or dropped by it.
+    input_rows counts staging, clean_rows the clean view, rejected_rows the quarantined rows of
+    data_quality_issues: three independent counts, so a row lost or counted twice shows. -#}
 
 with
 
-customers as (
+customers_input as (
 
-    select
-        source_row_number,
-        is_rejected
-    from {{ ref('int_customers_validated') }}
+    select count(*) as input_rows from {{ ref('stg_customers') }}
+
+),
+
+customers_clean as (
+
+    select count(*) as clean_rows from {{ ref('int_customers_validated') }}
 
 ),
 
 transactions_input as (
 
-    select source_row_number from {{ ref('stg_transactions') }}
+    select count(*) as input_rows from {{ ref('stg_transactions') }}
 
 ),
 
 transactions_clean as (
 
-    select source_row_number from {{ ref('int_transactions_validated') }}
+    select count(*) as clean_rows from {{ ref('int_transactions_validated') }}
 
 ),
 
@@ -34,18 +39,6 @@ issues as (
 
 ),
 
-transaction_input_count as (
-
-    select count(*) as input_rows from transactions_input
-
-),
-
-transaction_clean_count as (
-
-    select count(*) as clean_rows from transactions_clean
-
-),
-
 fit as (
 
     select count(*) as records_in_grain from {{ ref('customer_segment_fit') }}
@@ -56,16 +49,17 @@ counts as (
 
     select
         'customers' as source,
-        count(*) as input_rows,
-        sum(case when is_rejected then 0 else 1 end) as clean_rows
-    from customers
+        customers_input.input_rows,
+        customers_clean.clean_rows
+    from customers_input
+    cross join customers_clean
     union all
     select
         'transactions' as source,
-        transaction_input_count.input_rows,
-        transaction_clean_count.clean_rows
-    from transaction_input_count
-    cross join transaction_clean_count
+        transactions_input.input_rows,
+        transactions_clean.clean_rows
+    from transactions_input
+    cross join transactions_clean
 
 ),
 
