@@ -7,7 +7,7 @@ For every size N:M (N customers, M transactions) this script
 2. runs ``segfit build --customers ... --transactions ... --warehouse <tmp>/w.duckdb`` as a subprocess
    ``--runs`` times and records, per run: wall time; the SUM of dbt model execution times (from
    ``run_results.json``: results whose unique_id starts with ``model.``), the union ("span") of the model
-   execution intervals (dbt runs 2 threads, so the sum can exceed the span), seed and test time; peak RSS
+   execution intervals (with more than one dbt thread the sum can exceed the span), seed and test time; peak RSS
    of the whole process tree (psutil poll every 50 ms, max of the summed RSS) and the kernel's peak RSS of
    the largest single process in the tree (``os.wait4`` rusage ``ru_maxrss``);
 3. runs "the floor" ``--runs`` times: ONE hand-written DuckDB query (duckdb Python API, fresh file DB,
@@ -62,6 +62,7 @@ TARGETS = {"model_over_floor": 2.0, "peak_rss_gb": 1.5, "scaling_5x": 5.5}
 # the floor: one hand-written DuckDB query for marts.customer_segment_fit (grain all, transactions path,
 # absolute threshold 0.15). It assumes clean, typed inputs (no rejection of bad rows beyond the null/range
 # filters below, no duplicate-transaction_id handling): it is the cost of the features, not of validation.
+# It uses the cheap keys the models use (integer source row, month as year * 12 + month).
 # --------------------------------------------------------------------------------------------------------
 FLOOR_SQL = """
 create table customer_segment_fit as
