@@ -694,7 +694,7 @@ def main(argv: list[str] | None = None) -> int:
     result: dict = {"machine": facts, "targets": TARGETS, "runs_per_size": runs, "sizes": [], "scaling": None,
                     "notes": {
                         "model_sum_s": "sum of execution_time of run_results.json results with unique_id model.*",
-                        "model_span_s": "union of the models' execute intervals (dbt threads=2 may overlap models)",
+                        "model_span_s": "union of the models' execute intervals (overlapping models only with more than one dbt thread)",
                         "peak_tree_rss": "psutil poll every 50 ms of segfit + all descendants; max of the SUM",
                         "ru_maxrss_largest_process": "os.wait4 rusage ru_maxrss: peak of the largest SINGLE "
                                                      "process in the tree (the dbt process, which hosts DuckDB)",
