@@ -2,29 +2,14 @@
     all    = every clean record, keyed by customer_record_id;
     latest = one record per customer_id: the latest segmentation_date (a missing date counts as the
              oldest), then the highest subsidiary_id, then the record that appears last in the input.
-    Only the columns the features use are kept (the check_* and raw-text columns of the validation are
-    all null on clean rows). -#}
+    The clean records come from the int_customers_validated view; this is the one table that copies them. -#}
 {%- set cfg = segfit_config() -%}
-{%- set numeric = segfit_customer_numeric_columns() -%}
 
 with
 
 valid_records as (
 
-    select
-        source_row_number,
-        customer_id,
-        subsidiary_id,
-        customer_name,
-        profitability_segment,
-        lifecycle_stage,
-        seasonal_preference,
-        segmentation_date,
-        {%- for name in numeric['doubles'] + numeric['integers'] %}
-            {{ name }},
-        {%- endfor %}
-        retention_probability
-    from {{ ref('int_customers_validated') }}
+    select * from {{ ref('int_customers_validated') }}
 
 ),
 
