@@ -144,6 +144,18 @@ def test_the_shared_real_extract_builds_unchanged_and_matches_the_oracle(build_w
     repeated = keys.duplicated(["customer_id", "subsidiary_id"], keep=False)
     assert marts["duplicate_customer_keys"]["record_count"].sum() == int(repeated.sum())
     issues = marts["data_quality_issues"]
+    # every later occurrence of a repeated key is a warning naming the key's first data row
+    key_columns = ["customer_id", "subsidiary_id"]
+    first_row = keys.groupby(key_columns, dropna=False)["source_row_number"].transform("min")
+    later = keys[keys["source_row_number"] > first_row]
+    expected_warnings = {
+        int(row): f"duplicate business key (customer_id, subsidiary_id), first seen at data row {int(first)}"
+        for row, first in zip(later["source_row_number"], first_row[later.index], strict=True)
+    }
+    duplicate_rows = issues[issues["column_name"] == "customer_id, subsidiary_id"]
+    assert dict(zip(duplicate_rows["source_row_number"].astype(int), duplicate_rows["reason"], strict=True)) \
+        == expected_warnings
+    assert len(expected_warnings) > 0
     quarter_rows = issues["reason"].str.startswith("quarter counts")
     q = keys[["q1_transactions", "q2_transactions", "q3_transactions", "q4_transactions"]].astype(int).sum(axis=1)
     assert int(quarter_rows.sum()) == int((q != keys["transaction_count"].astype(int)).sum())
