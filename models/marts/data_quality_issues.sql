@@ -19,18 +19,19 @@ customers as (
 
 ),
 
-clean_keys as (
+repeated_keys as (
 
-    {#- the clean records are imported once per reader: a CTE read twice is materialized #}
     select
         customer_id,
-        subsidiary_id
-    from {{ ref('int_customers_validated') }}
+        subsidiary_id,
+        first_source_row_number
+    from {{ ref('duplicate_customer_keys') }}
 
 ),
 
 clean_keyed_rows as (
 
+    {#- the clean records are imported once per reader: a CTE read twice is materialized #}
     select
         source_row_number,
         customer_id,
@@ -87,30 +88,13 @@ rejections as (
 
 ),
 
-repeated_keys as (
-
-    select
-        customer_id,
-        subsidiary_id
-    from clean_keys
-    group by customer_id, subsidiary_id
-    having count(*) > 1
-
-),
-
 duplicate_keys as (
 
     select
         clean_keyed_rows.source_row_number,
         clean_keyed_rows.customer_id,
         clean_keyed_rows.subsidiary_id,
-        row_number() over (
-            partition by clean_keyed_rows.customer_id, clean_keyed_rows.subsidiary_id
-            order by clean_keyed_rows.source_row_number
-        ) as key_occurrence,
-        min(clean_keyed_rows.source_row_number) over (
-            partition by clean_keyed_rows.customer_id, clean_keyed_rows.subsidiary_id
-        ) as first_row_with_key
+        repeated_keys.first_source_row_number as first_row_with_key
     from clean_keyed_rows
     inner join repeated_keys
         on
@@ -131,7 +115,7 @@ duplicate_warnings as (
                        "cast(first_row_with_key as " ~ segfit_text() ~ ")"]) }} as reason,
         'warning' as severity
     from duplicate_keys
-    where key_occurrence > 1
+    where source_row_number > first_row_with_key
 
 ),
 
