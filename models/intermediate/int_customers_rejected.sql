@@ -94,7 +94,7 @@ flagged as (
             {%- endfor %}
         ) as is_rejected,
         {%- for name in ['retention_probability', 'segmentation_date'] + optional_doubles + integers %}
-            case when {{ name }} is null or check_{{ name }} is not null then {{ name }}_raw end as {{ name }}_raw,
+            {{ name }}_raw,
         {%- endfor %}
         input_label
     from checked

@@ -44,7 +44,6 @@ valid_customers as (
 
 ),
 
-
 candidate_hashes as (
 
     {#- grouping 64-bit hashes is far cheaper than grouping millions of distinct strings -#}
@@ -109,11 +108,9 @@ checked as (
                 then case when abs(transactions.profit) > 1e300 then 'profit is not a finite number' end
             when transactions.profit_raw is not null then 'profit is not a number'
         end as check_profit,
-        case
-            when transactions.transaction_date is null then transactions.transaction_date_raw
-        end as transaction_date_raw,
-        case when transactions.amount is null then transactions.amount_raw end as amount_raw,
-        case when transactions.profit is null then transactions.profit_raw end as profit_raw,
+        transactions.transaction_date_raw,
+        transactions.amount_raw,
+        transactions.profit_raw,
         transactions.input_label
     from transactions
     left join repeated_ids
