@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from python_analysis import pipeline, warehouse
-from python_analysis.warehouse import SegfitError
+from python_analysis.errors import SegfitError
 
 EXIT_USER_ERROR = 2
 EXIT_CHECKS_FAILED = 3

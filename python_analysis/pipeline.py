@@ -8,8 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from python_analysis import warehouse
-from python_analysis.warehouse import SegfitError
+from python_analysis import inputs, warehouse
+from python_analysis.errors import SegfitError
 
 Echo = Callable[[str], None]
 
@@ -40,7 +40,7 @@ class BuildOptions:
         for key, value in self.extra_vars:
             if not key.isidentifier():
                 raise SegfitError(f"--var name {key!r} is not a valid name")
-            warehouse.validate_path_text(value, f"--var {key}")
+            inputs.validate_path_text(value, f"--var {key}")
 
     def dbt_vars(self) -> dict[str, object]:
         values: dict[str, object] = {
@@ -64,9 +64,9 @@ class BuildOptions:
 
 def validated_options(options: BuildOptions) -> BuildOptions:
     """Check the input files (readable, parseable, required columns) and return absolute paths."""
-    customers = warehouse.validate_input_file(options.customers, "customers") if options.customers else None
+    customers = inputs.validate_input_file(options.customers, "customers") if options.customers else None
     transactions = (
-        warehouse.validate_input_file(options.transactions, "transactions") if options.transactions else None
+        inputs.validate_input_file(options.transactions, "transactions") if options.transactions else None
     )
     return BuildOptions(
         customers=customers,
