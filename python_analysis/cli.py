@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
-from python_analysis import pipeline, warehouse
-from python_analysis.errors import SegfitError
+from python_analysis import pipeline, serving, warehouse
+from python_analysis.errors import (  # noqa: F401 - the exit codes are part of the CLI's interface
+    EXIT_CHECKS_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_TERMINATED,
+    EXIT_USER_ERROR,
+    SegfitError,
+)
 
-EXIT_USER_ERROR = 2
-EXIT_CHECKS_FAILED = 3
+
+class Terminated(BaseException):
+    """Raised in the main thread by SIGTERM, so cleanup runs as it does for Ctrl-C."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
 
 
 def _add_input_options(parser: argparse.ArgumentParser) -> None:
@@ -24,6 +37,8 @@ def _add_input_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--var", action="append", default=[], metavar="NAME=VALUE", help="extra dbt var")
     parser.add_argument("--warehouse", help="DuckDB file (default $SEGFIT_DUCKDB_PATH or warehouse/segfit.duckdb)")
+    parser.add_argument("--force", action="store_true",
+                        help="replace a --warehouse or --out that exists but is not segfit's own")
 
 
 def _build_options(args: argparse.Namespace) -> pipeline.BuildOptions:
@@ -58,6 +73,7 @@ def parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="fit the models and write the report from the marts")
     report.add_argument("--warehouse")
     report.add_argument("--out", type=Path, default=Path("reports/latest"))
+    report.add_argument("--force", action="store_true", help="replace an --out that is not a segfit report")
 
     run = commands.add_parser("run", help="build, then check, then report, in one go")
     _add_input_options(run)
@@ -70,11 +86,24 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         return _dispatch(args)
     except SegfitError as exc:
         print(f"segfit: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except OSError as exc:  # a full disk, a vanished folder: what failed and where, not a traceback
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"segfit: error: {exc.strerror or exc}{where}; nothing new was published", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("segfit: interrupted; nothing new was published and temporary files were removed", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Terminated:
+        print("segfit: terminated; nothing new was published and temporary files were removed", file=sys.stderr)
+        return EXIT_TERMINATED
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -87,21 +116,17 @@ def _dispatch(args: argparse.Namespace) -> int:
 
     published = warehouse.resolve_warehouse_path(args.warehouse)
     if args.command == "build":
-        pipeline.build(_build_options(args), published)
-        print(pipeline.how_to_query(published))
-        return 0
-    if args.command == "check":
-        from python_analysis import steps
+        pipeline.build(_build_options(args), published, force=args.force)
+        print(serving.how_to_query(published))
+        return EXIT_OK
+    from python_analysis import steps
 
+    if args.command == "check":
         return steps.check_published(published, args.out)
     if args.command == "report":
-        from python_analysis import steps
-
-        return steps.report_published(published, args.out)
+        return steps.report_published(published, args.out, force=args.force)
     if args.command == "run":
-        from python_analysis import steps
-
-        return steps.run_all(_build_options(args), published, args.out)
+        return steps.run_all(_build_options(args), published, args.out, force=args.force)
     raise SegfitError(f"unknown command {args.command!r}")
 
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from python_analysis import inputs, warehouse
+from python_analysis import inputs, publishing, warehouse
 from python_analysis.errors import SegfitError
 
 Echo = Callable[[str], None]
@@ -79,40 +79,35 @@ def validated_options(options: BuildOptions) -> BuildOptions:
     )
 
 
-def build_candidate(options: BuildOptions, published: Path, echo: Echo = print) -> Path:
-    """Run ``dbt build`` into a fresh file beside ``published``; return it (not yet published)."""
+def build_candidate(options: BuildOptions, published: Path, echo: Echo = print, force: bool = False
+                    ) -> publishing.Slot:
+    """Run ``dbt build`` into a fresh, locked build directory beside ``published``; not yet published.
+
+    On any failure or interrupt the directory is removed and the published warehouse is untouched.
+    """
     options = validated_options(options)
-    published.parent.mkdir(parents=True, exist_ok=True)
-    for stale in warehouse.remove_stale_builds(published):
-        echo(f"segfit: removed stale build file {stale}")
-    candidate = warehouse.building_path(published)
-    candidate.unlink(missing_ok=True)
-    echo(f"segfit: building {options.describe()}")
-    code = warehouse.run_dbt(["build", "--vars", json.dumps(options.dbt_vars())], candidate, echo=echo)
-    if code != 0:
-        candidate.unlink(missing_ok=True)
-        raise SegfitError(f"dbt build failed (exit {code}); the published warehouse {published} is unchanged")
-    return candidate
+    publishing.check_warehouse_target(published, tuple(p for p in (options.customers, options.transactions) if p),
+                                      force=force)
+    for stale in publishing.sweep(published):
+        echo(f"segfit: removed leftover build {stale}")
+    slot = publishing.new_slot(published)
+    try:
+        echo(f"segfit: building {options.describe()}")
+        code = warehouse.run_dbt(["build", "--vars", json.dumps(options.dbt_vars())], slot.target, echo=echo)
+        if code != 0:
+            raise SegfitError(f"dbt build failed (exit {code}); the published warehouse {published} is unchanged")
+    except BaseException:
+        slot.discard()
+        raise
+    return slot
 
 
-def build(options: BuildOptions, published: Path, echo: Echo = print) -> Path:
-    candidate = build_candidate(options, published, echo)
-    warehouse.publish(candidate, published)
+def build(options: BuildOptions, published: Path, echo: Echo = print, force: bool = False) -> Path:
+    slot = build_candidate(options, published, echo, force=force)
+    try:
+        publishing.publish(published, slot)
+    except BaseException:
+        slot.discard()
+        raise
     echo(f"segfit: published {published}")
     return published
-
-
-EXAMPLE_SUMMARY_QUERY = "select * from marts.segment_retention_summary"
-EXAMPLE_ANOMALY_QUERY = "select * from marts.classification_anomalies order by anomaly_rank limit 10"
-
-
-def how_to_query(published: Path) -> str:
-    return "\n".join(
-        [
-            f"segfit: marts are in {published} (schema marts), e.g.:",
-            f'  duckdb -readonly {published} "{EXAMPLE_SUMMARY_QUERY}"',
-            f"  python -c \"import duckdb; print(duckdb.connect('{published}', read_only=True)"
-            f".sql('{EXAMPLE_ANOMALY_QUERY}'))\"",
-            f"  SQLAlchemy / BI tools: duckdb:///{published}?access_mode=read_only",
-        ]
-    )

@@ -1,18 +1,23 @@
 """check, report and run: the steps after the build, wired for the CLI.
 
-``run`` keeps the new warehouse unpublished until the checks passed and the report's model tables were
-written into it, so readers only ever see a complete, checked set of marts plus its analysis tables.
+``run`` keeps the new warehouse unpublished until the checks passed, the report's model tables were
+written into it and the report folder was written; then both are published together (``publishing``),
+so readers only ever see a complete, checked set of marts with its analysis tables and its report.
+``report`` reads one build (the snapshot the published link points at), writes its analysis tables into
+a copy of exactly that build, and publishes only if no other build was published meanwhile.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pandas as pd
 
-from python_analysis import checks, pipeline, report, warehouse
+from python_analysis import checks, pipeline, publishing, report, serving, warehouse
 from python_analysis.config import ReportConfig
+from python_analysis.errors import EXIT_CHECKS_FAILED
 
 DATA_DOCS_DIR = "data_docs"
 
@@ -52,11 +57,6 @@ def analysis_tables(result: report.Report) -> dict[str, pd.DataFrame]:
     return {"anomaly_clusters": result.anomaly_clusters, "anomaly_model_scores": result.anomaly_model_scores}
 
 
-def _write(result: report.Report, out_dir: Path, echo) -> None:
-    paths = report.write_report(result, out_dir)
-    echo(f"segfit: report written: {paths['report.html']} ({len(paths)} files)")
-
-
 def _grain_of(path: Path) -> str:
     tables = warehouse.read_tables(path, {"r": "marts.input_row_reconciliation"})["r"]
     dropped = tables.loc[tables["source"] == "customers", "dropped_by_grain"]
@@ -64,43 +64,81 @@ def _grain_of(path: Path) -> str:
 
 
 def check_published(published: Path, out_dir: Path, config: ReportConfig | None = None, echo=print) -> int:
+    """Validate the published build; Data Docs go to ``out_dir`` (written in place, not published)."""
     config = config or ReportConfig()
-    result = run_checks_on(published, out_dir, config, echo)
+    snapshot = publishing.check_readable_warehouse(published)
+    publishing.check_out_target(out_dir, force=True)
+    with publishing.reading(snapshot):
+        result = run_checks_on(snapshot, out_dir, config, echo)
     if not result.ok:
         echo(result.summary())
-        return 3
+        return EXIT_CHECKS_FAILED
     return 0
 
 
-def report_published(published: Path, out_dir: Path, config: ReportConfig | None = None, echo=print) -> int:
+def _copy_database(source: Path, target: Path) -> None:
+    shutil.copyfile(source, target)
+    wal = source.with_name(source.name + ".wal")
+    if wal.exists():  # committed changes not yet checkpointed belong to the snapshot too
+        shutil.copyfile(wal, target.with_name(target.name + ".wal"))
+
+
+def report_published(published: Path, out_dir: Path, config: ReportConfig | None = None, echo=print,
+                     force: bool = False) -> int:
     config = config or ReportConfig()
-    result = report_from(published, out_dir, config, None, _grain_of(published), echo)
-    warehouse.write_back_published(published, analysis_tables(result))
-    _write(result, out_dir, echo)
+    snapshot = publishing.check_readable_warehouse(published)
+    publishing.check_out_target(out_dir, force=force)
+    with publishing.reading(snapshot):
+        slot = publishing.new_slot(published)
+        report_slot = publishing.new_slot(out_dir, is_dir=True)
+        try:
+            result = report_from(snapshot, report_slot.target, config, None, _grain_of(snapshot), echo)
+            _copy_database(snapshot, slot.target)
+            warehouse.write_analysis_tables(slot.target, analysis_tables(result))
+            _write(result, report_slot.target, echo)
+            publishing.publish(published, slot, report=(out_dir, report_slot), expect_current=snapshot)
+        finally:
+            slot.discard()
+            report_slot.discard()
+    echo(f"segfit: published {published} and {out_dir}")
     return 0
 
 
 def run_all(options: pipeline.BuildOptions, published: Path, out_dir: Path,
-            config: ReportConfig | None = None, echo=print) -> int:
+            config: ReportConfig | None = None, echo=print, force: bool = False) -> int:
     config = config or ReportConfig()
+    publishing.check_out_target(out_dir, force=force)
     echo("segfit: [1/3] build")
-    candidate = pipeline.build_candidate(options, published, echo)
+    slot = pipeline.build_candidate(options, published, echo, force=force)
+    report_slot = None
     try:
+        report_slot = publishing.new_slot(out_dir, is_dir=True)
         echo("segfit: [2/3] checks")
-        check_result = run_checks_on(candidate, out_dir, config, echo)
+        check_result = run_checks_on(slot.target, report_slot.target, config, echo)
         if not check_result.ok:
             failed = published.with_name(f"{published.stem}.failed{published.suffix}")
-            os.replace(candidate, failed)
+            os.replace(slot.target, failed)
+            failed_docs = out_dir.with_name(f"{out_dir.name}.failed")
+            shutil.rmtree(failed_docs, ignore_errors=True)
+            os.replace(report_slot.target, failed_docs)
             echo(check_result.summary())
-            echo(f"segfit: checks failed; nothing was published. The failed build is kept at {failed}")
-            return 3
+            echo(f"segfit: checks failed; nothing was published. The failed build is kept at {failed}, "
+                 f"its Data Docs at {failed_docs / DATA_DOCS_DIR}")
+            return EXIT_CHECKS_FAILED
         echo("segfit: [3/3] report")
-        result = report_from(candidate, out_dir, config, check_result, options.grain, echo)
-        warehouse.write_analysis_tables(candidate, analysis_tables(result))
-        warehouse.publish(candidate, published)
-        echo(f"segfit: published {published}")
-        _write(result, out_dir, echo)
+        result = report_from(slot.target, report_slot.target, config, check_result, options.grain, echo)
+        warehouse.write_analysis_tables(slot.target, analysis_tables(result))
+        _write(result, report_slot.target, echo)
+        publishing.publish(published, slot, report=(out_dir, report_slot))
+        echo(f"segfit: published {published} and {out_dir}")
     finally:
-        candidate.unlink(missing_ok=True)
-    echo(pipeline.how_to_query(published))
+        slot.discard()
+        if report_slot is not None:
+            report_slot.discard()
+    echo(serving.how_to_query(published))
     return 0
+
+
+def _write(result: report.Report, out_dir: Path, echo) -> None:
+    paths = report.write_report(result, out_dir)
+    echo(f"segfit: report written: {out_dir / 'report.html'} ({len(paths)} files)")

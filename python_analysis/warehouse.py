@@ -1,12 +1,6 @@
-"""The warehouse file: where it is, how dbt builds it, and how readers get it without locks.
+"""The warehouse file: where it is, running dbt on it, and reading and writing its tables.
 
-Serving design (lock-free for BI readers): dbt never writes the published file. Every build goes into a
-fresh DuckDB file beside it (``.<name>.building-<pid>.duckdb``); only when the build (and, for
-``segfit run``, the checks and the report write-back) succeeded is that file checkpointed, closed and
-moved over the published path with ``os.replace``, which is atomic on POSIX. A reader that opened the
-old file keeps reading a complete old snapshot (its open inode); a reader that opens after the swap
-sees the complete new one. Builds never wait for readers and readers never wait for builds. A build
-killed mid-way leaves only its temporary file, which the next build removes.
+How a build reaches readers (a new file per build, swapped in by one rename) is ``publishing``.
 """
 
 from __future__ import annotations
@@ -14,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
@@ -52,7 +45,8 @@ def resolve_warehouse_path(path: str | os.PathLike[str] | None = None) -> Path:
     """
     raw = os.fspath(path) if path else os.environ.get("SEGFIT_DUCKDB_PATH") or DEFAULT_WAREHOUSE
     checked = validate_path_text(raw, "warehouse path")
-    return Path(checked).expanduser().resolve()
+    # absolute, but the last part is not resolved: the published path is a link to the current build
+    return Path(os.path.abspath(Path(checked).expanduser()))
 
 
 def dbt_executable() -> str:
@@ -86,50 +80,25 @@ def run_dbt(args: list[str], database_path: Path, *, echo=print) -> int:
         text=True,
     )
     assert process.stdout is not None
-    for line in process.stdout:
-        echo("  dbt | " + line.rstrip())
-    return process.wait()
-
-
-def building_path(published: Path) -> Path:
-    return published.with_name(f".{published.stem}.building-{os.getpid()}{published.suffix}")
-
-
-def remove_stale_builds(published: Path) -> list[Path]:
-    """Delete temporary build files left by builds whose process is gone (e.g. killed)."""
-    removed = []
-    pattern = re.compile(re.escape(f".{published.stem}.building-") + r"(\d+)" + re.escape(published.suffix) + r"(\.wal)?$")
-    if not published.parent.is_dir():
-        return removed
-    for candidate in published.parent.iterdir():
-        match = pattern.match(candidate.name)
-        if match and not _pid_alive(int(match.group(1))):
-            candidate.unlink(missing_ok=True)
-            removed.append(candidate)
-    return removed
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return False
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        for line in process.stdout:
+            echo("  dbt | " + line.rstrip())
+        return process.wait()
+    except BaseException:
+        # Ctrl-C, SIGTERM or an error here: never leave dbt running on its own
+        stop_process(process)
+        raise
 
 
-def publish(candidate: Path, published: Path) -> None:
-    """Atomically replace the published warehouse with a finished candidate file."""
-    with contextlib.closing(duckdb.connect(str(candidate))) as con:
-        con.execute("checkpoint")
-    wal = candidate.with_name(candidate.name + ".wal")
-    if wal.exists():
-        raise SegfitError(f"build file {candidate} still has a write-ahead log after checkpoint; not publishing")
-    published.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(candidate, published)
+def stop_process(process: subprocess.Popen) -> None:
+    """Terminate a child politely, then for certain."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 @contextlib.contextmanager
@@ -191,14 +160,3 @@ def write_analysis_tables(path: Path, frames: Mapping[str, pd.DataFrame]) -> Non
             con.execute(f"create or replace table analysis.{name} as select * from frame_to_write")  # noqa: S608
             con.unregister("frame_to_write")
         con.execute("checkpoint")
-
-
-def write_back_published(published: Path, frames: Mapping[str, pd.DataFrame]) -> None:
-    """Write analysis tables to a published warehouse without ever locking it: copy, write, swap."""
-    candidate = building_path(published)
-    shutil.copyfile(published, candidate)
-    try:
-        write_analysis_tables(candidate, frames)
-        publish(candidate, published)
-    finally:
-        candidate.unlink(missing_ok=True)

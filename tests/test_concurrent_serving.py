@@ -15,7 +15,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from python_analysis import warehouse
+from python_analysis import publishing, warehouse
 
 READER = r"""
 import json, sys, time, duckdb
@@ -103,30 +103,37 @@ def test_a_reader_holding_the_file_does_not_block_a_build(published):
     assert after > before
 
 
+def _unpublished_builds(published: Path) -> list[Path]:
+    builds = publishing.builds_dir(published)
+    if not builds.is_dir():
+        return []
+    return [d for d in builds.iterdir() if d.is_dir() and not (d / publishing.PUBLISHED_MARK).exists()]
+
+
 def test_a_killed_build_leaves_the_published_marts_unchanged(published):
     digest = _digest(published)
     build = _segfit("build", "--warehouse", str(published), "--threshold", "0.05", start_new_session=True)
-    candidate_glob = f".{published.stem}.building-*"
     deadline = time.time() + 120
     while time.time() < deadline:
-        candidates = list(published.parent.glob(candidate_glob))
-        if candidates and candidates[0].stat().st_size > 1_000_000:  # dbt is writing into it
+        files = [d / published.name for d in _unpublished_builds(published)]
+        if any(f.exists() and f.stat().st_size > 1_000_000 for f in files):  # dbt is writing into it
             break
         time.sleep(0.05)
     else:
         build.kill()
-        pytest.fail("the build never started writing its candidate file")
+        pytest.fail("the build never started writing its build file")
     os.killpg(build.pid, signal.SIGKILL)
     build.wait(timeout=30)
     time.sleep(0.5)
     assert _digest(published) == digest
     with warehouse.read_only(published) as con:
         assert con.execute("select count(*) from marts.customer_segment_fit").fetchone()[0] > 0
+    assert _unpublished_builds(published), "the killed build's directory should be there until the next build"
     # the next build sweeps the dead build's leftovers and publishes normally
     rebuild = _segfit("build", "--warehouse", str(published))
     _, err = rebuild.communicate(timeout=600)
     assert rebuild.returncode == 0, err[-3000:]
-    assert not list(published.parent.glob(candidate_glob))
+    assert not _unpublished_builds(published)
 
 
 def test_sqlalchemy_tools_read_through_duckdb_engine(published):
