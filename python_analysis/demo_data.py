@@ -7,6 +7,9 @@ The demo plants classification anomalies whose truth is exact in both customer g
 ``latest``): each segment's clean retention values come in symmetric pairs ``(m + e, m - e)`` around the
 segment's target mean ``m`` (plus at most one value equal to ``m`` per group), separately for the records
 that grain ``latest`` keeps and the records it drops, so both grains have segment mean exactly ``m``.
+Two mean-preserving edits follow (``_make_segment_lopsided``, ``_plant_exact_threshold_pair``): one segment's
+normal records are made lopsided (median well above the mean), and one segment gets a pair of records at
+exactly the threshold (0.15) from its mean, which the strict ``>`` does not flag.
 
 ``DemoData.customers``, ``customers_precomputed`` and ``transactions`` hold the raw text of the CSVs
 (every column a string, ``""`` for a blank cell) exactly as written, including the planted bad rows.
@@ -50,6 +53,11 @@ BOUNDARY_INSIDE = 0.1490  # |deviation| just inside the threshold -> normal
 BOUNDARY_OUTSIDE = 0.1510  # |deviation| just outside the threshold -> anomaly
 NORMAL_MAX_DEVIATION = 0.12
 ANOMALY_MIN_DEVIATION = 0.16
+# A segment whose normal records are lopsided (so its median is not its mean), and a segment with a pair of
+# records at exactly ANOMALY_THRESHOLD from its mean (0.5 +/- 0.15: the mean 0.5 is exact in binary).
+LOPSIDED_SEGMENT = "Growing"
+LOPSIDED_MIN_DEVIATION = 0.03  # the lopsided normals sit at +a, +a, -2a with a in [0.03, 0.06]
+EXACT_THRESHOLD_SEGMENT = "Standard"
 
 MAIN_SEGMENTATION_DATE = "2025-06-30"
 OLD_SEGMENTATION_DATE = "2024-12-31"
@@ -367,6 +375,42 @@ def _pair_deviations(
     return sign, np.array(boundary, dtype=bool), is_anom
 
 
+def _make_segment_lopsided(
+    retention: np.ndarray, groups: list[np.ndarray], is_normal: np.ndarray, m: float
+) -> None:
+    """In each group (the records of one segment that one grain keeps or drops), replace the normal records'
+    symmetric deviations by triples ``(+a, +a, -2a)``, ``a`` in [0.03, 0.06] derived from the old deviation:
+    the group's sum (so both grains' mean ``m``) and every normal record's status are unchanged, but two thirds
+    of the normals sit above ``m``, so the median is about 0.035 above the mean. A leftover of one record
+    becomes ``m``; a leftover of two becomes ``m +/- e``. In place; draws nothing from the generator."""
+    for grp in groups:
+        idx = np.sort(grp[is_normal[grp] & (np.round(retention[grp] - m, 4) != 0)])
+        dev = np.abs(np.round(retention[idx] - m, 4))
+        new = np.zeros(len(idx))
+        n_triples = len(idx) // 3
+        for t in range(n_triples):
+            a = round(LOPSIDED_MIN_DEVIATION + dev[3 * t] / 4, 4)
+            new[3 * t : 3 * t + 3] = (a, a, -2 * a)
+        if len(idx) % 3 == 2:
+            new[-2:] = (dev[-2], -dev[-2])
+        retention[idx] = np.round(m + new, 4)
+
+
+def _plant_exact_threshold_pair(
+    retention: np.ndarray, is_boundary: np.ndarray, grp: np.ndarray, is_normal: np.ndarray, m: float
+) -> None:
+    """Move one symmetric normal pair ``(m + e, m - e)`` of ``grp`` to ``m +/- ANOMALY_THRESHOLD`` exactly (as
+    decimals) and mark it as boundary records. The deviation rounded to 10 decimals is then exactly the
+    threshold: not an anomaly with ``>``, an anomaly with ``>=``. In place; draws nothing from the generator."""
+    cand = np.sort(grp[is_normal[grp] & ~is_boundary[grp]])
+    dev = np.round(retention[cand] - m, 4)
+    i = cand[np.flatnonzero(dev > 0)[0]]
+    j = cand[np.flatnonzero(dev == -np.round(retention[i] - m, 4))[0]]
+    retention[i] = round(m + ANOMALY_THRESHOLD, 4)
+    retention[j] = round(m - ANOMALY_THRESHOLD, 4)
+    is_boundary[[i, j]] = True
+
+
 # --------------------------------------------------------------------------------------------------------
 # the demo
 # --------------------------------------------------------------------------------------------------------
@@ -519,6 +563,24 @@ def generate_demo(seed: int = DEFAULT_SEED) -> DemoData:
     score[lower_mask] = np.clip(score[lower_mask] + rng.integers(-2, 3, lower_mask.sum()), 1, 100)
     zero_candidates = np.flatnonzero((role == "main") & ~recs["planted"].to_numpy() & ~is_boundary)
     score[rng.choice(zero_candidates, _N_SCORE_ZERO, replace=False)] = 0
+
+    # ---- a lopsided segment and a pair at exactly the threshold (both keep every group's mean) -------------
+    normal = ~is_anomaly & ~is_boundary
+    segment_of = recs["segment"].to_numpy()
+    kept_of = recs["kept"].to_numpy(dtype=bool)
+    _make_segment_lopsided(
+        retention,
+        [np.flatnonzero((segment_of == LOPSIDED_SEGMENT) & (kept_of == kept)) for kept in (True, False)],
+        normal,
+        SEGMENT_TARGET_RETENTION[LOPSIDED_SEGMENT],
+    )
+    _plant_exact_threshold_pair(
+        retention,
+        is_boundary,
+        np.flatnonzero((segment_of == EXACT_THRESHOLD_SEGMENT) & kept_of),
+        normal,
+        SEGMENT_TARGET_RETENTION[EXACT_THRESHOLD_SEGMENT],
+    )
 
     # ---- file order ---------------------------------------------------------------------------------------
     order = rng.permutation(n_rec)

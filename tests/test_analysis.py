@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from python_analysis.analysis import (
     as_bool,
@@ -51,6 +52,21 @@ def test_shifted_groups_are_large():
     assert result["rank_biserial"] > 0.9
     assert result["direction"] == "higher in anomalies"
     assert result["p_value"] < 1e-10
+
+
+def test_lower_values_in_anomalies_are_large_with_a_two_sided_p_value():
+    # the mirror of the case above: a one-sided test ("anomalies greater") would call this noise
+    frame = _groups(-1.0)
+    result = feature_significance(frame, ["x"], CONFIG).iloc[0]
+    anomaly = frame.loc[frame["is_classification_anomaly"], "x"].to_numpy()
+    normal = frame.loc[~frame["is_classification_anomaly"], "x"].to_numpy()
+    expected = stats.mannwhitneyu(anomaly, normal, alternative="two-sided")
+    assert result["p_value"] == pytest.approx(float(expected.pvalue), rel=1e-9)
+    assert result["u_statistic"] == pytest.approx(float(expected.statistic))
+    assert result["rank_biserial"] == pytest.approx(2 * expected.statistic / (len(anomaly) * len(normal)) - 1)
+    assert result["rank_biserial"] < -CONFIG.effect_large and result["p_value"] < CONFIG.alpha_large
+    assert result["verdict"] == "large"
+    assert result["direction"] == "lower in anomalies"
 
 
 def test_identical_distributions_are_noise():

@@ -6,6 +6,7 @@ case, each under its own key); fatal cases stop before dbt. In every build, inpu
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +65,9 @@ CUSTOMER_CASES = [
     Case("html_name_kept", "customers", 'html,"<script>alert(1)</script> & <b>Co</b>",S1,2025-06-30,Gold,0.6,50',
          None, None),
     Case("zero_quarters_kept", "customers", "nozero,No Transactions,S1,2025-06-30,Gold,0.6,50", None, None),
+    # the closed interval's edges are valid retention probabilities
+    Case("retention_exactly_0_kept", "customers", "redge0,Edge Zero,S1,2025-06-30,Tin,0,21", None, None),
+    Case("retention_exactly_1_kept", "customers", "redge1,Edge One,S1,2025-06-30,Gold,1.0,61", None, None),
 ]
 TRANSACTION_HEADER = "transaction_id,customer_id,transaction_date,amount,profit"
 GOOD_TRANSACTIONS = [
@@ -163,6 +167,27 @@ def test_edge_records_build_without_errors(quarantine_build):
     assert fit.loc["nozero", "transaction_count"] == 0
     assert pd.isna(fit.loc["nozero", "q1_share"]) and pd.isna(fit.loc["nozero", "seasonality_entropy_norm"])
     assert fit.loc["html", "customer_name"] == "<script>alert(1)</script> & <b>Co</b>"
+
+
+def test_retention_of_exactly_0_and_1_counts_in_the_segment_average(quarantine_build):
+    kept_rows = [*GOOD_CUSTOMERS, *(c.row for c in CUSTOMER_CASES if c.source == "customers" and c.column is None)]
+    kept = pd.read_csv(io.StringIO("\n".join([CUSTOMER_HEADER, *kept_rows])), dtype={"customer_id": str})
+    expected_avg = kept.groupby("profitability_segment")["retention_probability"].mean()
+    edges = kept["customer_id"].isin(["redge0", "redge1"])
+    without_edges = kept[~edges].groupby("profitability_segment")["retention_probability"].mean()
+    fit = quarantine_build["fit"]
+    got_avg = fit.groupby("profitability_segment")["segment_avg_retention"].agg(["min", "max"])
+    for segment in ("Gold", "Tin"):
+        # the edge record moves its segment's average, so dropping it would be seen here
+        assert abs(expected_avg[segment] - without_edges[segment]) > 0.01
+        assert got_avg.loc[segment, "min"] == pytest.approx(expected_avg[segment], abs=1e-12)
+        assert got_avg.loc[segment, "max"] == pytest.approx(expected_avg[segment], abs=1e-12)
+    fit = fit.set_index("customer_id")
+    for customer, retention, segment in (("redge0", 0.0, "Tin"), ("redge1", 1.0, "Gold")):
+        assert fit.loc[customer, "retention_probability"] == retention
+        deviation = retention - expected_avg[segment]
+        assert fit.loc[customer, "retention_deviation"] == pytest.approx(deviation, abs=1e-12)
+        assert bool(fit.loc[customer, "is_classification_anomaly"]) == (abs(deviation) > 0.15)
 
 
 def test_quarter_counts_that_do_not_sum_are_a_warning_not_a_drop(build_warehouse, tmp_path):

@@ -61,6 +61,32 @@ def published(demo_warehouse, tmp_path) -> Path:
     return target
 
 
+def _small_warehouse(path: Path, label: str) -> Path:
+    with duckdb.connect(str(path)) as con:
+        con.execute("create schema marts")
+        con.execute("create table marts.snapshot as select ? as label, range as n from range(1000)", [label])
+    return path
+
+
+def test_publish_puts_a_new_file_at_the_published_path_and_old_handles_keep_the_old_bytes(tmp_path):
+    """Deterministic form of the concurrent-readers test: what a reader can observe of one publish.
+
+    A publish must make the published path name a *new* file (``os.stat`` follows a symlink, so this holds
+    for a rename or a symlink swap alike) and must leave a file opened before it untouched, byte for byte.
+    An in-place copy over the published file fails both."""
+    published = tmp_path / "serve" / "segfit.duckdb"
+    warehouse.publish(_small_warehouse(tmp_path / "first.duckdb", "first"), published)
+    old_bytes = published.read_bytes()
+    old_inode = os.stat(published).st_ino
+    with open(published, "rb") as before:  # a reader that opened the file before the next publish
+        warehouse.publish(_small_warehouse(tmp_path / "second.duckdb", "second"), published)
+        assert os.stat(published).st_ino != old_inode, "publish rewrote the published file in place"
+        assert before.read() == old_bytes, "a handle opened before the publish no longer reads the old bytes"
+    assert published.read_bytes() != old_bytes
+    with duckdb.connect(str(published), read_only=True) as con:
+        assert con.execute("select distinct label from marts.snapshot").fetchall() == [("second",)]
+
+
 def test_readers_see_consistent_snapshots_while_two_rebuilds_run(published, tmp_path):
     stop = tmp_path / "stop"
     readers = [

@@ -50,7 +50,7 @@ def _clean_customers(raw: pd.DataFrame) -> pd.DataFrame:
 
 def _anomalies(df: pd.DataFrame) -> pd.Series:
     avg = df.groupby("profitability_segment")["retention"].transform("mean")
-    return (df["retention"] - avg).abs() > 0.15
+    return (df["retention"] - avg).abs().round(10) > 0.15  # the README's definition: rounded to 10 decimals
 
 
 def _latest(df: pd.DataFrame) -> pd.DataFrame:
@@ -165,14 +165,34 @@ def test_boundary_pairs(demo: dd.DemoData) -> None:
     dev = (p["retention_probability"] - p["profitability_segment"].map(TARGET)).abs().round(4)
     b = p[p["is_boundary"]]
     inside = b[dev[b.index] == 0.149]
+    exact = b[dev[b.index] == 0.15]
     outside = b[dev[b.index] == 0.151]
-    assert len(inside) + len(outside) == len(b)
+    assert len(inside) + len(exact) + len(outside) == len(b)
     assert len(inside) >= 6 and len(inside) % 2 == 0 and not inside["is_planted_anomaly"].any()
+    assert len(exact) == 2 and not exact["is_planted_anomaly"].any()  # strict: exactly 0.15 is not an anomaly
     assert len(outside) >= 6 and len(outside) % 2 == 0 and outside["is_planted_anomaly"].all()
     assert b["kept_in_latest"].all()
-    for grp in (inside, outside):  # symmetric pairs within each segment
+    for grp in (inside, exact, outside):  # symmetric pairs within each segment
         signed = grp["retention_probability"] - grp["profitability_segment"].map(TARGET)
         assert signed.groupby(grp["profitability_segment"]).sum().abs().max() < 1e-9
+
+
+def test_the_demo_tells_mean_from_median_and_guards_the_strict_threshold(written: dict[str, Path]) -> None:
+    """In both grains of the written seeds: one segment's median is far enough from its mean that averaging by
+    the median would flag other records, and records sit at exactly 0.15 from their segment mean (after the
+    10-decimal rounding), so a `>=` would flag them. The oracle tests rely on both to catch either change."""
+    clean = _clean_customers(_read(written[dd.CUSTOMERS_FILE]))
+    for grain in (clean, _latest(clean)):
+        by_segment = grain.groupby("profitability_segment")["retention"]
+        mean, median = by_segment.transform("mean"), by_segment.transform("median")
+        assert (by_segment.median() - by_segment.mean()).abs().max() >= 0.02
+        deviation = (grain["retention"] - mean).abs().round(10)
+        by_mean = deviation > dd.ANOMALY_THRESHOLD
+        by_median = (grain["retention"] - median).abs().round(10) > dd.ANOMALY_THRESHOLD
+        assert (by_mean != by_median).sum() >= 5
+        at_threshold = deviation == dd.ANOMALY_THRESHOLD
+        assert at_threshold.sum() == 2 and not by_mean[at_threshold].any()
+        assert ((deviation >= dd.ANOMALY_THRESHOLD) != by_mean).sum() == 2
 
 
 def test_q4_share_exceeds_q2(written: dict[str, Path]) -> None:
