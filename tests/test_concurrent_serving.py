@@ -61,11 +61,14 @@ def published(demo_warehouse, tmp_path) -> Path:
     return target
 
 
-def _small_warehouse(path: Path, label: str) -> Path:
-    with duckdb.connect(str(path)) as con:
+def _publish_small_warehouse(published: Path, label: str) -> None:
+    """Publish a tiny warehouse (the mart publish checks for, plus a labelled table) at ``published``."""
+    slot = publishing.new_slot(published)
+    with duckdb.connect(str(slot.target)) as con:
         con.execute("create schema marts")
+        con.execute("create table marts.customer_segment_fit as select 1 as customer_record_id")
         con.execute("create table marts.snapshot as select ? as label, range as n from range(1000)", [label])
-    return path
+    publishing.publish(published, slot)
 
 
 def test_publish_puts_a_new_file_at_the_published_path_and_old_handles_keep_the_old_bytes(tmp_path):
@@ -75,11 +78,11 @@ def test_publish_puts_a_new_file_at_the_published_path_and_old_handles_keep_the_
     for a rename or a symlink swap alike) and must leave a file opened before it untouched, byte for byte.
     An in-place copy over the published file fails both."""
     published = tmp_path / "serve" / "segfit.duckdb"
-    warehouse.publish(_small_warehouse(tmp_path / "first.duckdb", "first"), published)
+    _publish_small_warehouse(published, "first")
     old_bytes = published.read_bytes()
     old_inode = os.stat(published).st_ino
     with open(published, "rb") as before:  # a reader that opened the file before the next publish
-        warehouse.publish(_small_warehouse(tmp_path / "second.duckdb", "second"), published)
+        _publish_small_warehouse(published, "second")
         assert os.stat(published).st_ino != old_inode, "publish rewrote the published file in place"
         assert before.read() == old_bytes, "a handle opened before the publish no longer reads the old bytes"
     assert published.read_bytes() != old_bytes
