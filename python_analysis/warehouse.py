@@ -21,6 +21,7 @@ from python_analysis.inputs import validate_path_text
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_WAREHOUSE = "warehouse/segfit.duckdb"
+DBT_TARGET = "prod"  # profiles/profiles.yml: the CLI's builds; plain dbt defaults to `dev`
 
 MARTS = (
     "customer_segment_fit",
@@ -70,7 +71,8 @@ def dbt_environment(database_path: Path) -> dict[str, str]:
 
 def run_dbt(args: list[str], database_path: Path, *, echo=print) -> int:
     """Run one dbt command against ``database_path``, streaming its output through ``echo``."""
-    command = [dbt_executable(), *args, "--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR / "profiles")]
+    command = [dbt_executable(), *args, "--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR / "profiles"),
+               "--target", DBT_TARGET]
     process = subprocess.Popen(  # noqa: S603 - fixed executable, validated arguments
         command,
         cwd=PROJECT_DIR,
