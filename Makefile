@@ -31,7 +31,7 @@ test: $(STAMP)               ## every test: pytest (dbt builds, unit tests, GX, 
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/sqlfluff lint models macros
+	$(BIN)/sqlfluff lint models snapshots
 
 docs: $(STAMP)               ## dbt docs generate (into target/) against a demo build
 	$(BIN)/segfit build --warehouse $(CURDIR)/warehouse/docs.duckdb

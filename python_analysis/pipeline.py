@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from collections.abc import Callable
@@ -90,10 +91,15 @@ def build_candidate(options: BuildOptions, published: Path, echo: Echo = print, 
                                       force=force)
     for stale in publishing.sweep(published):
         echo(f"segfit: removed leftover build {stale}")
+    previous = publishing.current_target(published)
+    if previous is not None and not publishing.has_marts(previous):
+        previous = None  # a foreign file replaced with --force has no history to carry over
     slot = publishing.new_slot(published)
     try:
         echo(f"segfit: building {options.describe()}")
-        code = warehouse.run_dbt(["build", "--vars", json.dumps(options.dbt_vars())], slot.target, echo=echo)
+        with publishing.reading(previous) if previous else contextlib.nullcontext():
+            code = warehouse.run_dbt(["build", "--vars", json.dumps(options.dbt_vars())], slot.target, echo=echo,
+                                     previous_build=previous)
         if code != 0:
             raise SegfitError(f"dbt build failed (exit {code}); the published warehouse {published} is unchanged")
     except BaseException:

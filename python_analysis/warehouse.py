@@ -55,8 +55,12 @@ def dbt_executable() -> str:
     return str(candidate) if candidate.exists() else "dbt"
 
 
-def dbt_environment(database_path: Path) -> dict[str, str]:
+def dbt_environment(database_path: Path, previous_build: Path | None = None) -> dict[str, str]:
+    """dbt's environment: the file to build, and the published build whose history it carries over."""
     env = dict(os.environ)
+    env.pop("SEGFIT_PREVIOUS_BUILD", None)
+    if previous_build is not None:
+        env["SEGFIT_PREVIOUS_BUILD"] = str(previous_build)
     env.update(
         {
             "SEGFIT_DUCKDB_PATH": str(database_path),
@@ -69,14 +73,14 @@ def dbt_environment(database_path: Path) -> dict[str, str]:
     return env
 
 
-def run_dbt(args: list[str], database_path: Path, *, echo=print) -> int:
+def run_dbt(args: list[str], database_path: Path, *, echo=print, previous_build: Path | None = None) -> int:
     """Run one dbt command against ``database_path``, streaming its output through ``echo``."""
     command = [dbt_executable(), *args, "--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR / "profiles"),
                "--target", DBT_TARGET]
     process = subprocess.Popen(  # noqa: S603 - fixed executable, validated arguments
         command,
         cwd=PROJECT_DIR,
-        env=dbt_environment(database_path),
+        env=dbt_environment(database_path, previous_build),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

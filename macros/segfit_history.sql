@@ -1,0 +1,48 @@
+{#-
+    History across builds. Every segfit build is a new DuckDB file (see README, "How a build reaches
+    readers"), so the snapshot table starts empty unless it is carried over. The CLI sets
+    SEGFIT_PREVIOUS_BUILD to the file the published warehouse points at; this on-run-start hook copies
+    that file's snapshot table into the new file once, before the snapshot runs. The path is passed as a
+    SQL string literal with its quotes doubled; env_var() values are not rendered as Jinja.
+-#}
+{% macro segfit_carry_forward_history() -%}
+    {{ return(adapter.dispatch('segfit_carry_forward_history', 'segfit')()) }}
+{%- endmacro %}
+
+{% macro default__segfit_carry_forward_history() -%}
+    {{ return('') }}
+{%- endmacro %}
+
+{% macro duckdb__segfit_carry_forward_history() -%}
+    {%- set previous = env_var('SEGFIT_PREVIOUS_BUILD', '') -%}
+    {%- if not execute or previous == '' or flags.WHICH not in ('build', 'snapshot', 'run') -%}
+        {{ return('') }}
+    {%- endif -%}
+    {%- set history = 'customer_segment_fit_history' -%}
+    {%- set exists_here = run_query(
+        "select count(*) from duckdb_tables() where database_name = current_database() "
+        ~ "and schema_name = 'snapshots' and table_name = '" ~ history ~ "'").columns[0].values()[0] -%}
+    {%- if exists_here > 0 -%}
+        {{ return('') }}
+    {%- endif -%}
+    {%- do run_query("attach " ~ segfit_string_literal(previous) ~ " as segfit_previous (read_only)") -%}
+    {%- set exists_there = run_query(
+        "select count(*) from duckdb_tables() where database_name = 'segfit_previous' "
+        ~ "and schema_name = 'snapshots' and table_name = '" ~ history ~ "'").columns[0].values()[0] -%}
+    {%- if exists_there > 0 -%}
+        {%- do run_query("create schema if not exists snapshots") -%}
+        {%- do run_query("create table snapshots." ~ history ~ " as select * from segfit_previous.snapshots." ~ history) -%}
+        {#- dbt listed the relations before this hook ran: tell its cache, so the snapshot updates the table -#}
+        {%- do adapter.cache_added(api.Relation.create(database=target.database, schema='snapshots',
+                                                        identifier=history, type='table')) -%}
+        {{ log("segfit: carried the segment-fit history over from the previous build", info=true) }}
+    {%- endif -%}
+    {%- do run_query("detach segfit_previous") -%}
+    {{ return('') }}
+{%- endmacro %}
+
+{#- A SQL string literal: the text in single quotes, embedded single quotes doubled. -#}
+{% macro segfit_string_literal(text) -%}
+    {{- return("'" ~ (text | string | replace("'", "''")) ~ "'") -}}
+{%- endmacro %}
+
