@@ -46,3 +46,27 @@
     {{- return("'" ~ (text | string | replace("'", "''")) ~ "'") -}}
 {%- endmacro %}
 
+
+{#- What marts.build_metadata says about one input, as SQL literals: its label, and the file name, size
+    and SHA-256 the segfit CLI measured (SEGFIT_INPUT_FINGERPRINTS, JSON), or null. -#}
+{% macro segfit_input_description(kind) -%}
+    {%- set cfg = segfit_config() -%}
+    {%- set path = cfg[kind ~ '_path'] -%}
+    {%- if path != '' -%}
+        {%- set label = path -%}
+    {%- elif cfg['customers_path'] != '' -%}
+        {%- set label = 'not given' -%}
+    {%- elif kind == 'transactions' and cfg['demo_variant'] == 'precomputed' -%}
+        {%- set label = 'not given (demo variant precomputed)' -%}
+    {%- else -%}
+        {%- set label = 'demo seeds (' ~ cfg['demo_variant'] ~ ' variant)' -%}
+    {%- endif -%}
+    {%- set measured = (fromjson(env_var('SEGFIT_INPUT_FINGERPRINTS', '{}')) or {}).get(kind, {}) if path != '' else {} -%}
+    {%- set size = measured.get('size_bytes') -%}
+    {{ return({
+        'label': segfit_string_literal(label),
+        'file_name': segfit_string_literal(measured['name']) if measured.get('name') else 'null',
+        'size_bytes': (size | int) if size is not none else 'null',
+        'sha256': segfit_string_literal(measured['sha256']) if measured.get('sha256') else 'null',
+    }) }}
+{%- endmacro %}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 from collections.abc import Callable
@@ -55,12 +56,25 @@ class BuildOptions:
         values.update(dict(self.extra_vars))
         return values
 
+    def input_fingerprints(self) -> dict[str, dict[str, object]]:
+        """Name, size and SHA-256 of each input file, for marts.build_metadata."""
+        return {kind: file_fingerprint(path) for kind, path in
+                (("customers", self.customers), ("transactions", self.transactions)) if path is not None}
+
     def describe(self) -> str:
         if self.customers is None:
             source = f"demo seeds ({self.demo_variant} variant)"
         else:
             source = f"customers={self.customers}" + (f", transactions={self.transactions}" if self.transactions else "")
         return f"{source}; grain={self.grain}; threshold={self.threshold} ({self.threshold_mode})"
+
+
+def file_fingerprint(path: Path) -> dict[str, object]:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return {"name": path.name, "size_bytes": path.stat().st_size, "sha256": digest.hexdigest()}
 
 
 def validated_options(options: BuildOptions) -> BuildOptions:
@@ -97,9 +111,12 @@ def build_candidate(options: BuildOptions, published: Path, echo: Echo = print, 
     slot = publishing.new_slot(published)
     try:
         echo(f"segfit: building {options.describe()}")
+        build_env = {"SEGFIT_INPUT_FINGERPRINTS": json.dumps(options.input_fingerprints())}
+        if previous is not None:
+            build_env["SEGFIT_PREVIOUS_BUILD"] = str(previous)
         with publishing.reading(previous) if previous else contextlib.nullcontext():
             code = warehouse.run_dbt(["build", "--vars", json.dumps(options.dbt_vars())], slot.target, echo=echo,
-                                     previous_build=previous)
+                                     build=build_env)
         if code != 0:
             raise SegfitError(f"dbt build failed (exit {code}); the published warehouse {published} is unchanged")
     except BaseException:

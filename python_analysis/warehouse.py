@@ -55,12 +55,17 @@ def dbt_executable() -> str:
     return str(candidate) if candidate.exists() else "dbt"
 
 
-def dbt_environment(database_path: Path, previous_build: Path | None = None) -> dict[str, str]:
-    """dbt's environment: the file to build, and the published build whose history it carries over."""
-    env = dict(os.environ)
-    env.pop("SEGFIT_PREVIOUS_BUILD", None)
-    if previous_build is not None:
-        env["SEGFIT_PREVIOUS_BUILD"] = str(previous_build)
+# Set by the CLI for one build only; never inherited from the caller's environment.
+BUILD_ENVIRONMENT = ("SEGFIT_PREVIOUS_BUILD", "SEGFIT_INPUT_FINGERPRINTS")
+
+
+def dbt_environment(database_path: Path, build: Mapping[str, str] | None = None) -> dict[str, str]:
+    """dbt's environment: the file to build, plus what this build knows (``BUILD_ENVIRONMENT``)."""
+    env = {k: v for k, v in os.environ.items() if k not in BUILD_ENVIRONMENT}
+    unknown = set(build or {}) - set(BUILD_ENVIRONMENT)
+    if unknown:
+        raise ValueError(f"not a build environment variable: {sorted(unknown)}")
+    env.update(build or {})
     env.update(
         {
             "SEGFIT_DUCKDB_PATH": str(database_path),
@@ -73,14 +78,14 @@ def dbt_environment(database_path: Path, previous_build: Path | None = None) -> 
     return env
 
 
-def run_dbt(args: list[str], database_path: Path, *, echo=print, previous_build: Path | None = None) -> int:
+def run_dbt(args: list[str], database_path: Path, *, echo=print, build: Mapping[str, str] | None = None) -> int:
     """Run one dbt command against ``database_path``, streaming its output through ``echo``."""
     command = [dbt_executable(), *args, "--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR / "profiles"),
                "--target", DBT_TARGET]
     process = subprocess.Popen(  # noqa: S603 - fixed executable, validated arguments
         command,
         cwd=PROJECT_DIR,
-        env=dbt_environment(database_path, previous_build),
+        env=dbt_environment(database_path, build),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
