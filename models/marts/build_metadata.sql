@@ -6,6 +6,7 @@
 {%- set cfg = segfit_config() -%}
 {%- set customers = segfit_input_description('customers') -%}
 {%- set transactions = segfit_input_description('transactions') -%}
+{%- set built_at = segfit_string_literal(run_started_at.strftime('%Y-%m-%d %H:%M:%S')) -%}
 
 with
 
@@ -53,7 +54,7 @@ final as (
         {{ segfit_string_literal(tojson(cfg, sort_keys=true)) }} as vars_json,
         {{ segfit_string_literal(invocation_id) }} as dbt_invocation_id,
         {{ segfit_string_literal(dbt_version) }} as dbt_version,
-        cast({{ segfit_string_literal(run_started_at.strftime('%Y-%m-%d %H:%M:%S')) }} as {{ dbt.type_timestamp() }}) as built_at
+        cast({{ built_at }} as {{ dbt.type_timestamp() }}) as built_at
     from inputs
 
 )
