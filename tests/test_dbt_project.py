@@ -50,6 +50,17 @@ def test_dbt_docs_generate_works(demo_warehouse, tmp_path):
     assert {"exposure.segfit.segfit_model_report", "exposure.segfit.segment_fit_dashboard"} <= set(
         manifest["exposures"])
     assert "source.segfit.analysis.anomaly_clusters" in manifest["sources"]
+    # governance: every mart is public, owned by the group, contracted, and declares its key as a constraint
+    assert manifest["groups"]["group.segfit.segment_fit"]["owner"]["name"] == "segfit maintainers"
+    marts = [n for n in manifest["nodes"].values() if n["resource_type"] == "model" and n["schema"] == "marts"]
+    assert len(marts) >= 12
+    for node in marts:
+        assert (node["access"], node["group"], node["contract"]["enforced"]) == ("public", "segment_fit", True), \
+            node["name"]
+        model_keys = [c for c in node["constraints"] if c["type"] == "primary_key"]
+        column_keys = [name for name, column in node["columns"].items()
+                       if any(c["type"] == "not_null" for c in column.get("constraints", []))]
+        assert model_keys or column_keys, f"{node['name']} declares no key constraint"
 
 
 @pytest.mark.parametrize(
