@@ -100,3 +100,20 @@ def test_plain_dbt_build_reads_a_users_file_through_vars(tmp_path):
     # Gold average = (0.9 + 0.5 + 0.4) / 3 = 0.6: a (+0.3) and c (-0.2) deviate more than 0.15; Tin has one record
     assert fit == [("a", True), ("b", False), ("c", True), ("d", False)]
     assert [e[0] for e in extra] == ["x", "y", "z", "w"]
+
+
+def test_failing_rows_of_every_data_test_are_queryable(demo_warehouse, tmp_path):
+    """store_failures: each data test leaves a view of its failing rows in schema test_failures."""
+    with warehouse.read_only(demo_warehouse) as con:
+        views = {r[0] for r in con.execute(
+            "select view_name from duckdb_views() where schema_name = 'test_failures'").fetchall()}
+    assert len(views) > 100
+    view = "accepted_range_customer_segment_fit_retention_probability__1__0"
+    assert view in views
+    copy = tmp_path / "broken.duckdb"
+    shutil.copyfile(demo_warehouse, copy)
+    with duckdb.connect(str(copy)) as con:
+        assert con.execute(f"select count(*) from test_failures.{view}").fetchone()[0] == 0
+        con.execute("update marts.customer_segment_fit set retention_probability = 1.5 "
+                    "where customer_record_id = (select min(customer_record_id) from marts.customer_segment_fit)")
+        assert con.execute(f"select retention_probability from test_failures.{view}").fetchall() == [(1.5,)]
