@@ -13,6 +13,11 @@ from python_analysis.errors import SegfitError
 
 Echo = Callable[[str], None]
 
+# dbt renders Jinja in --vars values: a value with a Jinja marker never reaches dbt
+_JINJA = ("{{", "{%", "{#")
+# the input paths reach dbt as environment variables, never as vars (see macros/segfit_vars.sql)
+PATH_ENV = {"customers": "SEGFIT_CUSTOMERS_PATH", "transactions": "SEGFIT_TRANSACTIONS_PATH"}
+
 
 @dataclass(frozen=True)
 class BuildOptions:
@@ -40,6 +45,11 @@ class BuildOptions:
         for key, value in self.extra_vars:
             if not key.isidentifier():
                 raise SegfitError(f"--var name {key!r} is not a valid name")
+            if key in ("customers_path", "transactions_path"):
+                raise SegfitError(f"--var {key} is not accepted: use --{key.removesuffix('_path')}")
+            if any(marker in value for marker in _JINJA):
+                raise SegfitError(f"--var {key} contains a Jinja marker ({{{{, {{% or {{#}}), which segfit does not "
+                                  f"allow in a var (dbt would run it as a template): {value!r}")
             inputs.validate_path_text(value, f"--var {key}")
 
     def dbt_vars(self) -> dict[str, object]:
@@ -48,11 +58,17 @@ class BuildOptions:
             "anomaly_threshold": self.threshold,
             "anomaly_threshold_mode": self.threshold_mode,
             "demo_variant": self.demo_variant,
-            "customers_path": str(self.customers) if self.customers else "",
-            "transactions_path": str(self.transactions) if self.transactions else "",
         }
         values.update(dict(self.extra_vars))
         return values
+
+    def dbt_env(self) -> dict[str, str]:
+        """The input paths for dbt, as environment variables: env_var() returns them as they are, while
+        dbt would render a var value as Jinja (a file named ``{{7*7}}.csv`` would become ``49.csv``)."""
+        return {
+            PATH_ENV["customers"]: str(self.customers) if self.customers else "",
+            PATH_ENV["transactions"]: str(self.transactions) if self.transactions else "",
+        }
 
     def describe(self) -> str:
         if self.customers is None:
@@ -88,7 +104,8 @@ def build_candidate(options: BuildOptions, published: Path, echo: Echo = print) 
     candidate = warehouse.building_path(published)
     candidate.unlink(missing_ok=True)
     echo(f"segfit: building {options.describe()}")
-    code = warehouse.run_dbt(["build", "--vars", json.dumps(options.dbt_vars())], candidate, echo=echo)
+    code = warehouse.run_dbt(["build", "--vars", json.dumps(options.dbt_vars())], candidate, echo=echo,
+                             env=options.dbt_env())
     if code != 0:
         candidate.unlink(missing_ok=True)
         raise SegfitError(f"dbt build failed (exit {code}); the published warehouse {published} is unchanged")

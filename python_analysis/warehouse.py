@@ -74,13 +74,15 @@ def dbt_environment(database_path: Path) -> dict[str, str]:
     return env
 
 
-def run_dbt(args: list[str], database_path: Path, *, echo=print) -> int:
-    """Run one dbt command against ``database_path``, streaming its output through ``echo``."""
+def run_dbt(args: list[str], database_path: Path, *, echo=print, env: Mapping[str, str] | None = None) -> int:
+    """Run one dbt command against ``database_path``, streaming its output through ``echo``.
+
+    ``env`` adds environment variables (the input paths, see ``BuildOptions.dbt_env``)."""
     command = [dbt_executable(), *args, "--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR / "profiles")]
     process = subprocess.Popen(  # noqa: S603 - fixed executable, validated arguments
         command,
         cwd=PROJECT_DIR,
-        env=dbt_environment(database_path),
+        env={**dbt_environment(database_path), **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
