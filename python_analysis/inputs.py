@@ -115,7 +115,7 @@ def validate_input_file(path: str | os.PathLike[str], kind: str) -> Path:
             columns = [d[0] for d in con.execute(f"select * from {reader} limit 0", [pattern]).description]  # noqa: S608 - fixed reader text, path is a parameter
             con.execute(f"select count(*) from {reader}", [pattern]).fetchone()  # noqa: S608 - full parse: ragged rows, bad bytes
         except duckdb.Error as exc:
-            detail = _csv_problem(resolved) or " ".join(line.strip() for line in str(exc).strip().splitlines()[:4])
+            detail = _csv_problem(resolved) or _duckdb_problem(str(exc))
             raise InputFileError(f"{kind} file {resolved}: cannot be read: {detail}") from exc
     normalized: dict[str, str] = {}
     for column in columns:
@@ -142,6 +142,17 @@ def validate_input_file(path: str | os.PathLike[str], kind: str) -> Path:
                 f"found columns: {', '.join(sorted(normalized))}"
             )
     return resolved
+
+
+def _duckdb_problem(message: str) -> str:
+    """DuckDB's error in one short line (it can quote a whole 2 MB line of the file)."""
+    too_long = re.search(r"Maximum line size of (\d+) bytes exceeded", message)
+    if too_long:
+        where = re.search(r"CSV Error on Line: (\d+)", message)
+        at = f" (DuckDB's CSV line {where.group(1)})" if where else ""
+        return f"a line is longer than the CSV reader's limit of {int(too_long.group(1)):,} bytes{at}"
+    lines = [line.strip() for line in message.strip().splitlines()[:4]]
+    return " ".join(line if len(line) <= 300 else line[:300] + "..." for line in lines)
 
 
 def _csv_problem(path: Path) -> str | None:
