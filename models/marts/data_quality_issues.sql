@@ -173,7 +173,7 @@ ranked_spellings as (
         records,
         first_row_with_spelling,
         row_number() over (
-            partition by folded_segment order by records desc, profitability_segment
+            partition by folded_segment order by records desc, profitability_segment asc
         ) as spelling_rank
     from segment_spellings
 
