@@ -25,7 +25,7 @@
     {%- if exists_here > 0 -%}
         {{ return('') }}
     {%- endif -%}
-    {%- do run_query("attach " ~ segfit_string_literal(previous) ~ " as segfit_previous (read_only)") -%}
+    {%- do run_query("attach " ~ segfit_sql_string(previous) ~ " as segfit_previous (read_only)") -%}
     {%- set exists_there = run_query(
         "select count(*) from duckdb_tables() where database_name = 'segfit_previous' "
         ~ "and schema_name = 'snapshots' and table_name = '" ~ history ~ "'").columns[0].values()[0] -%}
@@ -40,12 +40,6 @@
     {%- do run_query("detach segfit_previous") -%}
     {{ return('') }}
 {%- endmacro %}
-
-{#- A SQL string literal: the text in single quotes, embedded single quotes doubled. -#}
-{% macro segfit_string_literal(text) -%}
-    {{- return("'" ~ (text | string | replace("'", "''")) ~ "'") -}}
-{%- endmacro %}
-
 
 {#- What marts.build_metadata says about one input, as SQL literals: its label, and the file name, size
     and SHA-256 the segfit CLI measured (SEGFIT_INPUT_FINGERPRINTS, JSON), or null. -#}
@@ -64,9 +58,9 @@
     {%- set measured = (fromjson(env_var('SEGFIT_INPUT_FINGERPRINTS', '{}')) or {}).get(kind, {}) if path != '' else {} -%}
     {%- set size = measured.get('size_bytes') -%}
     {{ return({
-        'label': segfit_string_literal(label),
-        'file_name': segfit_string_literal(measured['name']) if measured.get('name') else 'null',
+        'label': segfit_sql_string(label),
+        'file_name': segfit_sql_string(measured['name']) if measured.get('name') else 'null',
         'size_bytes': (size | int) if size is not none else 'null',
-        'sha256': segfit_string_literal(measured['sha256']) if measured.get('sha256') else 'null',
+        'sha256': segfit_sql_string(measured['sha256']) if measured.get('sha256') else 'null',
     }) }}
 {%- endmacro %}

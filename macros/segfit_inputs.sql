@@ -32,22 +32,45 @@
     }) }}
 {%- endmacro %}
 
-{#- The file reader is engine-specific, so it is dispatched. -#}
-{% macro segfit_file_reader(path) -%}
-    {{ return(adapter.dispatch('segfit_file_reader', 'segfit')(path)) }}
+{#- Text that goes into SQL as a string literal: embedded single quotes are doubled, so a path such as
+    /data/O'Brien/customers.csv stays one literal (dbt macros cannot bind parameters). -#}
+{% macro segfit_sql_string(text) -%}
+    {{- return("'" ~ ((text | string) | replace("'", "''")) ~ "'") -}}
 {%- endmacro %}
 
-{% macro default__segfit_file_reader(path) -%}
+{#- An identifier from the input (a header): embedded double quotes are doubled, so a header is always one
+    quoted name and never SQL. -#}
+{% macro segfit_quote_identifier(name) -%}
+    {{- return('"' ~ ((name | string) | replace('"', '""')) ~ '"') -}}
+{%- endmacro %}
+
+{#- The file reader is engine-specific, so it is dispatched. -#}
+{% macro segfit_file_reader(path, row_numbers=true) -%}
+    {{ return(adapter.dispatch('segfit_file_reader', 'segfit')(path, row_numbers)) }}
+{%- endmacro %}
+
+{% macro default__segfit_file_reader(path, row_numbers=true) -%}
     {{ segfit_fail("reading files is implemented for DuckDB only; on " ~ target.type ~ " load the file into a table and point the seeds at it (" ~ path ~ ")") }}
 {%- endmacro %}
 
-{% macro duckdb__segfit_file_reader(path) -%}
+{#- DuckDB expands glob characters in a file name (c[1].csv would read c1.csv, c*.csv a whole folder):
+    each of [ * ? is written as a one-character class ([[], [*], [?]), which matches exactly that
+    character, so the name is read literally. The same escaping is in python_analysis/inputs.py. -#}
+{% macro segfit_literal_file_pattern(path) -%}
+    {{- return(((path | replace('[', '[[]')) | replace('*', '[*]')) | replace('?', '[?]')) -}}
+{%- endmacro %}
+
+{#- CSV dialect: explicit RFC 4180 settings (no guessing from a sample, no comment lines), the same as
+    the Python pre-check's python_analysis.inputs.csv_reader_options. -#}
+{% macro duckdb__segfit_file_reader(path, row_numbers=true) -%}
+    {%- set literal = segfit_sql_string(segfit_literal_file_pattern(path)) -%}
     {%- if (path | lower).endswith('.parquet') or (path | lower).endswith('.pq') -%}
-        read_parquet('{{ path }}', file_row_number = true)
+        read_parquet({{ literal }}{{ ', file_row_number = true' if row_numbers else '' }})
     {%- else -%}
         read_csv(
-            '{{ path }}', header = true, all_varchar = true, strict_mode = true,
-            delim = '{{ "\t" if (path | lower).endswith(".tsv") else "," }}'
+            {{ literal }}, header = true, all_varchar = true, strict_mode = true,
+            delim = '{{ "\t" if (path | lower).endswith(".tsv") else "," }}', quote = '"', escape = '"',
+            comment = ''
         )
     {%- endif -%}
 {%- endmacro %}
@@ -60,6 +83,7 @@
     {%- set present = true -%}
     {%- if path != '' -%}
         {%- set relation = segfit_file_reader(path) -%}
+        {%- set probe_relation = segfit_file_reader(path, row_numbers=false) -%}
         {%- set label = kind ~ " file " ~ path -%}
     {%- elif cfg['customers_path'] != '' -%}
         {#- the user gave customers but no transactions: the transactions input is absent -#}
@@ -83,13 +107,21 @@
 
     {%- set known = segfit_known_columns(kind) -%}
     {%- set columns = {} -%}
+    {%- set types = {} -%}
     {%- set row_number_sql = segfit_row_number_sql(path) if present else none -%}
-    {%- set internal = ['file_row_number'] if (path | lower).endswith(('.parquet', '.pq')) else [] -%}
     {%- if present and execute -%}
-        {%- set probe = run_query("select * from " ~ relation ~ " limit 0") -%}
-        {%- for original in probe.column_names if original not in internal -%}
+        {%- set probe = run_query("describe select * from " ~ (probe_relation if path != '' else relation)) -%}
+        {%- for row in probe.rows -%}
+            {%- set original = row[0] -%}
             {%- set normalized = ((original | replace('\ufeff', '')) | trim | lower) -%}
+            {%- if normalized in columns -%}
+                {{ segfit_fail(label ~ " has two columns named '" ~ normalized ~ "' (headers are matched case-insensitively)") }}
+            {%- endif -%}
+            {%- if normalized in segfit_reserved_columns(path) -%}
+                {{ segfit_fail(label ~ " has a column named '" ~ normalized ~ "', a name segfit reserves for its own use; rename the column") }}
+            {%- endif -%}
             {%- do columns.update({normalized: original}) -%}
+            {%- do types.update({normalized: (row[1] | string) | upper}) -%}
         {%- endfor -%}
         {%- for required in known['required'] -%}
             {%- if required not in columns -%}
@@ -102,8 +134,22 @@
             {%- do columns.update({name: name}) -%}
         {%- endfor -%}
     {%- endif -%}
-    {{ return({'relation': relation, 'label': label, 'columns': columns, 'present': present, 'known': known,
-               'row_number_sql': row_number_sql}) }}
+    {{ return({'relation': relation, 'label': label, 'columns': columns, 'types': types, 'present': present,
+               'known': known, 'row_number_sql': row_number_sql}) }}
+{%- endmacro %}
+
+{#- Column names an input may not use: staging's own columns (the row number, the label, the `_raw` text
+    of each typed column) and, for Parquet, the reader's row-number column. -#}
+{% macro segfit_reserved_columns(path) -%}
+    {%- set reserved = ['_segfit_row_number', 'source_row_number', 'input_label'] -%}
+    {%- for name in ['retention_probability', 'segmentation_date', 'transaction_date', 'amount', 'profit']
+                    + segfit_customer_numeric_columns()['doubles'] + segfit_customer_numeric_columns()['integers'] -%}
+        {%- do reserved.append(name ~ '_raw') -%}
+    {%- endfor -%}
+    {%- if (path | lower).endswith(('.parquet', '.pq')) -%}
+        {%- do reserved.append('file_row_number') -%}
+    {%- endif -%}
+    {{ return(reserved) }}
 {%- endmacro %}
 
 {#- select list: every known column under its contract name, as given (null text when the input
@@ -112,13 +158,13 @@
     {%- set known_names = input.known['required'] + input.known['optional'] -%}
     {%- for name in known_names %}
         {% if name in input.columns -%}
-            {{ adapter.quote(input.columns[name]) }} as {{ name }},
+            {{ segfit_quote_identifier(input.columns[name]) }} as {{ name }},
         {%- else -%}
             cast(null as {{ segfit_text() }}) as {{ name }},
         {%- endif -%}
     {%- endfor %}
     {%- for normalized, original in input.columns.items() if normalized not in known_names %}
-        {{ adapter.quote(original) }} as {{ adapter.quote(normalized) }},
+        {{ segfit_quote_identifier(original) }} as {{ segfit_quote_identifier(normalized) }},
     {%- endfor %}
 {%- endmacro %}
 
@@ -186,17 +232,45 @@
     place the checks read it. Typed inputs (Parquet) cast without a text round trip, and the text is only
     made for the few rows that need it: turning 20M numbers or dates into text costs more than checking
     them. Each expression names `cast(<name> as text)` once, so the engine cannot hoist it out of the
-    `case`/`coalesce` and compute it for every row. -#}
-{% macro segfit_typed_columns(double_columns, timestamp_columns) -%}
+    `case`/`coalesce` and compute it for every row.
+    How values are read (the input contract in the README):
+    - numbers in text: plain decimal or exponent notation; a digit separator (`1_000`) is not a number;
+    - a float32 (REAL) column is read at its shortest decimal text (0.8f -> 0.8, not 0.800000011920929),
+      so a boundary such as the anomaly threshold behaves as for the decimal value that was written;
+    - timestamps: a UTC offset or zone in text is converted to UTC, a time-zone-aware column is read in
+      UTC (the session time zone is UTC, profiles/profiles.yml), a naive value is taken as written;
+      the keyword `epoch` is not a date (it is null here, so the row is quarantined as not a valid date). -#}
+{% macro segfit_typed_columns(double_columns, timestamp_columns, input=none) -%}
+    {%- set types = input.types if input is not none else {} -%}
     {%- for name in double_columns + timestamp_columns %}
+        {%- set column_type = types.get(name, 'VARCHAR') -%}
+        {%- set is_text = column_type == 'VARCHAR' or column_type.startswith('VARCHAR(') -%}
         {%- if name in double_columns %}
-            {%- set typed = segfit_safe_cast(name, segfit_double()) %}
+            {%- if is_text %}
+                {%- set typed = segfit_safe_cast_number_text(name, segfit_double()) %}
+            {%- elif column_type in ('FLOAT', 'REAL', 'FLOAT4') %}
+                {%- set typed = segfit_safe_cast('cast(' ~ name ~ ' as ' ~ segfit_text() ~ ')', segfit_double()) %}
+            {%- else %}
+                {%- set typed = segfit_safe_cast(name, segfit_double()) %}
+            {%- endif %}
         {%- else %}
+            {%- if is_text %}
+                {%- set parsed -%}
+                    coalesce(
+                        {{ segfit_safe_cast_timestamp_text(name) }},
+                        {{ segfit_safe_cast_timestamp_text('trim(' ~ name ~ ')') }}
+                    )
+                {%- endset %}
+            {%- else %}
+                {%- set parsed = segfit_safe_cast(name, dbt.type_timestamp()) %}
+            {%- endif %}
             {%- set typed -%}
-                coalesce(
-                    {{ segfit_safe_cast(name, dbt.type_timestamp()) }},
-                    {{ segfit_safe_cast('trim(cast(' ~ name ~ ' as ' ~ segfit_text() ~ '))', dbt.type_timestamp()) }}
-                )
+                case
+                    when {{ parsed }} = cast('1970-01-01' as {{ dbt.type_timestamp() }})
+                        and lower(trim(cast({{ name }} as {{ segfit_text() }}))) = 'epoch'
+                        then null
+                    else {{ parsed }}
+                end
             {%- endset %}
         {%- endif %}
         {{ typed }} as {{ name }},
@@ -210,6 +284,40 @@
 {% macro segfit_passthrough_columns(input) -%}
     {%- set known_names = input.known['required'] + input.known['optional'] -%}
     {%- for normalized in input.columns.keys() if normalized not in known_names %}
-        {{ adapter.quote(normalized) }},
+        {{ segfit_quote_identifier(normalized) }},
     {%- endfor %}
+{%- endmacro %}
+
+{#- Plausibility bounds shared by the quarantine models. "In the future" means later than the build's
+    start (UTC) plus the grace days. A literal, not `now()`: the engine folds it to a constant and can
+    skip the check with the input's date statistics, where `now() + interval` is evaluated for each of
+    20M rows. -#}
+{% macro segfit_plausible_bounds() -%}
+    {%- set cfg = segfit_config() -%}
+    {%- set run_start = "cast('" ~ run_started_at.strftime('%Y-%m-%d %H:%M:%S') ~ "' as " ~ dbt.type_timestamp() ~ ")" -%}
+    {{ return({
+        'earliest_date': "cast('" ~ cfg['earliest_plausible_date'] ~ "' as " ~ dbt.type_timestamp() ~ ")",
+        'earliest_date_text': cfg['earliest_plausible_date'],
+        'latest_date': dbt.dateadd('day', cfg['future_transaction_grace_days'] | int, run_start),
+        'max_abs_value': cfg['max_abs_value'],
+        'max_abs_value_text': '%g' | format(cfg['max_abs_value']),
+    }) }}
+{%- endmacro %}
+
+{#- `when` branches for a parsed (non-null) date: infinite, before the earliest plausible date, future. -#}
+{% macro segfit_date_range_checks(expression, bounds, name=none) -%}
+    {%- set name = name or expression -%}
+    when {{ expression }} in (
+        cast('infinity' as {{ dbt.type_timestamp() }}), cast('-infinity' as {{ dbt.type_timestamp() }})
+    ) then '{{ name }} is not a finite date'
+    when {{ expression }} < {{ bounds.earliest_date }}
+        then '{{ name }} is before {{ bounds.earliest_date_text }} (var earliest_plausible_date)'
+    when {{ expression }} > {{ bounds.latest_date }} then '{{ name }} is in the future'
+{%- endmacro %}
+
+{#- a `when` branch for a finite number beyond the realistic bound (var max_abs_value) -#}
+{% macro segfit_value_bound_check(expression, bounds, name=none) -%}
+    {%- set name = name or expression -%}
+    when abs({{ expression }}) > {{ bounds.max_abs_value }}
+        then '{{ name }} is beyond the plausible bound |{{ name }}| <= {{ bounds.max_abs_value_text }} (var max_abs_value)'
 {%- endmacro %}

@@ -75,3 +75,32 @@
 {% macro duckdb__segfit_hash64(expression) -%}
     hash({{ expression }})
 {%- endmacro %}
+
+{#- A number from text, or null. DuckDB would also read `1_000` as 1000; segfit's contract has no digit
+    separators, so a text with `_` is not a number. -#}
+{% macro segfit_safe_cast_number_text(expression, type) -%}
+    {{ return(adapter.dispatch('segfit_safe_cast_number_text', 'segfit')(expression, type)) }}
+{%- endmacro %}
+{% macro default__segfit_safe_cast_number_text(expression, type) -%}
+    {{ segfit_safe_cast(expression, type) }}
+{%- endmacro %}
+{% macro duckdb__segfit_safe_cast_number_text(expression, type) -%}
+    case when not contains({{ expression }}, '_') then try_cast({{ expression }} as {{ type }}) end
+{%- endmacro %}
+
+{#- A timestamp from text, or null, in UTC: a text with a UTC offset or zone (`2024-04-01 07:30+09`) is
+    converted to UTC; a plain `YYYY-MM-DD[ HH:MM:SS]` (19 characters at most) is taken as written and
+    takes the fast path. DuckDB's plain cast would drop the offset. -#}
+{% macro segfit_safe_cast_timestamp_text(expression) -%}
+    {{ return(adapter.dispatch('segfit_safe_cast_timestamp_text', 'segfit')(expression)) }}
+{%- endmacro %}
+{% macro default__segfit_safe_cast_timestamp_text(expression) -%}
+    {{ segfit_safe_cast(expression, dbt.type_timestamp()) }}
+{%- endmacro %}
+{% macro duckdb__segfit_safe_cast_timestamp_text(expression) -%}
+    case
+        when length({{ expression }}) > 19
+            then try_cast(try_cast({{ expression }} as timestamptz) as timestamp)
+        else try_cast({{ expression }} as timestamp)
+    end
+{%- endmacro %}

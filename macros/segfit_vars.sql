@@ -1,7 +1,12 @@
 {#-
     Every var segfit reads goes through segfit_config(), which validates it and fails the run with a
-    message naming the var. Paths are checked before they reach SQL: a quote, semicolon, backslash-escape,
-    newline or an unsupported extension is rejected.
+    message naming the var. Paths are read literally: they reach SQL only as escaped string literals with
+    glob characters escaped (segfit_sql_string, segfit_literal_file_pattern); a control character or an
+    unsupported extension is rejected.
+    dbt renders Jinja inside --vars values before any macro sees them, so the segfit CLI never passes a
+    path as a var: it sets SEGFIT_CUSTOMERS_PATH / SEGFIT_TRANSACTIONS_PATH, which env_var() returns as
+    they are (a file named {{7*7}}.csv is read as that file), and it refuses other var values with
+    Jinja markers before dbt starts (python_analysis.pipeline.BuildOptions).
 -#}
 
 {% macro segfit_fail(message) -%}
@@ -17,10 +22,14 @@
         {%- set value = raw -%}
     {%- else -%}
         {%- set text = (raw | string) | trim -%}
-        {%- if not modules.re.match('^-?[0-9]+(\\.[0-9]+)?([eE]-?[0-9]+)?$', text) -%}
+        {#- plain decimal or exponent notation, with an optional sign: 1, +1, -0.5, .5, 1e20, 1e+3, 2.5E-3 -#}
+        {%- if not modules.re.match('^[-+]?([0-9]+(\\.[0-9]*)?|\\.[0-9]+)([eE][-+]?[0-9]+)?$', text) -%}
             {{ segfit_fail("var '" ~ name ~ "' must be a number, got '" ~ raw ~ "'") }}
         {%- endif -%}
         {%- set value = text | float -%}
+    {%- endif -%}
+    {%- if value != value or value > 1.7976931348623157e308 or value < -1.7976931348623157e308 -%}
+        {{ segfit_fail("var '" ~ name ~ "' must be a finite number, got '" ~ raw ~ "'") }}
     {%- endif -%}
     {%- if minimum is not none and value < minimum -%}
         {{ segfit_fail("var '" ~ name ~ "' must be >= " ~ minimum ~ ", got " ~ value) }}
@@ -39,18 +48,31 @@
     {{ return(value) }}
 {%- endmacro %}
 
+{#- The path var when given (plain dbt), else the environment variable SEGFIT_<NAME> (the segfit CLI). -#}
 {% macro segfit_path_var(name) -%}
     {%- set value = ((var(name) or '') | string) | trim -%}
     {%- if value == '' -%}
+        {%- set value = env_var('SEGFIT_' ~ (name | upper), '') -%}
+    {%- endif -%}
+    {%- if value == '' -%}
         {{ return('') }}
     {%- endif -%}
-    {%- if modules.re.search("['\";\\n\\r\\x00`]", value) -%}
-        {{ segfit_fail("var '" ~ name ~ "' contains a quote, semicolon or control character, which is not allowed in a path: " ~ value) }}
+    {%- if modules.re.search("[\\x00-\\x1f\\x7f]", value) -%}
+        {{ segfit_fail("var '" ~ name ~ "' contains a control character (e.g. a newline), which is not allowed in a path: " ~ (value | replace('\n', '\\n'))) }}
     {%- endif -%}
     {%- if not modules.re.search('\\.(csv|tsv|txt|csv\\.gz|parquet|pq)$', value | lower) -%}
         {{ segfit_fail("var '" ~ name ~ "' must name a .csv, .csv.gz, .tsv, .txt or .parquet file, got " ~ value) }}
     {%- endif -%}
     {{ return(value) }}
+{%- endmacro %}
+
+{#- A calendar date YYYY-MM-DD (a YAML date or a string). -#}
+{% macro segfit_date_var(name) -%}
+    {%- set text = (var(name) | string) | trim -%}
+    {%- if not modules.re.match('^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$', text) -%}
+        {{ segfit_fail("var '" ~ name ~ "' must be a date YYYY-MM-DD, got '" ~ var(name) ~ "'") }}
+    {%- endif -%}
+    {{ return(text) }}
 {%- endmacro %}
 
 {% macro segfit_text_list_var(name) -%}
@@ -85,6 +107,8 @@
         'lifecycle_mature_days': segfit_number_var('lifecycle_mature_days', 0, none),
         'lifecycle_at_risk_days': segfit_number_var('lifecycle_at_risk_days', 0, none),
         'future_transaction_grace_days': segfit_number_var('future_transaction_grace_days', 0, none),
+        'earliest_plausible_date': segfit_date_var('earliest_plausible_date'),
+        'max_abs_value': segfit_number_var('max_abs_value', 0, 1e300),
     } -%}
     {{ return(cfg) }}
 {%- endmacro %}

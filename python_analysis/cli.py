@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import math
+import re
 import signal
 import sys
 from pathlib import Path
@@ -26,11 +28,22 @@ def _raise_terminated(signum, frame) -> None:
     raise Terminated()
 
 
+_NUMBER = re.compile(r"[-+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?")
+
+
+def _number(text: str) -> float:
+    """A finite number in plain decimal or exponent notation (1, +1, .5, 1e20, 1e+3): the same grammar as
+    the dbt var check (macros/segfit_vars.sql). No digit separators (1_000), no nan/inf."""
+    if not _NUMBER.fullmatch(text.strip()) or not math.isfinite(float(text)):
+        raise argparse.ArgumentTypeError(f"must be a finite number such as 0.15, 1e-3 or +1, got {text!r}")
+    return float(text)
+
+
 def _add_input_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--customers", type=Path, help="customers CSV or Parquet (default: the demo seeds)")
     parser.add_argument("--transactions", type=Path, help="transactions CSV or Parquet (optional)")
     parser.add_argument("--grain", default="all", help="all (every record) or latest (one per customer)")
-    parser.add_argument("--threshold", type=float, default=0.15, help="anomaly threshold (default 0.15)")
+    parser.add_argument("--threshold", type=_number, default=0.15, help="anomaly threshold (default 0.15)")
     parser.add_argument("--threshold-mode", default="absolute", help="absolute or relative")
     parser.add_argument(
         "--demo-variant", default="transactions", help="demo input path: transactions or precomputed"

@@ -37,6 +37,7 @@ from .config import (
     STABILITY_FEATURES,
     ReportConfig,
 )
+from .errors import SegfitError
 
 MISSING = "(missing)"
 OTHER = "(other)"
@@ -79,6 +80,22 @@ class FeatureMatrix:
         return len(set(self.sources))
 
 
+def _require_modelable(frame: pd.DataFrame, column: str, values: np.ndarray, dtype: type) -> None:
+    """A feature value that is infinite, or too large for the model's float type, stops the report with a
+    clear message (scikit-learn would fail with a traceback). Missing values (NaN) are imputed later."""
+    limit = np.finfo(dtype).max
+    with np.errstate(invalid="ignore"):
+        bad = np.isinf(values) | (np.abs(values) > limit)
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        key = frame["customer_record_id"].iloc[first] if "customer_record_id" in frame.columns else first
+        raise SegfitError(
+            f"feature {column!r} has {int(bad.sum())} value(s) that are infinite or too large to model "
+            f"(first: {values[first]:.6g} at customer_record_id {key}); quarantine such inputs with var "
+            "max_abs_value or fix the data"
+        )
+
+
 def feature_matrix(
     frame: pd.DataFrame,
     numeric: Sequence[str],
@@ -102,6 +119,7 @@ def feature_matrix(
             note_sources.append(column)
             continue
         values = numeric_column(frame, column)
+        _require_modelable(frame, column, values, dtype)
         finite = np.isfinite(values)
         if not finite.any():
             dropped.append(column)

@@ -15,6 +15,11 @@ from python_analysis.errors import SegfitError
 
 Echo = Callable[[str], None]
 
+# dbt renders Jinja in --vars values: a value with a Jinja marker never reaches dbt
+_JINJA = ("{{", "{%", "{#")
+# the input paths reach dbt as environment variables, never as vars (see macros/segfit_vars.sql)
+PATH_ENV = {"customers": "SEGFIT_CUSTOMERS_PATH", "transactions": "SEGFIT_TRANSACTIONS_PATH"}
+
 
 @dataclass(frozen=True)
 class BuildOptions:
@@ -42,6 +47,11 @@ class BuildOptions:
         for key, value in self.extra_vars:
             if not key.isidentifier():
                 raise SegfitError(f"--var name {key!r} is not a valid name")
+            if key in ("customers_path", "transactions_path"):
+                raise SegfitError(f"--var {key} is not accepted: use --{key.removesuffix('_path')}")
+            if any(marker in value for marker in _JINJA):
+                raise SegfitError(f"--var {key} contains a Jinja marker ({{{{, {{% or {{#}}), which segfit does not "
+                                  f"allow in a var (dbt would run it as a template): {value!r}")
             inputs.validate_path_text(value, f"--var {key}")
 
     def dbt_vars(self) -> dict[str, object]:
@@ -50,8 +60,6 @@ class BuildOptions:
             "anomaly_threshold": self.threshold,
             "anomaly_threshold_mode": self.threshold_mode,
             "demo_variant": self.demo_variant,
-            "customers_path": str(self.customers) if self.customers else "",
-            "transactions_path": str(self.transactions) if self.transactions else "",
         }
         values.update(dict(self.extra_vars))
         return values
@@ -60,6 +68,14 @@ class BuildOptions:
         """Name, size and SHA-256 of each input file, for marts.build_metadata."""
         return {kind: file_fingerprint(path) for kind, path in
                 (("customers", self.customers), ("transactions", self.transactions)) if path is not None}
+
+    def dbt_env(self) -> dict[str, str]:
+        """The input paths for dbt, as environment variables: env_var() returns them as they are, while
+        dbt would render a var value as Jinja (a file named ``{{7*7}}.csv`` would become ``49.csv``)."""
+        return {
+            PATH_ENV["customers"]: str(self.customers) if self.customers else "",
+            PATH_ENV["transactions"]: str(self.transactions) if self.transactions else "",
+        }
 
     def describe(self) -> str:
         if self.customers is None:
@@ -111,7 +127,7 @@ def build_candidate(options: BuildOptions, published: Path, echo: Echo = print, 
     slot = publishing.new_slot(published)
     try:
         echo(f"segfit: building {options.describe()}")
-        build_env = {"SEGFIT_INPUT_FINGERPRINTS": json.dumps(options.input_fingerprints())}
+        build_env = {**options.dbt_env(), "SEGFIT_INPUT_FINGERPRINTS": json.dumps(options.input_fingerprints())}
         if previous is not None:
             build_env["SEGFIT_PREVIOUS_BUILD"] = str(previous)
         with publishing.reading(previous) if previous else contextlib.nullcontext():

@@ -70,7 +70,10 @@ def test_dbt_docs_generate_works(demo_warehouse, tmp_path):
         ("{anomaly_threshold: -1}", "anomaly_threshold"),
         ("{customer_grain: weekly}", "customer_grain"),
         ("{anomaly_threshold_mode: percent}", "anomaly_threshold_mode"),
-        ("{customers_path: \"x.csv'; drop table marts.customer_segment_fit; --\"}", "customers_path"),
+        # a quote in a path is data now (issue 8: O'Brien must work; tests/test_bad_inputs.py); a newline is not
+        ("{customers_path: \"x\\nb.csv\"}", "customers_path"),
+        ("{anomaly_threshold: '1e400'}", "anomaly_threshold"),
+        ("{earliest_plausible_date: '1900-13-01'}", "earliest_plausible_date"),
         ("{customers_path: data.xlsx}", "customers_path"),
         ("{allowed_segments: [\"Premium'); drop\"]}", "allowed_segments"),
         ("{seasonal_peak_min_share: 0.1}", "seasonal_peak_min_share"),

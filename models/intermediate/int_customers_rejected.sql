@@ -4,6 +4,7 @@
 {%- set cfg = segfit_config() -%}
 {%- set optional_doubles = segfit_customer_numeric_columns()['doubles'] -%}
 {%- set integers = segfit_customer_numeric_columns()['integers'] -%}
+{%- set bounds = segfit_plausible_bounds() -%}
 
 with
 
@@ -44,11 +45,13 @@ checked as (
         case
             when segmentation_date is null and segmentation_date_raw is not null
                 then 'segmentation_date is not a valid date'
+            {{ segfit_date_range_checks('segmentation_date', bounds) }}
         end as check_segmentation_date,
         {%- for name in optional_doubles %}
             case
                 when {{ name }} is null and {{ name }}_raw is not null then '{{ name }} is not a number'
                 when abs({{ name }}) > 1e300 then '{{ name }} is not a finite number'
+                {{ segfit_value_bound_check(name, bounds) }}
             end as check_{{ name }},
         {%- endfor %}
         {%- for name in integers %}

@@ -5,11 +5,7 @@
     is never written twice. Refunds (negative amounts) are valid transactions: they count, and they net
     off revenue. -#}
 {%- set cfg = segfit_config() -%}
-{#- "In the future" means later than the build's start (UTC) plus the grace days. A literal, not
-    `now()`: the engine folds it to a constant and can skip the check with the input's date statistics,
-    where `now() + interval` is evaluated for each of 20M rows. -#}
-{%- set run_start = "cast('" ~ run_started_at.strftime('%Y-%m-%d %H:%M:%S') ~ "' as " ~ dbt.type_timestamp() ~ ")" -%}
-{%- set latest_allowed_date = dbt.dateadd('day', cfg['future_transaction_grace_days'] | int, run_start) -%}
+{%- set bounds = segfit_plausible_bounds() -%}
 
 with
 
@@ -91,21 +87,28 @@ checked as (
             when transactions.transaction_date is not null
                 then
                     case
-                        when transactions.transaction_date > {{ latest_allowed_date }}
-                            then 'transaction_date is in the future'
+                        {{ segfit_date_range_checks('transactions.transaction_date', bounds, 'transaction_date') }}
                     end
             when transactions.transaction_date_raw is null then 'transaction_date is null or blank'
             else 'transaction_date is not a valid date'
         end as check_transaction_date,
         case
             when transactions.amount is not null
-                then case when abs(transactions.amount) > 1e300 then 'amount is not a finite number' end
+                then
+                    case
+                        when abs(transactions.amount) > 1e300 then 'amount is not a finite number'
+                        {{ segfit_value_bound_check('transactions.amount', bounds, 'amount') }}
+                    end
             when transactions.amount_raw is null then 'amount is null or blank'
             else 'amount is not a number'
         end as check_amount,
         case
             when transactions.profit is not null
-                then case when abs(transactions.profit) > 1e300 then 'profit is not a finite number' end
+                then
+                    case
+                        when abs(transactions.profit) > 1e300 then 'profit is not a finite number'
+                        {{ segfit_value_bound_check('transactions.profit', bounds, 'profit') }}
+                    end
             when transactions.profit_raw is not null then 'profit is not a number'
         end as check_profit,
         transactions.transaction_date_raw,

@@ -2,11 +2,11 @@
     label, and its file name, size and SHA-256 when the segfit CLI built it (SEGFIT_INPUT_FINGERPRINTS;
     null for a plain dbt run or the demo seeds), the grain, the anomaly threshold and mode, every segfit
     var as JSON, and the dbt invocation that built it. Every value from a var or the environment enters
-    the SQL as an escaped string literal (segfit_string_literal). -#}
+    the SQL as an escaped string literal (segfit_sql_string). -#}
 {%- set cfg = segfit_config() -%}
 {%- set customers = segfit_input_description('customers') -%}
 {%- set transactions = segfit_input_description('transactions') -%}
-{%- set built_at = segfit_string_literal(run_started_at.strftime('%Y-%m-%d %H:%M:%S')) -%}
+{%- set built_at = segfit_sql_string(run_started_at.strftime('%Y-%m-%d %H:%M:%S')) -%}
 
 with
 
@@ -48,12 +48,12 @@ final as (
         file_name,
         file_size_bytes,
         file_sha256,
-        {{ segfit_string_literal(cfg['customer_grain']) }} as customer_grain,
+        {{ segfit_sql_string(cfg['customer_grain']) }} as customer_grain,
         cast({{ cfg['anomaly_threshold'] }} as {{ segfit_double() }}) as anomaly_threshold,
-        {{ segfit_string_literal(cfg['anomaly_threshold_mode']) }} as anomaly_threshold_mode,
-        {{ segfit_string_literal(tojson(cfg, sort_keys=true)) }} as vars_json,
-        {{ segfit_string_literal(invocation_id) }} as dbt_invocation_id,
-        {{ segfit_string_literal(dbt_version) }} as dbt_version,
+        {{ segfit_sql_string(cfg['anomaly_threshold_mode']) }} as anomaly_threshold_mode,
+        {{ segfit_sql_string(tojson(cfg, sort_keys=true)) }} as vars_json,
+        {{ segfit_sql_string(invocation_id) }} as dbt_invocation_id,
+        {{ segfit_sql_string(dbt_version) }} as dbt_version,
         cast({{ built_at }} as {{ dbt.type_timestamp() }}) as built_at
     from inputs
 

@@ -1,7 +1,8 @@
 {#- One row per data-quality issue found in the inputs.
     severity 'rejected': the input row is quarantined (it is not in any clean table);
     severity 'warning' : the row is kept (duplicate business key, quarter counts not summing to
-                         transaction_count in precomputed input). -#}
+                         transaction_count in precomputed input, a segment label that differs from a more
+                         common one only in letter case - reported once, at the first row of that spelling). -#}
 {%- set numeric = segfit_customer_numeric_columns() -%}
 {%- set inputs = [
     {'name': 'customers', 'key': 'customer_id', 'text_columns': ['customer_id', 'profitability_segment'],
@@ -50,6 +51,16 @@ clean_quarters as (
         q2_transactions,
         q3_transactions,
         q4_transactions
+    from {{ ref('int_customers_validated') }}
+
+),
+
+clean_segments as (
+
+    select
+        source_row_number,
+        customer_id,
+        profitability_segment
     from {{ ref('int_customers_validated') }}
 
 ),
@@ -141,6 +152,57 @@ quarter_warnings as (
 
 ),
 
+segment_spellings as (
+
+    select
+        profitability_segment,
+        lower(profitability_segment) as folded_segment,
+        count(*) as records,
+        min(source_row_number) as first_row_with_spelling
+    from clean_segments
+    group by profitability_segment
+
+),
+
+ranked_spellings as (
+
+    {#- the most common spelling of a label is the reference; ties go to the first in sort order #}
+    select
+        profitability_segment,
+        folded_segment,
+        records,
+        first_row_with_spelling,
+        row_number() over (
+            partition by folded_segment order by records desc, profitability_segment asc
+        ) as spelling_rank
+    from segment_spellings
+
+),
+
+segment_case_warnings as (
+
+    select
+        'customers' as source,
+        variant.first_row_with_spelling as source_row_number,
+        clean_segments.customer_id as row_key,
+        'profitability_segment' as column_name,
+        variant.profitability_segment as issue_value,
+        {{ dbt.concat(["'segment label differs only in letter case from \"'", "reference.profitability_segment",
+                       "'\" ('", "cast(variant.records as " ~ segfit_text() ~ ")",
+                       "' records with this spelling); labels are case-sensitive, so these are separate segments'"]) }}
+            as reason,
+        'warning' as severity
+    from ranked_spellings as variant
+    inner join ranked_spellings as reference
+        on
+            variant.folded_segment = reference.folded_segment
+            and reference.spelling_rank = 1
+    inner join clean_segments
+        on variant.first_row_with_spelling = clean_segments.source_row_number
+    where variant.spelling_rank > 1
+
+),
+
 unioned as (
 
     select * from rejections
@@ -148,6 +210,8 @@ unioned as (
     select * from duplicate_warnings
     union all
     select * from quarter_warnings
+    union all
+    select * from segment_case_warnings
 
 ),
 

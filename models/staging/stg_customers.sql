@@ -22,9 +22,9 @@ final as (
         {{ segfit_clean_text('profitability_segment') }} as profitability_segment,
         {{ segfit_clean_text('lifecycle_stage') }} as lifecycle_stage,
         {{ segfit_clean_text('seasonal_preference') }} as seasonal_preference,
-        {{- segfit_typed_columns(doubles, ['segmentation_date']) }}
+        {{- segfit_typed_columns(doubles, ['segmentation_date'], input) }}
         {{- segfit_passthrough_columns(input) }}
-        '{{ input.label }}' as input_label
+        {{ segfit_sql_string(input.label) }} as input_label
     from source
 
 )

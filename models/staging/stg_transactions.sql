@@ -16,9 +16,9 @@ final as (
         cast(_segfit_row_number as {{ dbt.type_bigint() }}) as source_row_number,
         {{ segfit_clean_text('transaction_id') }} as transaction_id,
         {{ segfit_clean_text('customer_id') }} as customer_id,
-        {{- segfit_typed_columns(['amount', 'profit'], ['transaction_date']) }}
+        {{- segfit_typed_columns(['amount', 'profit'], ['transaction_date'], input) }}
         {{- segfit_passthrough_columns(input) }}
-        '{{ input.label }}' as input_label
+        {{ segfit_sql_string(input.label) }} as input_label
     from source
 
 )
