@@ -44,6 +44,15 @@ def validate_path_text(raw: str, what: str) -> str:
     return raw
 
 
+def validate_control_free(raw: str, what: str) -> str:
+    """Reject a path with a control character (a newline, NUL): it cannot be shown or logged faithfully.
+
+    Quotes and semicolons are fine: every path reaches SQL as an escaped literal or a bound parameter."""
+    if _CONTROL.search(raw):
+        raise SegfitError(f"{what} contains a control character (e.g. a newline), which segfit does not allow: {raw!r}")
+    return raw
+
+
 def literal_file_pattern(path: str) -> str:
     """A file name DuckDB's readers match literally: each glob character becomes a one-character class.
 

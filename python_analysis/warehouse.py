@@ -17,7 +17,7 @@ import duckdb
 import pandas as pd
 
 from python_analysis.errors import SegfitError
-from python_analysis.inputs import validate_path_text
+from python_analysis.inputs import validate_control_free
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_WAREHOUSE = "warehouse/segfit.duckdb"
@@ -45,7 +45,7 @@ def resolve_warehouse_path(path: str | os.PathLike[str] | None = None) -> Path:
     path is resolved against the current working directory, once, here.
     """
     raw = os.fspath(path) if path else os.environ.get("SEGFIT_DUCKDB_PATH") or DEFAULT_WAREHOUSE
-    checked = validate_path_text(raw, "warehouse path")
+    checked = validate_control_free(raw, "warehouse path")
     # absolute, but the last part is not resolved: the published path is a link to the current build
     return Path(os.path.abspath(Path(checked).expanduser()))
 

@@ -311,3 +311,16 @@ def test_the_published_path_is_a_link_to_a_build_of_its_own(served):
     assert target.name == "segfit.duckdb" and target.parent.parent == publishing.builds_dir(served)
     with warehouse.read_only(served) as con:
         assert con.execute("select current_database()").fetchone()[0] == "segfit"
+
+
+def test_a_warehouse_folder_with_quotes_and_semicolons_builds_twice(demo_warehouse, tmp_path):
+    """The path reaches dbt as a file name and the history hook as an escaped SQL literal, never as SQL."""
+    published = tmp_path / "O'Brien; drop table x --" / "segfit.duckdb"
+    published.parent.mkdir()
+    _publish_copy(demo_warehouse, published)  # a first build to carry history from
+    assert cli.main(["build", "--warehouse", str(published), "--threshold", "0.10"]) == 0
+    with warehouse.read_only(published) as con:
+        versions = con.execute("select count(*), count(distinct customer_id) "
+                               "from snapshots.customer_segment_fit_history").fetchone()
+        changes = con.execute("select count(*) from marts.customer_fit_changes").fetchone()[0]
+    assert versions[0] > versions[1] and changes > 0, "the history was not carried over from the quoted path"
