@@ -114,6 +114,10 @@ def sample_overview(
         str(row.profitability_segment): int(row.record_count) for row in summary.itertuples(index=False)
     }
     anomaly_records = int(len(anomalies)) if anomalies is not None else int(mask.sum())
+    source = anomalies if anomalies is not None and "customer_id" in anomalies.columns else fit[mask]
+    anomaly_customers = (
+        int(text_column(source, "customer_id").nunique()) if "customer_id" in source.columns else None
+    )
     sources = {}
     if "behaviour_source" in fit.columns:
         sources = {str(k): int(v) for k, v in text_column(fit, "behaviour_source").value_counts().items()}
@@ -122,6 +126,7 @@ def sample_overview(
         "records": int(len(fit)),
         "distinct_customers": customers,
         "anomaly_records": anomaly_records,
+        "anomaly_customers": anomaly_customers,
         "anomaly_records_in_fit_mart": int(mask.sum()),
         "anomaly_rate": (anomaly_records / len(fit)) if len(fit) else None,
         "records_per_segment": per_segment,

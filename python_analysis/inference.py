@@ -535,8 +535,10 @@ def infer_grain(
     rules: Sequence[Rule] = (),
     excluded: Sequence[str] = (),
     settings: InferenceSettings | None = None,
+    ci_for: frozenset[tuple[str, str, str]] = frozenset(),
 ) -> GrainInference:
-    """Every within-segment test of every dimension on one grain's records."""
+    """Every within-segment test of every dimension on one grain's records. ``ci_for``: (dimension, input,
+    contrast) keys that get a bootstrap CI besides the ones the verdict needs (the other grain's evidence)."""
     settings = settings or InferenceSettings()
     full_mask = anomaly_mask(frame)
     ids = text_column(frame, "customer_id")
@@ -574,6 +576,7 @@ def infer_grain(
         candidates = [i for i in ranked if results[i].q_value < settings.alpha
                       and abs(results[i].delta) >= NEGLIGIBLE]
         needs_ci = set(ranked[:1]) | set(candidates[: settings.max_ci_tests])
+        needs_ci |= {i for i in ranked if (dimension, results[i].input, results[i].contrast) in ci_for}
         for i in sorted(needs_ci):
             t = results[i]
             results[i] = with_ci(t, data, inputs[t.input], weight, customer, counts, settings)
@@ -698,7 +701,12 @@ def within_segment_inference(
     settings = settings or InferenceSettings()
     primary = infer_grain(fit, grain, rules=rules, excluded=excluded, settings=settings)
     if grain == "all":
-        other = infer_grain(latest_records(fit), "latest", rules=rules, excluded=excluded, settings=settings)
+        with_ci = frozenset(
+            (d, t.input, t.contrast) for d, ts in primary.tests.items() for t in ts if math.isfinite(t.ci_low)
+        )
+        other = infer_grain(
+            latest_records(fit), "latest", rules=rules, excluded=excluded, settings=settings, ci_for=with_ci
+        )
         note = "latest grain derived from the same records (one per customer, the README's rule)"
     elif other_grain_available:
         other = replace(primary, grain="all")
