@@ -497,8 +497,8 @@ def _sample(frame: pd.DataFrame, settings: InferenceSettings) -> tuple[pd.DataFr
 def _inputs(frame: pd.DataFrame, dimension: str, rules: Sequence[Rule], excluded: set[str]):
     spec = DIMENSIONS[dimension]
     for feature in spec["numeric"]:
-        if feature not in excluded:
-            yield feature, "numeric", numeric_column(frame, feature) if feature in frame.columns else None
+        usable = feature not in excluded and feature in frame.columns  # excluded: constant, duplicate, band
+        yield feature, "numeric", numeric_column(frame, feature) if usable else None
     for column in spec["categorical"]:
         if column in excluded or column not in frame.columns:
             if column not in frame.columns:
@@ -564,7 +564,8 @@ def infer_grain(
             for contrast in CONTRASTS:
                 if values is None:
                     results.append(
-                        TestResult(dimension, name, kind, contrast, "none", False, note="missing or constant")
+                        TestResult(dimension, name, kind, contrast, "none", False,
+                                   note="missing, constant, a duplicate column or the segment-defining feature")
                     )
                     continue
                 results.append(run_test(dimension, name, kind, values, data, weight, customer, contrast))
