@@ -37,6 +37,7 @@ from .config import (
     STABILITY_FEATURES,
     ReportConfig,
 )
+from .validation import RepeatedCV, paired_difference, repeated_grouped_cv
 
 MISSING = "(missing)"
 OTHER = "(other)"
@@ -518,6 +519,8 @@ class AnomalyModel:
     feature_names: list[str] = field(default_factory=list)
     oof_proba: np.ndarray | None = None
     full_proba: np.ndarray | None = None
+    cv_repeated: RepeatedCV | None = None
+    vs_baseline: dict[str, float] | None = None  # paired split-by-split ROC-AUC difference
 
 
 @dataclass
@@ -544,7 +547,9 @@ def empty_scores() -> pd.DataFrame:
     )
 
 
-def _anomaly_model(name: str, fm: FeatureMatrix, y: np.ndarray, config: ReportConfig) -> AnomalyModel:
+def _anomaly_model(
+    name: str, fm: FeatureMatrix, y: np.ndarray, config: ReportConfig, groups: np.ndarray | None = None
+) -> AnomalyModel:
     model = AnomalyModel(
         name=name,
         description=MODEL_DESCRIPTIONS[name],
@@ -572,6 +577,11 @@ def _anomaly_model(name: str, fm: FeatureMatrix, y: np.ndarray, config: ReportCo
         model.oof_proba = proba[:, 1]
         model.cv = _binary_metrics(y, model.oof_proba)
         model.cv_folds = folds
+    if groups is not None:
+        model.cv_repeated = repeated_grouped_cv(
+            _tree(config, config.class_weight), fm.X, y, groups, folds=config.cv_folds, repeats=config.cv_repeats,
+            random_state=config.random_state, max_rows=config.repeated_cv_sample_size,
+        )
     model.importances = aggregate_importances(fm, est.feature_importances_)
     model.leakage = leakage_flags(
         model.importances, model.cv["roc_auc"] if model.cv else None, fm.n_sources, config
@@ -614,10 +624,16 @@ def anomaly_models(
     models: dict[str, AnomalyModel] = {}
     if matrix is None:
         matrix = model_matrix(fit, config)
+    id_column = "customer_id" if "customer_id" in fit.columns else "customer_record_id"
+    groups = text_column(fit, id_column, missing="").to_numpy(dtype=object)
     for name, (numeric, categorical) in model_feature_sets(config).items():
         fm = matrix.select([*numeric, *categorical])
-        models[name] = _anomaly_model(name, fm, y, config)
+        models[name] = _anomaly_model(name, fm, y, config, groups)
         del fm
+    base = models.get("baseline")
+    for m in models.values():
+        if m.cv_repeated is not None and base is not None and base.cv_repeated is not None:
+            m.vs_baseline = paired_difference(m.cv_repeated, base.cv_repeated)
     fair = models["fair"]
     ids = text_column(fit, "customer_record_id", missing="").to_numpy(dtype=object)
     if fair.skipped:

@@ -47,6 +47,7 @@ from .config import (
 )
 from .modeling import (
     MODEL_NAMES,
+    AnomalyModel,
     AnomalyModelsResult,
     ClusteringResult,
     SegmentTreeResult,
@@ -589,6 +590,7 @@ def _metrics(**kw: Any) -> dict[str, Any]:
                     "n_fit": m.n_fit,
                     "in_sample": m.in_sample,
                     "cv": m.cv,
+                    "cv_repeated_grouped": _repeated_metrics(m),
                     "cv_folds": m.cv_folds,
                     "cv_note": m.cv_note,
                     "importances_top": top_importances(m.importances, config.top_importances),
@@ -648,6 +650,29 @@ def _metrics(**kw: Any) -> dict[str, Any]:
         "notes": kw["notes"],
         "config": config.to_dict(),
     }
+
+
+def _repeated_metrics(m: AnomalyModel) -> dict[str, Any] | None:
+    cv = m.cv_repeated
+    if cv is None:
+        return None
+    return {
+        "note": cv.note,
+        "repeats": cv.repeats,
+        "folds": cv.folds,
+        "records": cv.n_records,
+        "customers": cv.n_customers,
+        "sampled": cv.sampled,
+        "metrics": cv.summary(),
+        "roc_auc_minus_baseline": m.vs_baseline,
+    }
+
+
+def _mean_sd(entry: Mapping[str, float] | None) -> str:
+    if not entry or not math.isfinite(entry.get("mean", math.nan)):
+        return "n/a"
+    return f"{entry['mean']:.3f} ± {entry['sd']:.3f}" if math.isfinite(entry.get("sd", math.nan)) else \
+        f"{entry['mean']:.3f}"
 
 
 def _profile_metrics(profile: DataProfile) -> dict[str, Any]:
@@ -1080,9 +1105,10 @@ def _blocks(**kw: Any) -> list[Block]:
             if m is None:
                 continue
             if m.skipped:
-                mrows.append((name, m.note) + ("",) * 8)
+                mrows.append((name, m.note) + ("",) * 12)
                 continue
             cv = m.cv or {}
+            rep = m.cv_repeated.summary() if m.cv_repeated is not None else {}
             mrows.append(
                 (
                     ("LEAKAGE: " if m.leakage_by_design else "") + name,
@@ -1094,6 +1120,10 @@ def _blocks(**kw: Any) -> list[Block]:
                     _num(cv.get("roc_auc"), 3),
                     _pct(cv.get("recall_anomaly")),
                     str(m.cv_folds) if m.cv else "skipped",
+                    _mean_sd(rep.get("roc_auc")),
+                    _mean_sd(rep.get("pr_auc")),
+                    _mean_sd(rep.get("balanced_accuracy")),
+                    _mean_sd(rep.get("brier")),
                     "; ".join(m.leakage) if m.leakage else "none",
                 )
             )
@@ -1109,10 +1139,15 @@ def _blocks(**kw: Any) -> list[Block]:
                     "CV ROC-AUC",
                     "CV recall",
                     "CV folds",
+                    "grouped CV ROC-AUC",
+                    "grouped CV PR-AUC",
+                    "grouped CV balanced accuracy",
+                    "grouped CV Brier",
                     "leakage flags",
                 ),
                 tuple(mrows),
-                caption="Anomaly models: in-sample vs cross-validated",
+                caption="Anomaly models: in-sample, one stratified k-fold split (records), and repeated "
+                "StratifiedGroupKFold by customer_id (mean ± SD over repeats x folds)",
             )
         )
         b.extend(Para(t) for t in _model_texts(models))
@@ -1289,11 +1324,22 @@ def _summary_items(kw: Mapping[str, Any]) -> list[str]:
         fair, base = models.models.get("fair"), models.models.get("baseline")
         if fair is not None and not fair.skipped and fair.cv:
             base_auc = base.cv["roc_auc"] if base is not None and not base.skipped and base.cv else math.nan
-            items.append(
-                f"Behaviour predicts anomalies with cross-validated ROC-AUC {_num(fair.cv['roc_auc'], 3)} (fair tree) "
-                f"vs {_num(base_auc, 3)} from the segment alone."
-                + (" The fair tree is flagged as possibly leaky." if fair.leakage else "")
-            )
+            if fair.cv_repeated is not None and base is not None and base.cv_repeated is not None:
+                f_auc, b_auc = fair.cv_repeated.summary()["roc_auc"], base.cv_repeated.summary()["roc_auc"]
+                diff = fair.vs_baseline or {}
+                items.append(
+                    f"Behaviour predicts anomalies with ROC-AUC {_mean_sd(f_auc)} (fair tree) vs {_mean_sd(b_auc)} "
+                    f"from the segment alone (mean ± SD, {fair.cv_repeated.note}); paired difference "
+                    f"{_num(diff.get('mean'), 2)} (2.5-97.5% of splits {_num(diff.get('p2_5'), 2)} to "
+                    f"{_num(diff.get('p97_5'), 2)})."
+                    + (" The fair tree is flagged as possibly leaky." if fair.leakage else "")
+                )
+            else:
+                items.append(
+                    f"Behaviour predicts anomalies with cross-validated ROC-AUC {_num(fair.cv['roc_auc'], 3)} (fair "
+                    f"tree) vs {_num(base_auc, 3)} from the segment alone."
+                    + (" The fair tree is flagged as possibly leaky." if fair.leakage else "")
+                )
     else:
         items.append(models.note + ".")
     if not clustering.skipped:
