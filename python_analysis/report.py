@@ -876,7 +876,9 @@ def _blocks(**kw: Any) -> list[Block]:
             f"{_num(config.stat_sample_size)} records per group (random sample, fixed seed; the largest group tested "
             f"here had {_num(tested)} anomaly records). Effect size is the rank-biserial correlation r (positive: "
             f"anomalies tend to be higher). Verdict: 'large' = p < {config.alpha_large} and |r| >= "
-            f"{config.effect_large}; 'noise' = p >= {config.alpha_noise}; otherwise 'small'."
+            f"{config.effect_large}; 'noise' = p >= {config.alpha_noise}; otherwise 'small'. These comparisons pool "
+            "all segments and count records, not customers, so they partly measure the segment: they are "
+            "descriptive. The verdicts rest on the within-segment, customer-weighted tests of section 7."
         )
     )
     table = comparison.merge(
