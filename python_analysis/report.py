@@ -391,7 +391,7 @@ def build_report(
     associations = crosstab_association(_mart(marts, "anomaly_crosstabs", notes), config)
     seasonal = _mart(marts, "seasonal_distribution", notes)
     profile = data_profile(fit)
-    inference = within_segment(fit, marts, profile, grain, config)
+    inference, resegmentation = within_segment(fit, marts, profile, grain, config)
     clustering = anomaly_clusters(anomalies, config)
     # constant, all-null and duplicate (identical) columns are removed before modelling
     model_config = replace(
@@ -401,7 +401,7 @@ def build_report(
     seg_tree = segment_tree(fit, model_config, matrix)
     models = anomaly_models(fit, model_config, matrix)
     del matrix
-    recs = recommendations(inference, clustering)
+    recs = recommendations(inference, clustering, resegmentation)
     dq = data_quality_summary(
         marts.get("input_row_reconciliation"), marts.get("data_quality_issues"), dq_summary
     )
@@ -455,8 +455,8 @@ def build_report(
 
 def within_segment(
     fit: pd.DataFrame, marts: Mapping[str, pd.DataFrame], profile: DataProfile, grain: str, config: ReportConfig
-) -> inf.InferenceResult:
-    """Within-segment tests under both grains. The segment-defining (band) feature and redundant columns are
+) -> tuple[inf.InferenceResult, dict[str, inf.Resegmentation | None]]:
+    """Within-segment tests under both grains, and the re-segmentation simulation per dimension. The segment-defining (band) feature and redundant columns are
     left out: inside a band the band feature only restates the segment."""
     rec = marts.get("input_row_reconciliation")
     dropped = 0
@@ -465,14 +465,11 @@ def within_segment(
         dropped = int(pd.to_numeric(rows, errors="coerce").fillna(0).sum())
     excluded = profile.redundant_columns + ((profile.band_feature,) if profile.band_feature else ())
     settings = inf.InferenceSettings(random_state=config.random_state)
-    return inf.within_segment_inference(
-        fit,
-        grain,
-        other_grain_available=dropped == 0,
-        rules=inf.rules_from_mart(marts.get("anomaly_rule_lift")),
-        excluded=excluded,
-        settings=settings,
+    rules = inf.rules_from_mart(marts.get("anomaly_rule_lift"))
+    result = inf.within_segment_inference(
+        fit, grain, other_grain_available=dropped == 0, rules=rules, excluded=excluded, settings=settings
     )
+    return result, inf.resegmentations(fit, result, rules, excluded, settings)
 
 
 def _figures(fit, summary, seasonal, correlations, clustering, models, config) -> dict[str, Figure]:

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .inference import MEDIUM, NEGLIGIBLE, InferenceResult, Verdict
+from .inference import MEDIUM, NEGLIGIBLE, InferenceResult, Resegmentation, Verdict
 
 ACTIONS: dict[str, str] = {
     "transaction stability": "Add a transaction-stability dimension (value volatility, consistency of the monthly "
@@ -46,6 +46,7 @@ class Recommendation:
     clusters: tuple[int, ...]  # descriptive only
     figures: tuple[str, ...]
     text: str
+    resegmentation: Resegmentation | None = None
 
 
 def _f(value: Any, digits: int = 2) -> str:
@@ -112,12 +113,29 @@ def verdict_text(v: Verdict, other_note: str) -> str:
     return "Inconclusive: " + reasons.get(v.reason, ev)
 
 
-def recommendations(result: InferenceResult, clustering: Any) -> list[Recommendation]:
-    """One recommendation per dimension, from its verdict; cluster differences are named, never counted."""
+def resegmentation_text(r: Resegmentation) -> str:
+    return (
+        f"Re-segmentation simulation (each segment split by {r.input}): retention R² {r.r2_before:.3f} -> "
+        f"{r.r2_after:.3f} (gain {r.r2_gain:+.3f}; {r.permutations} within-segment permutations of the input give "
+        f"{r.null_r2_gain_mean:+.3f} on average, p = {r.p_value:.3f}); anomalies {r.anomalies_before} -> "
+        f"{r.anomalies_after} ({r.anomaly_change:+d}; null {r.null_anomaly_change_mean:+.1f}). It counts records "
+        "(not customer-weighted) and is shown beside the verdict, not in it."
+    )
+
+
+def recommendations(
+    result: InferenceResult, clustering: Any, resegmentation: Mapping[str, Resegmentation | None] | None = None
+) -> list[Recommendation]:
+    """One recommendation per dimension, from its verdict; cluster differences are named, never counted; the
+    re-segmentation simulation is reported beside the verdict and does not change it."""
     out = []
+    resegmentation = resegmentation or {}
     for v in result.verdicts:
         ids, within = _cluster_hits(clustering, CLUSTER_FAMILY.get(v.dimension))
         text = verdict_text(v, result.other_note)
+        reseg = resegmentation.get(v.dimension)
+        if reseg is not None:
+            text += " " + resegmentation_text(reseg)
         if within:
             text += (" Descriptive only: the anomaly clusters differ along it (" + "; ".join(within) + "), which "
                      "does not show that it separates anomalies from normal records.")
@@ -134,6 +152,7 @@ def recommendations(result: InferenceResult, clustering: Any) -> list[Recommenda
                 clusters=tuple(ids),
                 figures=FIGURES[v.dimension],
                 text=text,
+                resegmentation=reseg,
             )
         )
     return out

@@ -197,3 +197,31 @@ def test_q_values_are_benjamini_hochberg_within_each_family(planted):
 
 def test_romano_labels():
     assert [inference.magnitude(d) for d in (0.1, -0.2, 0.4, -0.6)] == ["negligible", "small", "medium", "large"]
+
+
+def test_resegmentation_simulation_finds_a_planted_split_and_not_noise():
+    rng = np.random.default_rng(7)
+    n = 1200
+    segment = rng.choice(SEGMENTS, size=n)
+    x = rng.normal(size=n)
+    base = np.array([SEGMENT_MEAN[s] for s in segment])
+    frame = pd.DataFrame(
+        {
+            "customer_id": [f"C{i}" for i in range(n)],
+            "profitability_segment": segment,
+            "retention_probability": np.clip(base + 0.15 * np.sign(x) + rng.normal(0, 0.05, n), 0, 1),
+            "anomaly_threshold": 0.15,
+            "anomaly_threshold_mode": "absolute",
+        }
+    )
+    planted = inference.resegment(frame, "transaction stability", "x", x, inference.InferenceSettings())
+    # independent: R^2 of the segment means vs the (segment, x > median) means
+    r = frame["retention_probability"]
+    total = ((r - r.mean()) ** 2).sum()
+    before = 1 - ((r - r.groupby(segment).transform("mean")) ** 2).sum() / total
+    above = x > pd.Series(x).groupby(segment).transform("median").to_numpy()
+    after = 1 - ((r - r.groupby([segment, above]).transform("mean")) ** 2).sum() / total
+    assert planted.r2_before == pytest.approx(before) and planted.r2_after == pytest.approx(after)
+    assert planted.p_value < 0.01 and planted.anomalies_after < planted.anomalies_before
+    noise = inference.resegment(frame, "transaction stability", "z", rng.normal(size=n), inference.InferenceSettings())
+    assert noise.p_value > 0.05
