@@ -72,7 +72,7 @@ def magnitude(delta: float) -> str:
 class InferenceSettings:
     alpha: float = 0.05
     n_bootstrap: int = 999
-    max_ci_tests: int = 4  # per dimension, besides the best test (bounds the bootstrap cost)
+    max_ci_tests: int = 2  # per dimension, besides the best test (bounds the bootstrap cost)
     resegmentation_permutations: int = 199
     confidence: float = 0.95
     power: float = 0.80
@@ -184,27 +184,28 @@ def latest_records(fit: pd.DataFrame) -> pd.DataFrame:
     """One record per customer, by the README's rule for ``--grain latest`` (latest segmentation_date,
     missing = oldest; then the highest subsidiary_id; then the record last in the input), with the segment
     averages, deviations and flags recomputed over those records exactly as ``customer_segment_fit`` does."""
-    frame = fit.copy()
-    keys = pd.DataFrame(
-        {
-            "customer_id": text_column(frame, "customer_id"),
-            "date": pd.to_datetime(frame.get("segmentation_date"), errors="coerce")
-            if "segmentation_date" in frame.columns
-            else pd.NaT,
-            "sub": frame["subsidiary_id"].astype("string") if "subsidiary_id" in frame.columns else pd.NA,
-            "row": numeric_column(frame, "source_row_number"),
-        },
-        index=frame.index,
-    )
-    order = keys.sort_values(["customer_id", "date", "sub", "row"], na_position="first", kind="mergesort")
-    keep = order.groupby("customer_id", sort=False).tail(1).index
-    latest = frame.loc[sorted(keep)].reset_index(drop=True)
-    return recompute_flags(latest)
+    n = len(fit)
+    customer = pd.factorize(text_column(fit, "customer_id"), sort=False)[0]
+    if "segmentation_date" in fit.columns:
+        dates = pd.to_datetime(fit["segmentation_date"], errors="coerce")
+        date_key = np.where(dates.isna(), np.iinfo(np.int64).min, dates.to_numpy("datetime64[ns]").astype(np.int64))
+    else:
+        date_key = np.zeros(n, dtype=np.int64)
+    if "subsidiary_id" in fit.columns:
+        sub_key = pd.factorize(fit["subsidiary_id"].astype("string"), sort=True)[0]  # null -> -1 (lowest)
+    else:
+        sub_key = np.zeros(n, dtype=np.int64)
+    row = numeric_column(fit, "source_row_number")
+    row = np.where(np.isfinite(row), row, -np.inf)
+    order = np.lexsort((row, sub_key, date_key, customer))
+    last = np.r_[customer[order][1:] != customer[order][:-1], True]
+    keep = np.sort(order[last])
+    return recompute_flags(fit.iloc[keep].reset_index(drop=True), copy=False)
 
 
-def recompute_flags(frame: pd.DataFrame) -> pd.DataFrame:
+def recompute_flags(frame: pd.DataFrame, copy: bool = True) -> pd.DataFrame:
     """Segment averages, deviations, direction and anomaly flag over the records in ``frame``."""
-    out = frame.copy()
+    out = frame.copy() if copy else frame
     segment = text_column(out, "profitability_segment")
     retention = pd.Series(numeric_column(out, "retention_probability"), index=out.index)
     avg = retention.groupby(segment).transform("mean")
@@ -383,16 +384,28 @@ def _cmh(prep: _Prepared) -> tuple[float, float, tuple[float, float]]:
 
 
 # ----------------------------------------------------------------------------------------- one test
+@dataclass(frozen=True)
+class _Columns:
+    """The per-record arrays every test of a grain needs (computed once per grain)."""
+
+    segment: np.ndarray
+    anomaly: np.ndarray
+    direction: np.ndarray
+
+    @classmethod
+    def of(cls, frame: pd.DataFrame) -> _Columns:
+        return cls(
+            segment=text_column(frame, "profitability_segment").to_numpy(dtype=object),
+            anomaly=anomaly_mask(frame),
+            direction=text_column(frame, "deviation_direction").to_numpy(dtype=object),
+        )
+
+
 def _prepare(
-    values: np.ndarray, frame: pd.DataFrame, weight: np.ndarray, customer: np.ndarray, contrast: str
+    values: np.ndarray, cols: _Columns, weight: np.ndarray, customer: np.ndarray, contrast: str
 ) -> tuple[_Prepared | None, str]:
-    segment = text_column(frame, "profitability_segment").to_numpy(dtype=object)
-    anomaly = anomaly_mask(frame)
-    if contrast == "anomaly":
-        group = anomaly
-    else:
-        direction = text_column(frame, "deviation_direction").to_numpy(dtype=object)
-        group = anomaly & (direction == contrast)
+    segment, anomaly = cols.segment, cols.anomaly
+    group = anomaly if contrast == "anomaly" else anomaly & (cols.direction == contrast)
     eligible = (group | ~anomaly) & np.isfinite(values)
     strata = sorted(
         s for s in set(segment[eligible]) if group[eligible & (segment == s)].any()
@@ -429,14 +442,14 @@ def run_test(
     name: str,
     kind: str,
     values: np.ndarray,
-    frame: pd.DataFrame,
+    cols: _Columns,
     weight: np.ndarray,
     customer: np.ndarray,
     contrast: str,
 ) -> TestResult:
     test_name = "Cochran-Mantel-Haenszel" if kind != "numeric" else "van Elteren (stratified permutation)"
     base = TestResult(dimension, name, kind, contrast, test_name, testable=False)
-    prep, note = _prepare(values, frame, weight, customer, contrast)
+    prep, note = _prepare(values, cols, weight, customer, contrast)
     if prep is None:
         return replace(base, note=note)
     delta = _observed(prep, _stratum_parts(prep))
@@ -458,10 +471,10 @@ def run_test(
     return replace(base, testable=True, delta=delta, p_value=p, odds_ratio=odds, odds_ratio_ci=odds_ci, **sizes)
 
 
-def with_ci(test: TestResult, frame: pd.DataFrame, values: np.ndarray, weight: np.ndarray, customer: np.ndarray,
+def with_ci(test: TestResult, cols: _Columns, values: np.ndarray, weight: np.ndarray, customer: np.ndarray,
             counts: np.ndarray, settings: InferenceSettings) -> TestResult:
     """The test with its customer-bootstrap CI of delta."""
-    prep, _ = _prepare(values, frame, weight, customer, test.contrast)
+    prep, _ = _prepare(values, cols, weight, customer, test.contrast)
     if prep is None:
         return test
     lo, hi = _bootstrap_ci(prep, _stratum_parts(prep), counts, settings)
@@ -480,19 +493,19 @@ def _sample(frame: pd.DataFrame, settings: InferenceSettings) -> tuple[pd.DataFr
     """At most ``sample_size`` records, stratified by (segment, anomaly, direction); whole if small."""
     if len(frame) <= settings.sample_size:
         return frame, False
-    key = (
-        text_column(frame, "profitability_segment")
-        + "|" + pd.Series(anomaly_mask(frame), index=frame.index).astype(str)
-        + "|" + text_column(frame, "deviation_direction")
-    )
+    seg = pd.factorize(frame["profitability_segment"], sort=True, use_na_sentinel=False)[0]
+    direction = pd.factorize(frame["deviation_direction"], sort=True, use_na_sentinel=False)[0]
+    key = (seg.astype(np.int64) * 2 + anomaly_mask(frame)) * (direction.max() + 1) + direction
     frac = settings.sample_size / len(frame)
     picks = []
-    for i, (_, idx) in enumerate(sorted(frame.groupby(key, sort=True).groups.items())):
-        idx = np.asarray(idx)
+    order = np.argsort(key, kind="mergesort")
+    bounds = np.flatnonzero(np.r_[True, np.diff(key[order]) != 0, True])
+    for i in range(len(bounds) - 1):
+        idx = order[bounds[i] : bounds[i + 1]]
         n = max(min(len(idx), 30), int(round(len(idx) * frac)))
         rng = np.random.default_rng(settings.random_state + i)
         picks.append(np.sort(rng.choice(idx, size=min(n, len(idx)), replace=False)))
-    return frame.loc[np.sort(np.concatenate(picks))], True
+    return frame.iloc[np.sort(np.concatenate(picks))], True
 
 
 def _inputs(frame: pd.DataFrame, dimension: str, rules: Sequence[Rule], excluded: set[str]):
@@ -547,9 +560,9 @@ def infer_grain(
     data = data.reset_index(drop=True)
     customer, weight = customer_weights(data)
     counts = bootstrap_counts(int(customer.max()) + 1 if len(customer) else 0, settings, settings.random_state)
+    cols = _Columns.of(data)
     # sizes of the anomaly-vs-normal comparison
-    segment = text_column(data, "profitability_segment").to_numpy(dtype=object)
-    anomaly = anomaly_mask(data)
+    segment, anomaly = cols.segment, cols.anomaly
     strata = sorted(s for s in set(segment) if anomaly[segment == s].any() and (~anomaly[segment == s]).any())
     in_strata = np.isin(segment, strata)
     h = 0.0
@@ -569,7 +582,7 @@ def infer_grain(
                                    note="missing, constant, a duplicate column or the segment-defining feature")
                     )
                     continue
-                results.append(run_test(dimension, name, kind, values, data, weight, customer, contrast))
+                results.append(run_test(dimension, name, kind, values, cols, weight, customer, contrast))
         results = list(_with_q_values(results))
         # bootstrap CIs for the tests that can decide the verdict: the best test (lowest q) and the best
         # ``settings.max_ci_tests`` with q < alpha and a non-negligible point estimate (a CI around a
@@ -581,7 +594,7 @@ def infer_grain(
         needs_ci |= {i for i in ranked if (dimension, results[i].input, results[i].contrast) in ci_for}
         for i in sorted(needs_ci):
             t = results[i]
-            results[i] = with_ci(t, data, inputs[t.input], weight, customer, counts, settings)
+            results[i] = with_ci(t, cols, inputs[t.input], weight, customer, counts, settings)
         tests[dimension] = tuple(results)
     return GrainInference(
         grain=grain,

@@ -42,11 +42,6 @@ class DataProfile:
         return tuple(dict.fromkeys(self.constant_columns + self.all_null_columns + seconds))
 
 
-def _constant(values: np.ndarray) -> bool:
-    finite = values[~pd.isna(values)]
-    return len(finite) > 0 and len(pd.unique(finite)) == 1
-
-
 def constant_and_null_columns(
     fit: pd.DataFrame, numeric: Sequence[str], categorical: Sequence[str]
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -56,13 +51,18 @@ def constant_and_null_columns(
             continue
         if column in numeric:
             values = numeric_column(fit, column)
-            values = np.where(np.isfinite(values), values, np.nan)
+            values = values[np.isfinite(values)]
+            if not len(values):
+                null.append(column)
+            elif values.min() == values.max():
+                constant.append(column)
         else:
-            values = text_column(fit, column, missing="").replace("", pd.NA).to_numpy(dtype=object)
-        if pd.isna(values).all():
-            null.append(column)
-        elif _constant(values):
-            constant.append(column)
+            text = fit[column].astype("string").str.strip().replace("", pd.NA)
+            distinct = text.nunique(dropna=True)
+            if distinct == 0:
+                null.append(column)
+            elif distinct == 1:
+                constant.append(column)
     return tuple(constant), tuple(null)
 
 
@@ -72,17 +72,16 @@ def identical_columns(fit: pd.DataFrame, numeric: Sequence[str], skip: Sequence[
     """Pairs of numeric columns equal on every record (in ``numeric`` order; the first of a pair is kept)."""
     columns = [c for c in numeric if c in fit.columns and c not in set(skip)]
     values = {c: numeric_column(fit, c) for c in columns}
+    head = {c: v[:1000] for c, v in values.items()}
     pairs = []
     matched: set[str] = set()
     for i, a in enumerate(columns):
         if a in matched or np.isnan(values[a]).all():
             continue
         for b in columns[i + 1 :]:
-            if b in matched:
-                continue
-            va, vb = values[a], values[b]
-            same_null = np.array_equal(np.isnan(va), np.isnan(vb))
-            if same_null and np.array_equal(va[~np.isnan(va)], vb[~np.isnan(vb)]):
+            if b in matched or not np.array_equal(head[a], head[b], equal_nan=True):
+                continue  # the first 1,000 values already differ
+            if np.array_equal(values[a], values[b], equal_nan=True):
                 pairs.append((a, b))
                 matched.add(b)
     return tuple(pairs)

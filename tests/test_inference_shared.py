@@ -86,3 +86,16 @@ def test_latest_grain_derived_in_python_matches_the_latest_build(shared):
         built["is_classification_anomaly"].astype(bool).tolist()
     np.testing.assert_allclose(derived["segment_avg_retention"].astype(float),
                                built["segment_avg_retention"].astype(float), rtol=1e-12)
+
+
+def test_demo_planted_behaviour_is_supported_and_value_is_not(demo_marts):
+    """The demo generator gives its planted anomaly customers a wide amount spread (volatility) and bursts
+    of transactions (seasonal concentration) in every segment, and nothing about score vs revenue."""
+    metrics = build_report(demo_marts, ReportConfig(), grain="all").metrics
+    verdicts = {r["dimension"]: r for r in metrics["recommendations"]}
+    assert verdicts["transaction stability"]["verdict"] == "supported"
+    assert verdicts["seasonal preference"]["verdict"] == "supported"
+    assert verdicts["value realization"]["verdict"] != "supported"
+    planted = demo_marts["customer_segment_fit"]
+    assert metrics["sample"]["anomaly_customers"] == \
+        planted.loc[planted["is_classification_anomaly"].astype(bool), "customer_id"].nunique()
