@@ -625,7 +625,7 @@ def anomaly_models(
     if matrix is None:
         matrix = model_matrix(fit, config)
     id_column = "customer_id" if "customer_id" in fit.columns else "customer_record_id"
-    groups = text_column(fit, id_column, missing="").to_numpy(dtype=object)
+    groups = pd.factorize(text_column(fit, id_column, missing=""), sort=True)[0]
     for name, (numeric, categorical) in model_feature_sets(config).items():
         fm = matrix.select([*numeric, *categorical])
         models[name] = _anomaly_model(name, fm, y, config, groups)

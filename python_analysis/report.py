@@ -1146,7 +1146,7 @@ def _blocks(**kw: Any) -> list[Block]:
                 ),
                 tuple(mrows),
                 caption="Anomaly models: in-sample, one stratified k-fold split (records), and repeated "
-                "StratifiedGroupKFold by customer_id (mean ± SD over repeats x folds)",
+                "stratified k-fold over customers, grouped by customer_id (mean ± SD over repeats x folds)",
             )
         )
         b.extend(Para(t) for t in _model_texts(models))

@@ -232,6 +232,11 @@ def test_repeated_cv_groups_the_copies_of_a_customer():
     assert grouped.summary()["roc_auc"]["mean"] < 0.65
     assert by_record.summary()["roc_auc"]["mean"] > 0.85
     assert grouped.summary()["roc_auc"]["sd"] > 0
+    from python_analysis.validation import grouped_stratified_splits
+
+    for train, test in grouped_stratified_splits(y, groups, 5, 0):
+        assert not set(groups[train]) & set(groups[test])
+        assert y[test].sum() > 0
 
 
 def test_anomaly_models_report_repeated_grouped_cv():
