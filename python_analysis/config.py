@@ -100,7 +100,7 @@ class ReportConfig:
     class_weight: str | None = "balanced"  # anomaly models: anomalies are rare, so weight classes equally
     cv_folds: int = 5
     cv_repeats: int = 10  # repeated stratified k-fold grouped by customer_id, for mean +- SD of the CV scores
-    repeated_cv_sample_size: int = 10000  # records (whole customers) used by the repeated grouped CV
+    repeated_cv_sample_size: int = 4000  # records (whole customers) used by the repeated grouped CV
     top_importances: int = 10
     tree_plot_depth: int = 3
     threshold_importance: float = 0.6  # one feature >= this share of importance -> "close to a threshold"
