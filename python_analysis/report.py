@@ -27,6 +27,7 @@ from .analysis import (
     DataQualitySummary,
     anomaly_mask,
     anomaly_rate_check,
+    conflicting_customers,
     crosstab_association,
     crosstab_table,
     data_quality_summary,
@@ -406,6 +407,7 @@ def build_report(
         marts.get("input_row_reconciliation"), marts.get("data_quality_issues"), dq_summary
     )
     top = top_anomalies(anomalies, config.top_anomalies)
+    conflicts = conflicting_customers(marts.get("duplicate_customer_keys"), fit)
     for skipped in (clustering, seg_tree, models):
         if skipped.skipped:
             notes.append(skipped.note)
@@ -434,6 +436,7 @@ def build_report(
         "profile": profile,
         "inference": inference,
         "dq": dq,
+        "conflicts": conflicts,
         "top": top,
         "check_warnings": check_warnings,
         "data_docs_href": data_docs_href,
@@ -636,6 +639,7 @@ def _metrics(**kw: Any) -> dict[str, Any]:
             "issues_by_reason": dq.issues_by_reason,
             "total_issues": dq.total_issues,
             "rejected_rows": dq.rejected_rows,
+            "conflicting_customers": kw["conflicts"],
             "check_warnings": list(kw["check_warnings"]),
             "data_docs_href": kw["data_docs_href"],
         },
@@ -1252,6 +1256,16 @@ def _blocks(**kw: Any) -> list[Block]:
         )
     else:
         b.append(Para("No data quality issues were recorded."))
+    conflicts: pd.DataFrame = kw["conflicts"]
+    if len(conflicts):
+        b.append(
+            _table(
+                conflicts,
+                formats={"min_retention": lambda v: _num(v, 3), "max_retention": lambda v: _num(v, 3)},
+                caption=f"Customers with conflicting copies ({len(conflicts)}; their records are weighted so each "
+                "customer counts once in the within-segment tests)",
+            )
+        )
     warnings_ = list(kw["check_warnings"])
     if warnings_:
         b.append(Para("Check warnings:"))

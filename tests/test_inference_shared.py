@@ -99,3 +99,15 @@ def test_demo_planted_behaviour_is_supported_and_value_is_not(demo_marts):
     planted = demo_marts["customer_segment_fit"]
     assert metrics["sample"]["anomaly_customers"] == \
         planted.loc[planted["is_classification_anomaly"].astype(bool), "customer_id"].nunique()
+
+
+def test_conflicting_copies_are_named(shared, raw):
+    _, metrics = shared["all"]
+    snapshot = raw.groupby(["customer_id", "subsidiary_id", "segmentation_date"])
+    disagree = snapshot["retention_probability"].transform("nunique").gt(1) | \
+        snapshot["profitability_segment"].transform("nunique").gt(1)
+    customers = sorted(raw.loc[disagree, "customer_id"].unique())
+    expected = raw[raw["customer_id"].isin(customers)].groupby("customer_id").size().to_dict()
+    named = {r["customer_id"]: r["records"] for r in metrics["data_quality"]["conflicting_customers"]}
+    assert named == expected
+    assert len(named) == 6 and sum(named.values()) == 48  # the "six customers hold 48 records"
