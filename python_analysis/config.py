@@ -135,6 +135,8 @@ class ReportConfig:
     figure_size: tuple[float, float] = (8.0, 5.0)
     tree_figure_size: tuple[float, float] = (16.0, 8.0)
     extra_excluded_features: tuple[str, ...] = field(default_factory=tuple)
+    # the feature whose per-segment ranges do not overlap (data profile): left out of the behavioural model
+    segment_defining_feature: str | None = None
 
     def __post_init__(self) -> None:
         if self.k_min < 2:

@@ -185,6 +185,8 @@ def latest_records(fit: pd.DataFrame) -> pd.DataFrame:
     missing = oldest; then the highest subsidiary_id; then the record last in the input), with the segment
     averages, deviations and flags recomputed over those records exactly as ``customer_segment_fit`` does."""
     n = len(fit)
+    if n == 0:
+        return recompute_flags(fit)
     customer = pd.factorize(text_column(fit, "customer_id"), sort=False)[0]
     if "segmentation_date" in fit.columns:
         dates = pd.to_datetime(fit["segmentation_date"], errors="coerce")

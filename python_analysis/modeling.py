@@ -427,7 +427,7 @@ MODEL_DESCRIPTIONS: dict[str, str] = {
     "fair": "behaviour features plus segment, lifecycle stage and seasonal preference; nothing derived from "
     "retention",
     "baseline": "profitability_segment (one-hot) only",
-    "behavioural": "numeric behaviour features only",
+    "behavioural": "numeric behaviour features only, without the segment-defining (band) feature",
 }
 
 
@@ -447,7 +447,7 @@ def model_feature_sets(config: ReportConfig) -> dict[str, tuple[list[str], list[
         ),
         "fair": (behaviour, categorical),
         "baseline": ([], ["profitability_segment"]),
-        "behavioural": (behaviour, []),
+        "behavioural": ([c for c in behaviour if c != config.segment_defining_feature], []),
     }
 
 

@@ -396,7 +396,9 @@ def build_report(
     clustering = anomaly_clusters(anomalies, config)
     # constant, all-null and duplicate (identical) columns are removed before modelling
     model_config = replace(
-        config, extra_excluded_features=tuple(dict.fromkeys(config.extra_excluded_features + profile.redundant_columns))
+        config,
+        extra_excluded_features=tuple(dict.fromkeys(config.extra_excluded_features + profile.redundant_columns)),
+        segment_defining_feature=config.segment_defining_feature or profile.band_feature,
     )
     matrix = model_matrix(fit, model_config) if len(fit) else None
     seg_tree = segment_tree(fit, model_config, matrix)
@@ -1319,12 +1321,16 @@ def _summary_items(kw: Mapping[str, Any]) -> list[str]:
     large = significance[significance["verdict"] == "large"]
     if len(large):
         items.append(
-            "Features that differ strongly between anomalies and normal records: "
+            "Pooled across segments (descriptive; it partly measures the segment), features that differ strongly "
+            "between anomalies and normal records: "
             + ", ".join(f"{r.feature_name} ({r.direction})" for r in large.itertuples())
             + "."
         )
     elif len(significance):
-        items.append("No behaviour feature differs strongly between anomalies and normal records.")
+        items.append(
+            "Pooled across segments (descriptive), no behaviour feature differs strongly between anomalies and "
+            "normal records."
+        )
     band = band_statement(kw["profile"])
     if band:
         items.append(band)

@@ -249,3 +249,13 @@ def test_anomaly_models_report_repeated_grouped_cv():
     assert len(fair.cv_repeated.scores["roc_auc"]) == CONFIG.cv_repeats * fair.cv_repeated.folds
     expected = np.mean(np.array(fair.cv_repeated.scores["roc_auc"]) - np.array(base.cv_repeated.scores["roc_auc"]))
     assert fair.vs_baseline["mean"] == pytest.approx(expected)
+
+
+def test_behavioural_model_leaves_out_the_segment_defining_feature():
+    from dataclasses import replace
+
+    fit = make_fit(200)
+    result = anomaly_models(fit, replace(CONFIG, segment_defining_feature="total_revenue"))
+    assert "total_revenue" not in result.models["behavioural"].features
+    assert "total_revenue" in result.models["fair"].features
+    assert "total_revenue" in anomaly_models(fit, CONFIG).models["behavioural"].features
