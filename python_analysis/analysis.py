@@ -114,6 +114,10 @@ def sample_overview(
         str(row.profitability_segment): int(row.record_count) for row in summary.itertuples(index=False)
     }
     anomaly_records = int(len(anomalies)) if anomalies is not None else int(mask.sum())
+    source = anomalies if anomalies is not None and "customer_id" in anomalies.columns else fit[mask]
+    anomaly_customers = (
+        int(text_column(source, "customer_id").nunique()) if "customer_id" in source.columns else None
+    )
     sources = {}
     if "behaviour_source" in fit.columns:
         sources = {str(k): int(v) for k, v in text_column(fit, "behaviour_source").value_counts().items()}
@@ -122,6 +126,7 @@ def sample_overview(
         "records": int(len(fit)),
         "distinct_customers": customers,
         "anomaly_records": anomaly_records,
+        "anomaly_customers": anomaly_customers,
         "anomaly_records_in_fit_mart": int(mask.sum()),
         "anomaly_rate": (anomaly_records / len(fit)) if len(fit) else None,
         "records_per_segment": per_segment,
@@ -512,3 +517,30 @@ def data_quality_summary(
         total_issues=int(issues["issue_count"].sum()) if len(issues) else 0,
         rejected_rows=int(rec["rejected_rows"].sum()) if len(rec) else 0,
     )
+
+
+def conflicting_customers(duplicate_customer_keys: pd.DataFrame | None, fit: pd.DataFrame) -> pd.DataFrame:
+    """Customers with conflicting copies (``duplicate_customer_keys.is_conflicting``): keys, records, and
+    how many of their records are anomalies. The within-segment tests weight their records so each counts
+    once."""
+    columns = ["customer_id", "conflicting_keys", "records", "anomaly_records", "min_retention", "max_retention"]
+    if duplicate_customer_keys is None or not len(duplicate_customer_keys) or "customer_id" not in fit.columns:
+        return pd.DataFrame({c: pd.Series(dtype=object if c == "customer_id" else "int64") for c in columns})
+    keys = duplicate_customer_keys[as_bool(duplicate_customer_keys["is_conflicting"])]
+    ids = text_column(keys, "customer_id")
+    per_key = keys.assign(customer_id=ids).groupby("customer_id", sort=True).size()
+    records = fit.assign(
+        customer_id=text_column(fit, "customer_id"),
+        _anomaly=anomaly_mask(fit),
+        _retention=numeric_column(fit, "retention_probability"),
+    )
+    records = records[records["customer_id"].isin(per_key.index)]
+    agg = records.groupby("customer_id", sort=True).agg(
+        records=("customer_id", "size"),
+        anomaly_records=("_anomaly", "sum"),
+        min_retention=("_retention", "min"),
+        max_retention=("_retention", "max"),
+    )
+    out = agg.join(per_key.rename("conflicting_keys")).reset_index()
+    out = out.sort_values(["records", "customer_id"], ascending=[False, True], kind="mergesort")
+    return out[columns].reset_index(drop=True)

@@ -99,6 +99,8 @@ class ReportConfig:
     min_samples_leaf: int = 1
     class_weight: str | None = "balanced"  # anomaly models: anomalies are rare, so weight classes equally
     cv_folds: int = 5
+    cv_repeats: int = 10  # repeated stratified k-fold grouped by customer_id, for mean +- SD of the CV scores
+    repeated_cv_sample_size: int = 4000  # records (whole customers) used by the repeated grouped CV
     top_importances: int = 10
     tree_plot_depth: int = 3
     threshold_importance: float = 0.6  # one feature >= this share of importance -> "close to a threshold"
@@ -133,6 +135,8 @@ class ReportConfig:
     figure_size: tuple[float, float] = (8.0, 5.0)
     tree_figure_size: tuple[float, float] = (16.0, 8.0)
     extra_excluded_features: tuple[str, ...] = field(default_factory=tuple)
+    # the feature whose per-segment ranges do not overlap (data profile): left out of the behavioural model
+    segment_defining_feature: str | None = None
 
     def __post_init__(self) -> None:
         if self.k_min < 2:

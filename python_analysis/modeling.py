@@ -38,6 +38,7 @@ from .config import (
     ReportConfig,
 )
 from .errors import SegfitError
+from .validation import RepeatedCV, paired_difference, repeated_grouped_cv
 
 MISSING = "(missing)"
 OTHER = "(other)"
@@ -444,7 +445,7 @@ MODEL_DESCRIPTIONS: dict[str, str] = {
     "fair": "behaviour features plus segment, lifecycle stage and seasonal preference; nothing derived from "
     "retention",
     "baseline": "profitability_segment (one-hot) only",
-    "behavioural": "numeric behaviour features only",
+    "behavioural": "numeric behaviour features only, without the segment-defining (band) feature",
 }
 
 
@@ -464,7 +465,7 @@ def model_feature_sets(config: ReportConfig) -> dict[str, tuple[list[str], list[
         ),
         "fair": (behaviour, categorical),
         "baseline": ([], ["profitability_segment"]),
-        "behavioural": (behaviour, []),
+        "behavioural": ([c for c in behaviour if c != config.segment_defining_feature], []),
     }
 
 
@@ -536,6 +537,8 @@ class AnomalyModel:
     feature_names: list[str] = field(default_factory=list)
     oof_proba: np.ndarray | None = None
     full_proba: np.ndarray | None = None
+    cv_repeated: RepeatedCV | None = None
+    vs_baseline: dict[str, float] | None = None  # paired split-by-split ROC-AUC difference
 
 
 @dataclass
@@ -562,7 +565,9 @@ def empty_scores() -> pd.DataFrame:
     )
 
 
-def _anomaly_model(name: str, fm: FeatureMatrix, y: np.ndarray, config: ReportConfig) -> AnomalyModel:
+def _anomaly_model(
+    name: str, fm: FeatureMatrix, y: np.ndarray, config: ReportConfig, groups: np.ndarray | None = None
+) -> AnomalyModel:
     model = AnomalyModel(
         name=name,
         description=MODEL_DESCRIPTIONS[name],
@@ -590,6 +595,11 @@ def _anomaly_model(name: str, fm: FeatureMatrix, y: np.ndarray, config: ReportCo
         model.oof_proba = proba[:, 1]
         model.cv = _binary_metrics(y, model.oof_proba)
         model.cv_folds = folds
+    if groups is not None:
+        model.cv_repeated = repeated_grouped_cv(
+            _tree(config, config.class_weight), fm.X, y, groups, folds=config.cv_folds, repeats=config.cv_repeats,
+            random_state=config.random_state, max_rows=config.repeated_cv_sample_size,
+        )
     model.importances = aggregate_importances(fm, est.feature_importances_)
     model.leakage = leakage_flags(
         model.importances, model.cv["roc_auc"] if model.cv else None, fm.n_sources, config
@@ -632,10 +642,16 @@ def anomaly_models(
     models: dict[str, AnomalyModel] = {}
     if matrix is None:
         matrix = model_matrix(fit, config)
+    id_column = "customer_id" if "customer_id" in fit.columns else "customer_record_id"
+    groups = pd.factorize(text_column(fit, id_column, missing=""), sort=True)[0]
     for name, (numeric, categorical) in model_feature_sets(config).items():
         fm = matrix.select([*numeric, *categorical])
-        models[name] = _anomaly_model(name, fm, y, config)
+        models[name] = _anomaly_model(name, fm, y, config, groups)
         del fm
+    base = models.get("baseline")
+    for m in models.values():
+        if m.cv_repeated is not None and base is not None and base.cv_repeated is not None:
+            m.vs_baseline = paired_difference(m.cv_repeated, base.cv_repeated)
     fair = models["fair"]
     ids = text_column(fit, "customer_record_id", missing="").to_numpy(dtype=object)
     if fair.skipped:

@@ -12,7 +12,7 @@ import json
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,12 +21,13 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from . import inference as inf
 from . import plots
 from .analysis import (
-    Correlation,
     DataQualitySummary,
     anomaly_mask,
     anomaly_rate_check,
+    conflicting_customers,
     crosstab_association,
     crosstab_table,
     data_quality_summary,
@@ -41,14 +42,13 @@ from .analysis import (
     value_realization,
 )
 from .config import (
-    LIFECYCLE_FEATURES,
     SEASONALITY_FEATURES,
     STABILITY_FEATURES,
-    VALUE_FEATURES,
     ReportConfig,
 )
 from .modeling import (
     MODEL_NAMES,
+    AnomalyModel,
     AnomalyModelsResult,
     ClusteringResult,
     SegmentTreeResult,
@@ -59,6 +59,8 @@ from .modeling import (
     segment_tree,
     top_importances,
 )
+from .profile import DataProfile, data_profile
+from .verdicts import recommendations, summary_sentence
 
 CHART_NAMES: tuple[str, ...] = (
     "transaction_behaviour",
@@ -339,170 +341,6 @@ def json_ready(obj: Any, digits: int = 6) -> Any:
     return str(obj)
 
 
-# ============================================================================================ recommendations
-@dataclass(frozen=True)
-class Recommendation:
-    dimension: str
-    supported: bool
-    evidence: tuple[str, ...]
-    clusters: tuple[int, ...]
-    figures: tuple[str, ...]
-    text: str
-
-
-def recommendations(
-    significance: pd.DataFrame,
-    clustering: ClusteringResult,
-    associations: pd.DataFrame,
-    correlations: Sequence[Correlation],
-    models: AnomalyModelsResult,
-) -> list[Recommendation]:
-    """Which new segmentation dimensions the evidence supports (and which it does not)."""
-    verdict = dict(zip(significance["feature_name"], significance["verdict"], strict=True))
-    effect = dict(zip(significance["feature_name"], significance["rank_biserial"], strict=True))
-    assoc = {row.dimension: row for row in associations.itertuples(index=False)}
-
-    def large(features: Sequence[str]) -> list[str]:
-        hits = [f"{f} (r={effect[f]:+.2f})" for f in features if verdict.get(f) == "large"]
-        if not hits:
-            return []
-        return ["large anomaly-vs-normal differences (Mann-Whitney, rank-biserial r) in " + ", ".join(hits)]
-
-    def cluster_hits(family: str) -> tuple[list[int], list[str]]:
-        ids, ev = [], []
-        if clustering.skipped:
-            return ids, ev
-        labels = dict(
-            zip(clustering.profiles["cluster_id"], clustering.profiles["cluster_label"], strict=True)
-        )
-        for c, terms in sorted(clustering.terms.items()):
-            fam = [t for t in terms if t["family"] == family]
-            if fam:
-                ids.append(int(c))
-                ev.append(
-                    f"cluster {c} ('{labels[c]}') is distinguished by "
-                    + ", ".join(f"{t['direction']} {t['feature']}" for t in fam)
-                )
-        return ids, ev
-
-    def model_hits(features: Sequence[str]) -> list[str]:
-        fair = models.models.get("fair")
-        base = models.models.get("baseline")
-        if models.skipped or fair is None or fair.skipped or fair.cv is None or fair.leakage:
-            return []
-        base_auc = base.cv["roc_auc"] if base is not None and base.cv else math.nan
-        gain = fair.cv["roc_auc"] - base_auc if math.isfinite(base_auc) else math.nan
-        top = top_importances(fair.importances, 3)
-        hits = [f for f in top["feature"] if f in features]
-        if hits and math.isfinite(gain) and gain >= 0.05:
-            return [
-                f"the fair tree ranks {', '.join(hits)} among its top 3 features and beats the segment-only "
-                f"baseline by {gain:+.2f} CV ROC-AUC"
-            ]
-        return []
-
-    def separating_or_nothing(separating: list[str], within: list[str]) -> list[str]:
-        """Clusters inside the anomalies always differ in something; only evidence that separates anomalies
-        from normal records supports a new dimension. Cluster differences then add detail."""
-        return separating + within if separating else []
-
-    def within_only(within: list[str]) -> str:
-        if not within:
-            return ""
-        return ("; the anomaly clusters differ along it (" + "; ".join(within) + "), but that alone does not "
-                "show it separates anomalies from normal records")
-
-    out = []
-    # transaction stability
-    ev = large(STABILITY_FEATURES)
-    ids, cev = cluster_hits("transaction stability")
-    mev = model_hits(STABILITY_FEATURES)
-    out.append(
-        _recommendation(
-            "transaction stability",
-            separating_or_nothing(ev + mev, cev),
-            ids,
-            ["transaction_behaviour", "volatility", "clusters"],
-            "Add a transaction-stability dimension (value volatility, consistency of the monthly rate with the "
-            "lifetime count, quarterly coverage).",
-            "no stability feature differs strongly between anomalies and normal records and the fair tree does "
-            "not rely on one" + within_only(cev),
-        )
-    )
-    # seasonal preference
-    ev = large(SEASONALITY_FEATURES)
-    ids, cev = cluster_hits("seasonal preference")
-    aev = []
-    row = assoc.get("seasonal_preference")
-    if row is not None and row.verdict == "association":
-        aev.append(
-            f"the anomaly rate depends on seasonal_preference (chi-square p={_p(row.p_value)}, "
-            f"Cramer's V {row.cramers_v:.2f}; highest in '{row.highest_rate_value}' at "
-            f"{_pct(row.highest_rate)})"
-        )
-    out.append(
-        _recommendation(
-            "seasonal preference",
-            separating_or_nothing(ev + aev + model_hits(SEASONALITY_FEATURES), cev),
-            ids,
-            ["seasonal_distribution", "clusters"],
-            "Add a seasonal-preference dimension (quarterly share profile, e.g. Q4-focused vs year-round).",
-            "no seasonality feature differs strongly between anomalies and normal records and the anomaly rate "
-            "shows no association with seasonal_preference" + within_only(cev),
-        )
-    )
-    # lifecycle stage
-    ev = large(LIFECYCLE_FEATURES)
-    row = assoc.get("lifecycle_stage")
-    if row is not None and row.verdict == "association":
-        ev.append(
-            f"the anomaly rate depends on lifecycle_stage (chi-square p={_p(row.p_value)}, Cramer's V "
-            f"{row.cramers_v:.2f}; highest in '{row.highest_rate_value}' at {_pct(row.highest_rate)})"
-        )
-    out.append(
-        _recommendation(
-            "lifecycle stage",
-            ev + model_hits(LIFECYCLE_FEATURES),
-            [],
-            [],
-            "Add lifecycle stage as a segmentation dimension.",
-            "customer_age_days does not differ strongly between anomalies and normal records and the anomaly rate "
-            "shows no association with lifecycle_stage (lifecycle is not a clustering feature)",
-        )
-    )
-    # value realization
-    ev = large(("revenue_per_score", "value_mismatch_z"))
-    overall = next((c for c in correlations if c.group == "all"), None)
-    if overall is not None and math.isfinite(overall.spearman) and abs(overall.spearman) < 0.3:
-        ev.append(
-            f"comprehensive_customer_score barely ranks revenue (Spearman rho {overall.spearman:.2f} over "
-            f"{overall.n_tested} records)"
-        )
-    out.append(
-        _recommendation(
-            "value realization",
-            ev + model_hits(VALUE_FEATURES),
-            [],
-            ["value_realization"],
-            "Recalibrate comprehensive_customer_score against realised revenue (value realization path).",
-            "revenue_per_score and value_mismatch_z do not differ strongly between anomalies and normal records and "
-            "the score ranks revenue at least moderately (|Spearman rho| >= 0.3)",
-        )
-    )
-    return out
-
-
-def _recommendation(
-    dimension: str, evidence: list[str], clusters: list[int], figures: list[str], action: str, absent: str
-) -> Recommendation:
-    supported = bool(evidence)
-    if supported:
-        text = f"{action} Evidence: " + "; ".join(evidence) + "."
-    else:
-        text = f"The evidence does not support a {dimension} dimension: {absent}."
-    return Recommendation(dimension, supported, tuple(evidence), tuple(clusters), tuple(figures), text)
-
-
 # ============================================================================================ report
 @dataclass
 class Report:
@@ -553,16 +391,25 @@ def build_report(
     cross = crosstab_table(_mart(marts, "anomaly_crosstabs", notes))
     associations = crosstab_association(_mart(marts, "anomaly_crosstabs", notes), config)
     seasonal = _mart(marts, "seasonal_distribution", notes)
+    profile = data_profile(fit)
+    inference, resegmentation = within_segment(fit, marts, profile, grain, config)
     clustering = anomaly_clusters(anomalies, config)
-    matrix = model_matrix(fit, config) if len(fit) else None
-    seg_tree = segment_tree(fit, config, matrix)
-    models = anomaly_models(fit, config, matrix)
+    # constant, all-null and duplicate (identical) columns are removed before modelling
+    model_config = replace(
+        config,
+        extra_excluded_features=tuple(dict.fromkeys(config.extra_excluded_features + profile.redundant_columns)),
+        segment_defining_feature=config.segment_defining_feature or profile.band_feature,
+    )
+    matrix = model_matrix(fit, model_config) if len(fit) else None
+    seg_tree = segment_tree(fit, model_config, matrix)
+    models = anomaly_models(fit, model_config, matrix)
     del matrix
-    recs = recommendations(significance, clustering, associations, correlations, models)
+    recs = recommendations(inference, clustering, resegmentation)
     dq = data_quality_summary(
         marts.get("input_row_reconciliation"), marts.get("data_quality_issues"), dq_summary
     )
     top = top_anomalies(anomalies, config.top_anomalies)
+    conflicts = conflicting_customers(marts.get("duplicate_customer_keys"), fit)
     for skipped in (clustering, seg_tree, models):
         if skipped.skipped:
             notes.append(skipped.note)
@@ -588,7 +435,10 @@ def build_report(
         "seg_tree": seg_tree,
         "models": models,
         "recs": recs,
+        "profile": profile,
+        "inference": inference,
         "dq": dq,
+        "conflicts": conflicts,
         "top": top,
         "check_warnings": check_warnings,
         "data_docs_href": data_docs_href,
@@ -606,6 +456,25 @@ def build_report(
         anomaly_model_scores=scores,
         chart_png=chart_png,
     )
+
+
+def within_segment(
+    fit: pd.DataFrame, marts: Mapping[str, pd.DataFrame], profile: DataProfile, grain: str, config: ReportConfig
+) -> tuple[inf.InferenceResult, dict[str, inf.Resegmentation | None]]:
+    """Within-segment tests under both grains, and the re-segmentation simulation per dimension. The segment-defining (band) feature and redundant columns are
+    left out: inside a band the band feature only restates the segment."""
+    rec = marts.get("input_row_reconciliation")
+    dropped = 0
+    if rec is not None and "dropped_by_grain" in rec.columns and len(rec):
+        rows = rec.loc[text_column(rec, "source") == "customers", "dropped_by_grain"]
+        dropped = int(pd.to_numeric(rows, errors="coerce").fillna(0).sum())
+    excluded = profile.redundant_columns + ((profile.band_feature,) if profile.band_feature else ())
+    settings = inf.InferenceSettings(random_state=config.random_state)
+    rules = inf.rules_from_mart(marts.get("anomaly_rule_lift"))
+    result = inf.within_segment_inference(
+        fit, grain, other_grain_available=dropped == 0, rules=rules, excluded=excluded, settings=settings
+    )
+    return result, inf.resegmentations(fit, result, rules, excluded, settings)
 
 
 def _figures(fit, summary, seasonal, correlations, clustering, models, config) -> dict[str, Figure]:
@@ -723,6 +592,7 @@ def _metrics(**kw: Any) -> dict[str, Any]:
                     "n_fit": m.n_fit,
                     "in_sample": m.in_sample,
                     "cv": m.cv,
+                    "cv_repeated_grouped": _repeated_metrics(m),
                     "cv_folds": m.cv_folds,
                     "cv_note": m.cv_note,
                     "importances_top": top_importances(m.importances, config.top_importances),
@@ -761,13 +631,17 @@ def _metrics(**kw: Any) -> dict[str, Any]:
         "segment_tree": seg_m,
         "anomaly_models": models_m,
         "leakage": {name: m.leakage for name, m in models.models.items() if not m.skipped},
-        "recommendations": [r.__dict__ for r in kw["recs"]],
+        "data_profile": _profile_metrics(kw["profile"]),
+        "segment_definition": _segment_definition(kw["profile"]),
+        "inference": _inference_metrics(kw["inference"]),
+        "recommendations": [asdict(r) for r in kw["recs"]],
         "top_anomalies": kw["top"],
         "data_quality": {
             "reconciliation": dq.reconciliation,
             "issues_by_reason": dq.issues_by_reason,
             "total_issues": dq.total_issues,
             "rejected_rows": dq.rejected_rows,
+            "conflicting_customers": kw["conflicts"],
             "check_warnings": list(kw["check_warnings"]),
             "data_docs_href": kw["data_docs_href"],
         },
@@ -778,6 +652,87 @@ def _metrics(**kw: Any) -> dict[str, Any]:
         "charts": [f"{name}.png" for name in kw["charts"]],
         "notes": kw["notes"],
         "config": config.to_dict(),
+    }
+
+
+def _repeated_metrics(m: AnomalyModel) -> dict[str, Any] | None:
+    cv = m.cv_repeated
+    if cv is None:
+        return None
+    return {
+        "note": cv.note,
+        "repeats": cv.repeats,
+        "folds": cv.folds,
+        "records": cv.n_records,
+        "customers": cv.n_customers,
+        "sampled": cv.sampled,
+        "metrics": cv.summary(),
+        "roc_auc_minus_baseline": m.vs_baseline,
+    }
+
+
+def _mean_sd(entry: Mapping[str, float] | None) -> str:
+    if not entry or not math.isfinite(entry.get("mean", math.nan)):
+        return "n/a"
+    return f"{entry['mean']:.3f} ± {entry['sd']:.3f}" if math.isfinite(entry.get("sd", math.nan)) else \
+        f"{entry['mean']:.3f}"
+
+
+def _profile_metrics(profile: DataProfile) -> dict[str, Any]:
+    return {
+        "records": profile.records,
+        "constant_columns": list(profile.constant_columns),
+        "all_null_columns": list(profile.all_null_columns),
+        "identical_columns": [list(pair) for pair in profile.identical_columns],
+        "removed_before_modelling": list(profile.redundant_columns),
+    }
+
+
+def band_statement(profile: DataProfile) -> str | None:
+    if not profile.band_feature:
+        return None
+    edges = ", ".join(f"{b.segment} {b.min:.6g} to {b.max:.6g}" for b in profile.bands)
+    return f"Segments are bands of {profile.band_feature}: {edges} (per-segment ranges do not overlap)."
+
+
+def _segment_definition(profile: DataProfile) -> dict[str, Any]:
+    return {
+        "band_feature": profile.band_feature,
+        "bands": [asdict(b) for b in profile.bands],
+        "statement": band_statement(profile),
+    }
+
+
+def _inference_metrics(result: inf.InferenceResult) -> dict[str, Any]:
+    grains = {result.primary.grain: inf.grain_summary(result.primary)}
+    tests = {result.primary.grain: inf.tests_table(result.primary)}
+    if result.other is not None and result.other.grain not in grains:
+        grains[result.other.grain] = inf.grain_summary(result.other)
+        tests[result.other.grain] = inf.tests_table(result.other)
+    settings = inf.InferenceSettings()
+    return {
+        "question": "within its segment, does a customer's behaviour explain why its retention does not fit?",
+        "primary_grain": result.primary.grain,
+        "other_grain_note": result.other_note,
+        "grains": grains,
+        "verdicts": inf.verdict_table(result),
+        "tests": tests,
+        "method": {
+            "unit": "customer: records weighted 1 / (records of the customer); one unit per segment, customer "
+            "and group",
+            "strata": "segments holding both anomalies and normal records",
+            "numeric_test": "van Elteren (stratified permutation moments, normal approximation)",
+            "categorical_test": "Cochran-Mantel-Haenszel (statsmodels StratifiedTable), per level and per rule",
+            "effect": "Cliff's delta, strata combined with weights n_a n_n / (n_a + n_n)",
+            "effect_scale": {"negligible": inf.ROMANO[0], "small": inf.ROMANO[1], "medium": inf.ROMANO[2]},
+            "ci": f"{settings.confidence:.0%} percentile, {settings.n_bootstrap} customer-level bootstrap "
+            f"resamples, for the best test and up to {settings.max_ci_tests} significant tests per dimension",
+            "multiple_testing": "Benjamini-Hochberg within each dimension's family",
+            "contrasts": ["anomaly vs normal", "above vs normal", "below vs normal"],
+            "alpha": settings.alpha,
+            "power_for_mde": settings.power,
+            "sample_size_cap": settings.sample_size,
+        },
     }
 
 
@@ -832,7 +787,8 @@ def _blocks(**kw: Any) -> list[Block]:
                 f"grain: {ov['grain']}",
                 f"records: {_num(ov['records'])}",
                 f"distinct customers: {_num(ov['distinct_customers'])}",
-                f"classification anomalies: {_num(ov['anomaly_records'])} ({_pct(ov['anomaly_rate'])} of records)",
+                f"classification anomalies: {_num(ov['anomaly_records'])} records ({_pct(ov['anomaly_rate'])} of "
+                f"records) of {_num(ov['anomaly_customers'])} customers",
                 "behaviour source: "
                 + (", ".join(f"{k}: {_num(v)}" for k, v in sorted(ov["behaviour_source"].items())) or "n/a"),
             )
@@ -923,7 +879,9 @@ def _blocks(**kw: Any) -> list[Block]:
             f"{_num(config.stat_sample_size)} records per group (random sample, fixed seed; the largest group tested "
             f"here had {_num(tested)} anomaly records). Effect size is the rank-biserial correlation r (positive: "
             f"anomalies tend to be higher). Verdict: 'large' = p < {config.alpha_large} and |r| >= "
-            f"{config.effect_large}; 'noise' = p >= {config.alpha_noise}; otherwise 'small'."
+            f"{config.effect_large}; 'noise' = p >= {config.alpha_noise}; otherwise 'small'. These comparisons pool "
+            "all segments and count records, not customers, so they partly measure the segment: they are "
+            "descriptive. The verdicts rest on the within-segment, customer-weighted tests of section 7."
         )
     )
     table = comparison.merge(
@@ -1152,9 +1110,10 @@ def _blocks(**kw: Any) -> list[Block]:
             if m is None:
                 continue
             if m.skipped:
-                mrows.append((name, m.note) + ("",) * 8)
+                mrows.append((name, m.note) + ("",) * 12)
                 continue
             cv = m.cv or {}
+            rep = m.cv_repeated.summary() if m.cv_repeated is not None else {}
             mrows.append(
                 (
                     ("LEAKAGE: " if m.leakage_by_design else "") + name,
@@ -1166,6 +1125,10 @@ def _blocks(**kw: Any) -> list[Block]:
                     _num(cv.get("roc_auc"), 3),
                     _pct(cv.get("recall_anomaly")),
                     str(m.cv_folds) if m.cv else "skipped",
+                    _mean_sd(rep.get("roc_auc")),
+                    _mean_sd(rep.get("pr_auc")),
+                    _mean_sd(rep.get("balanced_accuracy")),
+                    _mean_sd(rep.get("brier")),
                     "; ".join(m.leakage) if m.leakage else "none",
                 )
             )
@@ -1181,10 +1144,15 @@ def _blocks(**kw: Any) -> list[Block]:
                     "CV ROC-AUC",
                     "CV recall",
                     "CV folds",
+                    "grouped CV ROC-AUC",
+                    "grouped CV PR-AUC",
+                    "grouped CV balanced accuracy",
+                    "grouped CV Brier",
                     "leakage flags",
                 ),
                 tuple(mrows),
-                caption="Anomaly models: in-sample vs cross-validated",
+                caption="Anomaly models: in-sample, one stratified k-fold split (records), and repeated "
+                "stratified k-fold over customers, grouped by customer_id (mean ± SD over repeats x folds)",
             )
         )
         b.extend(Para(t) for t in _model_texts(models))
@@ -1250,8 +1218,17 @@ def _blocks(**kw: Any) -> list[Block]:
         )
     )
 
-    # 7 recommendations
-    b.append(Heading("7. Recommendations"))
+    # 7 within-segment inference
+    b += _inference_blocks(kw["inference"], kw["profile"])
+
+    # 8 recommendations
+    b.append(Heading("8. Recommendations"))
+    b.append(
+        Para(
+            "Each dimension gets one of four verdicts from the within-segment tests of section 7: supported, "
+            "not supported, inconclusive or not testable. Clusters are descriptive and never change a verdict."
+        )
+    )
     items = []
     for r in kw["recs"]:
         links = []
@@ -1260,14 +1237,15 @@ def _blocks(**kw: Any) -> list[Block]:
         charts = [f"charts/{f}.png" for f in r.figures if f in figures]
         if charts:
             links.append("figures " + ", ".join(charts))
-        status = "SUPPORTED" if r.supported else "NOT SUPPORTED"
+        status = r.verdict.replace("_", " ").upper()
         items.append(f"{r.dimension} ({status}): {r.text}" + (f" See {'; '.join(links)}." if links else ""))
     b.append(Bullets(tuple(items)))
-    if seg_tree.threshold_statement:
-        b.append(Para("Segment definition: " + seg_tree.threshold_statement))
+    statement = band_statement(kw["profile"]) or seg_tree.threshold_statement
+    if statement:
+        b.append(Para("Segment definition: " + statement))
 
-    # 8 data quality
-    b.append(Heading("8. Data quality"))
+    # 9 data quality
+    b.append(Heading("9. Data quality"))
     if len(dq.reconciliation):
         b.append(_table(dq.reconciliation, caption="Input row reconciliation (input = clean + rejected)"))
     else:
@@ -1280,6 +1258,16 @@ def _blocks(**kw: Any) -> list[Block]:
         )
     else:
         b.append(Para("No data quality issues were recorded."))
+    conflicts: pd.DataFrame = kw["conflicts"]
+    if len(conflicts):
+        b.append(
+            _table(
+                conflicts,
+                formats={"min_retention": lambda v: _num(v, 3), "max_retention": lambda v: _num(v, 3)},
+                caption=f"Customers with conflicting copies ({len(conflicts)}; their records are weighted so each "
+                "customer counts once in the within-segment tests)",
+            )
+        )
     warnings_ = list(kw["check_warnings"])
     if warnings_:
         b.append(Para("Check warnings:"))
@@ -1333,13 +1321,20 @@ def _summary_items(kw: Mapping[str, Any]) -> list[str]:
     large = significance[significance["verdict"] == "large"]
     if len(large):
         items.append(
-            "Features that differ strongly between anomalies and normal records: "
+            "Pooled across segments (descriptive; it partly measures the segment), features that differ strongly "
+            "between anomalies and normal records: "
             + ", ".join(f"{r.feature_name} ({r.direction})" for r in large.itertuples())
             + "."
         )
     elif len(significance):
-        items.append("No behaviour feature differs strongly between anomalies and normal records.")
-    if not seg_tree.skipped:
+        items.append(
+            "Pooled across segments (descriptive), no behaviour feature differs strongly between anomalies and "
+            "normal records."
+        )
+    band = band_statement(kw["profile"])
+    if band:
+        items.append(band)
+    elif not seg_tree.skipped:
         items.append(
             seg_tree.threshold_statement
             or f"No single behaviour feature defines the segment (segment tree CV accuracy {_pct(seg_tree.accuracy_cv)})."
@@ -1348,11 +1343,22 @@ def _summary_items(kw: Mapping[str, Any]) -> list[str]:
         fair, base = models.models.get("fair"), models.models.get("baseline")
         if fair is not None and not fair.skipped and fair.cv:
             base_auc = base.cv["roc_auc"] if base is not None and not base.skipped and base.cv else math.nan
-            items.append(
-                f"Behaviour predicts anomalies with cross-validated ROC-AUC {_num(fair.cv['roc_auc'], 3)} (fair tree) "
-                f"vs {_num(base_auc, 3)} from the segment alone."
-                + (" The fair tree is flagged as possibly leaky." if fair.leakage else "")
-            )
+            if fair.cv_repeated is not None and base is not None and base.cv_repeated is not None:
+                f_auc, b_auc = fair.cv_repeated.summary()["roc_auc"], base.cv_repeated.summary()["roc_auc"]
+                diff = fair.vs_baseline or {}
+                items.append(
+                    f"Behaviour predicts anomalies with ROC-AUC {_mean_sd(f_auc)} (fair tree) vs {_mean_sd(b_auc)} "
+                    f"from the segment alone (mean ± SD, {fair.cv_repeated.note}); paired difference "
+                    f"{_num(diff.get('mean'), 2)} (2.5-97.5% of splits {_num(diff.get('p2_5'), 2)} to "
+                    f"{_num(diff.get('p97_5'), 2)})."
+                    + (" The fair tree is flagged as possibly leaky." if fair.leakage else "")
+                )
+            else:
+                items.append(
+                    f"Behaviour predicts anomalies with cross-validated ROC-AUC {_num(fair.cv['roc_auc'], 3)} (fair "
+                    f"tree) vs {_num(base_auc, 3)} from the segment alone."
+                    + (" The fair tree is flagged as possibly leaky." if fair.leakage else "")
+                )
     else:
         items.append(models.note + ".")
     if not clustering.skipped:
@@ -1362,16 +1368,115 @@ def _summary_items(kw: Mapping[str, Any]) -> list[str]:
         items.append(f"Anomaly records form {clustering.chosen_k} clusters: {labels}.")
     else:
         items.append(clustering.note + ".")
-    supported = [r.dimension for r in kw["recs"] if r.supported]
-    rejected = [r.dimension for r in kw["recs"] if not r.supported]
+    inference: inf.InferenceResult = kw["inference"]
+    g = inference.primary
     items.append(
-        "New dimensions supported by the evidence: "
-        + (", ".join(supported) if supported else "none")
-        + "; not supported: "
-        + (", ".join(rejected) if rejected else "none")
-        + "."
+        f"The within-segment comparison rests on {_num(g.records_in_strata)} records of "
+        f"{_num(g.customers_in_strata)} customers ({_num(g.anomaly_customers_in_strata)} anomaly customers) in "
+        f"{len(g.strata)} segments holding both; minimum detectable Cliff's delta {_num(g.mde, 2)}."
     )
+    items.append(summary_sentence(kw["recs"]))
     return items
+
+
+def _inference_blocks(result: inf.InferenceResult, profile: DataProfile) -> list[Block]:
+    """Section 7: sizes, verdict table under both grains, and the strongest tests of each dimension."""
+    b: list[Block] = [Heading("7. Within-segment inference")]
+    g = result.primary
+    b.append(
+        Para(
+            "Question: within its segment, does a customer's behaviour explain why its retention does not fit? "
+            "Anomalies are compared with normal records only inside segments that hold both ("
+            + ", ".join(g.strata or ("none",))
+            + "); a customer counts once (its records are weighted 1 / copies); numeric inputs are tested with "
+            "van Elteren's stratified test, category levels and threshold rules with Cochran-Mantel-Haenszel; "
+            "the effect is Cliff's delta (negligible < 0.147 <= small < 0.33 <= medium < 0.474 <= large) with a "
+            "95% customer-bootstrap CI; q-values are Benjamini-Hochberg within each dimension. Each input is "
+            "tested for all anomalies, and separately for those above and below the segment mean. 'supported' "
+            "needs q < 0.05, a CI that excludes the negligible band, and the same result under both grains."
+        )
+    )
+    sizes = [g] + ([result.other] if result.other is not None and result.other is not g else [])
+    rows = pd.DataFrame(
+        [
+            {
+                "grain": x.grain,
+                "records": x.records,
+                "customers": x.customers,
+                "anomaly records": x.anomaly_records,
+                "anomaly customers": x.anomaly_customers,
+                "customers compared": x.customers_in_strata,
+                "anomaly customers compared": x.anomaly_customers_in_strata,
+                "min detectable delta": x.mde,
+                "sampled": f"{_num(x.sample_size)} records (stratified)" if x.sampled else "no",
+            }
+            for x in sizes
+        ]
+    )
+    b.append(_table(rows, formats={"min detectable delta": lambda v: _num(v, 2)}, caption="What the tests rest on"))
+    b.append(Para("Other grain: " + result.other_note + "."))
+    if profile.constant_columns or profile.identical_columns:
+        b.append(
+            Para(
+                "Not testable (constant): " + (", ".join(profile.constant_columns) or "none") + ". Identical columns "
+                "(the second is dropped): "
+                + (", ".join(f"{a} = {c}" for a, c in profile.identical_columns) or "none")
+                + "."
+            )
+        )
+    verdict_rows = []
+    for v in result.verdicts:
+        for label, ev in ((g.grain, v.evidence), ("other grain", v.other_grain)):
+            ev = ev or {}
+            ci = ev.get("ci", [math.nan, math.nan])
+            verdict_rows.append(
+                {
+                    "dimension": v.dimension,
+                    "verdict": v.verdict if label == g.grain else "",
+                    "grain": label if label == g.grain else (result.other.grain if result.other else "n/a"),
+                    "input": ev.get("input", ""),
+                    "contrast": ev.get("contrast", ""),
+                    "delta": ev.get("delta", math.nan),
+                    "CI": f"[{_num(ci[0], 2)}, {_num(ci[1], 2)}]",
+                    "q": ev.get("q_value", math.nan),
+                    "test": ev.get("test", ""),
+                }
+            )
+    b.append(
+        _table(
+            pd.DataFrame(verdict_rows),
+            formats={"delta": lambda v: _num(v, 2), "q": _p},
+            caption="Verdicts with their evidence (best test of each dimension) under both grains",
+        )
+    )
+    tests = [t for ts in g.tests.values() for t in ts if t.testable]
+    top = sorted(tests, key=lambda t: (t.dimension, t.q_value, -abs(t.delta), t.input, t.contrast))
+    per_dim: dict[str, int] = {}
+    shown = []
+    for t in top:
+        per_dim[t.dimension] = per_dim.get(t.dimension, 0) + 1
+        if per_dim[t.dimension] <= 5:
+            shown.append(
+                {
+                    "dimension": t.dimension,
+                    "input": t.input,
+                    "contrast": t.contrast,
+                    "delta": t.delta,
+                    "magnitude": t.magnitude,
+                    "p": t.p_value,
+                    "q": t.q_value,
+                    "customers (anomaly/normal)": f"{t.customers_anomaly}/{t.customers_normal}",
+                }
+            )
+    if shown:
+        b.append(
+            _table(
+                pd.DataFrame(shown),
+                formats={"delta": lambda v: _num(v, 2), "p": _p, "q": _p},
+                caption=f"Strongest within-segment tests per dimension ({g.grain} grain; all tests in metrics.json)",
+            )
+        )
+    return b
 
 
 def _model_texts(models: AnomalyModelsResult) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from python_analysis.config import ReportConfig
 from python_analysis.modeling import (
@@ -208,3 +209,53 @@ def test_models_are_deterministic():
     c1 = anomaly_clusters(fit[fit["is_classification_anomaly"]], CONFIG)
     c2 = anomaly_clusters(fit[fit["is_classification_anomaly"]], CONFIG)
     pd.testing.assert_frame_equal(c1.assignments, c2.assignments)
+
+
+def test_repeated_cv_groups_the_copies_of_a_customer():
+    """Noise features, every customer copied 3 times: record-level folds put copies on both sides and a deep
+    tree memorises them; folds grouped by customer_id must not."""
+    from sklearn.tree import DecisionTreeClassifier
+
+    from python_analysis.validation import repeated_grouped_cv
+
+    rng = np.random.default_rng(0)
+    customers = 150
+    X1 = rng.normal(size=(customers, 4))
+    y1 = rng.random(customers) < 0.3
+    X, y = np.repeat(X1, 3, axis=0), np.repeat(y1, 3)
+    groups = np.repeat(np.arange(customers), 3).astype(str)
+    tree = DecisionTreeClassifier(random_state=0)
+    grouped = repeated_grouped_cv(tree, X, y, groups, folds=5, repeats=4, random_state=0, max_rows=10_000)
+    by_record = repeated_grouped_cv(tree, X, y, np.arange(len(y)).astype(str), folds=5, repeats=4,
+                                    random_state=0, max_rows=10_000)
+    assert len(grouped.scores["roc_auc"]) == 20 and grouped.n_customers == customers
+    assert grouped.summary()["roc_auc"]["mean"] < 0.65
+    assert by_record.summary()["roc_auc"]["mean"] > 0.85
+    assert grouped.summary()["roc_auc"]["sd"] > 0
+    from python_analysis.validation import grouped_stratified_splits
+
+    for train, test in grouped_stratified_splits(y, groups, 5, 0):
+        assert not set(groups[train]) & set(groups[test])
+        assert y[test].sum() > 0
+
+
+def test_anomaly_models_report_repeated_grouped_cv():
+    fit = make_fit(300)
+    result = anomaly_models(fit, CONFIG)
+    fair, base = result.models["fair"], result.models["baseline"]
+    assert fair.cv_repeated is not None
+    assert fair.cv_repeated.n_customers == fit["customer_id"].nunique()
+    assert set(fair.cv_repeated.summary()) == {"roc_auc", "pr_auc", "balanced_accuracy", "brier"}
+    assert len(fair.cv_repeated.scores["roc_auc"]) == CONFIG.cv_repeats * fair.cv_repeated.folds
+    expected = np.mean(np.array(fair.cv_repeated.scores["roc_auc"]) - np.array(base.cv_repeated.scores["roc_auc"]))
+    assert fair.vs_baseline["mean"] == pytest.approx(expected)
+
+
+def test_behavioural_model_leaves_out_the_segment_defining_feature():
+    from dataclasses import replace
+
+    fit = make_fit(200)
+    result = anomaly_models(fit, replace(CONFIG, segment_defining_feature="total_revenue"))
+    assert "total_revenue" not in result.models["behavioural"].features
+    assert "total_revenue" in result.models["fair"].features
+    assert "total_revenue" in anomaly_models(fit, CONFIG).models["behavioural"].features

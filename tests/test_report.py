@@ -85,15 +85,18 @@ def test_metrics_top_level_keys_are_stable(written):
             "clustering",
             "config",
             "crosstabs",
+            "data_profile",
             "data_quality",
             "features",
             "grain",
+            "inference",
             "leakage",
             "notes",
             "recommendations",
             "rule_lift",
             "sample",
             "schema_version",
+            "segment_definition",
             "segment_tree",
             "segments",
             "stat_sample_size_per_group",
@@ -210,9 +213,11 @@ def test_json_ready_rounds_and_nulls():
 
 
 def test_cluster_differences_alone_do_not_support_a_dimension():
+    """Clusters are descriptive: they are named beside a verdict but never change it."""
     from types import SimpleNamespace
 
-    from python_analysis.report import recommendations
+    from python_analysis.inference import InferenceResult, Verdict
+    from python_analysis.verdicts import recommendations
 
     clustering = SimpleNamespace(
         skipped=False,
@@ -220,20 +225,20 @@ def test_cluster_differences_alone_do_not_support_a_dimension():
         terms={0: [{"family": "transaction stability", "direction": "high",
                     "feature": "transaction_value_volatility"}], 1: []},
     )
-    models = SimpleNamespace(skipped=True, models={})
-    associations = pd.DataFrame(columns=["dimension", "verdict"])
+    evidence = {"input": "transaction_value_volatility", "contrast": "anomaly vs normal", "delta": 0.05,
+                "magnitude": "negligible", "ci": [-0.1, 0.2], "q_value": 0.8, "test": "van Elteren",
+                "customers": [40, 400]}
 
-    def significance(verdict):
-        return pd.DataFrame({"feature_name": ["transaction_value_volatility"], "verdict": [verdict],
-                             "rank_biserial": [0.8 if verdict == "large" else 0.01]})
+    def result(verdict):
+        v = Verdict("transaction stability", verdict, "medium_effects_excluded", evidence, evidence, 6, 6, (), 0.2)
+        return InferenceResult(primary=None, other=None, other_note="", verdicts=(v,))
 
-    only_clusters = {r.dimension: r for r in recommendations(significance("noise"), clustering, associations, [],
-                                                             models)}
+    only_clusters = {r.dimension: r for r in recommendations(result("not_supported"), clustering)}
     stability = only_clusters["transaction stability"]
-    assert not stability.supported
-    assert "does not show it separates anomalies from normal records" in stability.text
+    assert stability.verdict == "not_supported" and not stability.supported
+    assert "does not show that it separates anomalies from normal records" in stability.text
+    assert stability.clusters == (0,)
 
-    separating = {r.dimension: r for r in recommendations(significance("large"), clustering, associations, [],
-                                                          models)}
-    assert separating["transaction stability"].supported
-    assert "cluster 0" in separating["transaction stability"].text
+    supported = {r.dimension: r for r in recommendations(result("supported"), clustering)}
+    assert supported["transaction stability"].supported
+    assert "cluster 0" in supported["transaction stability"].text
