@@ -124,9 +124,9 @@ def build_tables(flags: list[bool] = ABSOLUTE_FLAGS, mode: str = "absolute",
     summary["anomaly_share"] = summary["anomaly_count"] / total if total else math.nan
 
     comparison = pd.DataFrame([
-        {"feature_name": feature, "anomaly_group": name, "n": int(values.notna().sum()),
+        {"feature_name": feature, "anomaly_group": name, "feature_order": order, "n": int(values.notna().sum()),
          "mean_value": values.mean(), "median_value": values.median()}
-        for feature in FEATURES for name in ("anomaly", "normal")
+        for order, feature in enumerate(FEATURES, 1) for name in ("anomaly", "normal")
         for values in [fit.loc[group == name, feature].astype(float)]
     ])
 
@@ -205,8 +205,9 @@ def build_tables(flags: list[bool] = ABSOLUTE_FLAGS, mode: str = "absolute",
     })
 
     duplicates = pd.DataFrame({
-        "customer_id": ["c1"], "subsidiary_id": ["s1"], "record_count": [2], "distinct_segments": [1],
-        "distinct_retention_values": [1], "is_conflicting": [False],
+        "business_key_id": ["k1"], "customer_id": ["c1"], "subsidiary_id": ["s1"], "record_count": [2],
+        "distinct_segments": [1], "distinct_retention_values": [1], "distinct_segmentation_dates": [2],
+        "first_source_row_number": [1], "is_conflicting": [False],
     })
 
     return {
