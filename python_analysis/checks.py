@@ -941,6 +941,8 @@ def _table_level(expectation: Any, source: Source, table: str, totals: _Totals,
         count, labels = _duplicates(source, table, _target_columns(kwargs), config.max_offending_keys)
         return _Finding(labels, count) if count else None
     if kind == "expect_table_row_count_to_equal":
+        if isinstance(kwargs["value"], float) and kwargs["value"].is_integer():
+            kwargs["value"] = int(kwargs["value"])  # as GX's integer-typed field shows it
         observed: Any = totals.rows
         passed = observed == kwargs["value"]
     else:
