@@ -867,6 +867,7 @@ def _reorder_by_time(txn_path: Path, id_width: int) -> None:
         con.execute("set memory_limit = '1GB'")
         con.execute("set temp_directory = ?", [spill])
         con.execute("set preserve_insertion_order = true")
+        con.execute("set enable_progress_bar = false")
         relation = con.read_parquet(str(clustered))
         ordered = relation.project(
             f"'T' || lpad(cast(row_number() over (order by transaction_date, hash(transaction_id), "
