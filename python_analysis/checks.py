@@ -1,8 +1,14 @@
 """Data-quality checks on the segfit inputs-after-staging and marts, as great-expectations suites in code.
 
-One expectation suite per table (``expectation_suites``), run with GX's **pandas** datasource on frames that
-were already loaded (``run_checks``). GX's SQL datasource is not used: on DuckDB it reports every expectation
-as failed with an IndexError hidden in ``exception_info``.
+One expectation suite per table (``expectation_suites``), run with GX's **pandas** datasource (``run_checks``).
+GX's SQL datasource is not used: on DuckDB it reports every expectation as failed with an IndexError hidden
+in ``exception_info``. The column lists and type checks are generated from the dbt YAML (``contract_columns``).
+
+Bounded memory: a table is a DataFrame or a ``RelationSource`` (a DuckDB table or view, streamed in one pass).
+A table larger than ``chunk_cells`` cells is validated in chunks, each chunk its own GX batch with every
+row-level expectation; the expectations that need the whole table (``TABLE_LEVEL``: uniqueness, row count,
+mean, sum) are computed by segfit over the whole table (uniqueness in SQL, the others accumulated over the
+chunks) and reported in the same form. A table that fits in one chunk is one batch with its whole suite.
 
 Rules of the run:
 
