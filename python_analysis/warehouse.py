@@ -157,6 +157,7 @@ def checked_sources(path: Path) -> Iterator[tuple[dict[str, object], duckdb.Duck
     with read_only(path) as con, tempfile.TemporaryDirectory(prefix="segfit-check-spill-") as spill:
         con.execute("set memory_limit = ?", [memory_limit])
         con.execute("set temp_directory = ?", [spill])
+        con.execute("set enable_progress_bar = false")
         relations = {name: f"marts.{name}" for name in MARTS}
         relations.update({name: f"intermediate.{name}" for name in CHECKED_INPUTS})
         yield {name: RelationSource(con, relation) for name, relation in relations.items()}, con
