@@ -37,8 +37,9 @@ docs: $(STAMP)               ## dbt docs generate (into target/) against a demo 
 	$(BIN)/segfit build --warehouse $(CURDIR)/warehouse/docs.duckdb
 	SEGFIT_DUCKDB_PATH=$(CURDIR)/warehouse/docs.duckdb DBT_PROFILES_DIR=profiles $(BIN)/dbt docs generate
 
-bench: $(STAMP)              ## benchmarks (see benchmarks/README.md); N and M override the size
-	$(BIN)/python benchmarks/bench_build.py
+bench: $(STAMP)              ## `segfit run` step by step vs the floor, time + customer order (benchmarks/README.md)
+	$(BIN)/python benchmarks/bench_build.py $(if $(SIZES),--sizes $(SIZES)) $(if $(ORDERS),--orders $(ORDERS)) \
+		$(if $(RUNS),--runs $(RUNS)) --standalone-check
 
 seeds: $(STAMP)              ## regenerate the demo seeds (deterministic)
 	$(BIN)/segfit demo-data

@@ -56,7 +56,8 @@ DEFAULT_OUT = BENCH_DIR / "results" / "latest.json"
 PRIVATE_TARGET = DATA_DIR / "_dbt_target"
 POLL_SECONDS = 0.05
 
-TARGETS = {"model_over_floor": 2.0, "peak_rss_gb": 1.5, "scaling_5x": 5.5}
+TARGETS = {"model_over_floor": 2.0, "peak_rss_gb": 2.0, "run_wall_s": 75.0, "scaling_5x": 5.5}
+DEFAULT_ORDERS = "time,customer"
 
 # --------------------------------------------------------------------------------------------------------
 # the floor: one hand-written DuckDB query for marts.customer_segment_fit (grain all, transactions path,
@@ -295,12 +296,12 @@ def ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
 
-def ensure_data(n: int, m: int, seed: int, data_dir: Path) -> dict[str, Path]:
-    """Write (or reuse) the scaled Parquet inputs for one size."""
-    out = data_dir / f"{n}_{m}"
+def ensure_data(n: int, m: int, seed: int, data_dir: Path, order: str = "time") -> dict[str, Path]:
+    """Write (or reuse) the scaled Parquet inputs for one size and transaction order."""
+    out = data_dir / f"{n}_{m}_{order}"
     meta_path = out / "meta.json"
     paths = {"customers": out / "customers.parquet", "transactions": out / "transactions.parquet"}
-    wanted = {"n_customers": n, "n_transactions": m, "seed": seed}
+    wanted = {"n_customers": n, "n_transactions": m, "seed": seed, "order": order}
     if meta_path.is_file() and all(p.is_file() for p in paths.values()):
         meta = json.loads(meta_path.read_text())
         if {k: meta.get(k) for k in wanted} == wanted:
@@ -312,7 +313,7 @@ def ensure_data(n: int, m: int, seed: int, data_dir: Path) -> dict[str, Path]:
     log(f"data {out.name}: writing {n:,} customers, {m:,} transactions ...")
     meta_path.unlink(missing_ok=True)
     started = time.perf_counter()
-    written = write_scaled_parquet(n, m, out, seed=seed)
+    written = write_scaled_parquet(n, m, out, seed=seed, order=order)
     elapsed = time.perf_counter() - started
     meta = dict(wanted, seconds_to_write=round(elapsed, 1),
                 bytes={k: p.stat().st_size for k, p in written.items()})
@@ -363,13 +364,31 @@ class TreeRssMonitor:
 
 
 def run_measured(command: list[str], *, env: dict[str, str] | None, log_path: Path, cwd: Path) -> dict:
-    """Run a command; return exit code, wall seconds, tree-RSS peak (psutil) and ru_maxrss (wait4)."""
+    """Run a command; return exit code, wall seconds, tree-RSS peak (psutil) and ru_maxrss (wait4), and
+    ``marks``: ``[seconds since start, line]`` for every output line starting with ``segfit:`` (the step
+    announcements of ``segfit run``; the child runs with PYTHONUNBUFFERED=1 so they arrive on time)."""
+    env = dict(env if env is not None else os.environ)
+    env["PYTHONUNBUFFERED"] = "1"
+    marks: list[list] = []
     with open(log_path, "w") as out:
         started = time.perf_counter()
-        proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)  # noqa: S603
+        proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE,  # noqa: S603
+                                stderr=subprocess.STDOUT, text=True, errors="replace")
+
+        def pump() -> None:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                out.write(line)
+                out.flush()
+                if line.startswith("segfit:"):
+                    marks.append([time.perf_counter() - started, line.strip()])
+
+        reader = threading.Thread(target=pump, daemon=True)
+        reader.start()
         with TreeRssMonitor(proc.pid) as monitor:
             _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - started
+        reader.join()
     proc.returncode = os.waitstatus_to_exitcode(status)
     return {
         "exit_code": proc.returncode,
@@ -381,6 +400,23 @@ def run_measured(command: list[str], *, env: dict[str, str] | None, log_path: Pa
         "rss_samples": monitor.samples,
         "cpu_user_s": usage.ru_utime,
         "cpu_sys_s": usage.ru_stime,
+        "marks": marks,
+    }
+
+
+def step_times(marks: list[list], wall: float) -> dict:
+    """Seconds per step of ``segfit run`` from its announcements: build (input checks, dbt build, publish
+    preparation), checks (great-expectations), report (models, report files, write-back, publish)."""
+    def at(fragment: str) -> float | None:
+        return next((t for t, line in marks if fragment in line), None)
+
+    build, checks, report, published = at("[1/3] build"), at("[2/3] checks"), at("[3/3] report"), at("published")
+    if build is None or checks is None:
+        return {"build_step_s": wall, "checks_step_s": None, "report_step_s": None}
+    return {
+        "build_step_s": checks - build,
+        "checks_step_s": (report if report is not None else wall) - checks,
+        "report_step_s": ((published if published is not None else wall) - report) if report is not None else None,
     }
 
 
@@ -484,10 +520,14 @@ def run_floor(paths: dict[str, Path], workdir: Path, memory_limit: str | None, l
 # --------------------------------------------------------------------------------------------------------
 
 
-def run_build(paths: dict[str, Path], workdir: Path, target_path: Path | None, label: str) -> dict:
-    warehouse = workdir / "w.duckdb"
-    for stale in workdir.glob("*w*.duckdb*"):
-        stale.unlink()
+def run_segfit(paths: dict[str, Path], workdir: Path, target_path: Path | None, label: str,
+               command_name: str = "run", standalone_check: bool = False) -> dict:
+    """``segfit run`` (or ``build``) into ``<workdir>/<label>/``: the published warehouse there is a link
+    into its ``builds/`` directory, like any segfit warehouse; ``--out`` is a link too."""
+    run_dir = workdir / label
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir(parents=True)
+    warehouse = run_dir / "segfit.duckdb"
     env = dict(os.environ)
     if target_path is not None:
         env["DBT_TARGET_PATH"] = str(target_path)
@@ -495,19 +535,35 @@ def run_build(paths: dict[str, Path], workdir: Path, target_path: Path | None, l
     results_path = (target_path or PROJECT_DIR / "target") / "run_results.json"
     results_path.unlink(missing_ok=True) if target_path is not None else None
     segfit = Path(sys.executable).with_name("segfit")
-    command = [str(segfit if segfit.exists() else "segfit"), "build",
+    executable = str(segfit if segfit.exists() else "segfit")
+    command = [executable, command_name,
                "--customers", str(paths["customers"]), "--transactions", str(paths["transactions"]),
                "--warehouse", str(warehouse)]
-    log_path = workdir / f"build-{label}.log"
+    if command_name == "run":
+        command += ["--out", str(run_dir / "report")]
+    log_path = workdir / f"{command_name}-{label}.log"
     load_before = os.getloadavg()[0]
     measured = run_measured(command, env=env, log_path=log_path, cwd=PROJECT_DIR)
     measured["loadavg_1m_before"] = load_before
     measured["command"] = " ".join(command)
     if measured["exit_code"] != 0:
-        raise RuntimeError(f"segfit build failed (exit {measured['exit_code']}); log {log_path}:\n"
+        raise RuntimeError(f"segfit {command_name} failed (exit {measured['exit_code']}); log {log_path}:\n"
                            + log_path.read_text()[-4000:])
     measured.update(summarize_run_results(results_path))
+    measured.update(step_times(measured["marks"], measured["wall_s"]))
+    # the published path is a link into builds/<id>/segfit.duckdb: stat() follows it to the build's file
     measured["warehouse_bytes"] = warehouse.stat().st_size if warehouse.exists() else None
+    measured["warehouse_is_link"] = warehouse.is_symlink()
+    if standalone_check:
+        check_log = workdir / f"check-{label}.log"
+        check = run_measured([executable, "check", "--warehouse", str(warehouse), "--out", str(run_dir / "check")],
+                             env=env, log_path=check_log, cwd=PROJECT_DIR)
+        if check["exit_code"] != 0:
+            raise RuntimeError(f"segfit check failed (exit {check['exit_code']}); log {check_log}:\n"
+                               + check_log.read_text()[-4000:])
+        measured["check_command"] = {k: check[k] for k in ("wall_s", "peak_tree_rss_bytes",
+                                                            "ru_maxrss_largest_process_bytes", "cpu_user_s",
+                                                            "cpu_sys_s")}
     return measured
 
 
@@ -588,13 +644,22 @@ def fmt(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def summarize_size(n: int, m: int, builds: list[dict], floors: list[dict]) -> dict:
+def summarize_size(n: int, m: int, builds: list[dict], floors: list[dict], order: str = "customer",
+                   command: str = "build") -> dict:
     model_names = sorted({name for b in builds for name in b["models"]})
     per_model = {name: median([b["models"].get(name) for b in builds]) for name in model_names}
+    checks = [b["check_command"] for b in builds if b.get("check_command")]
     summary = {
         "n_customers": n,
         "n_transactions": m,
+        "order": order,
+        "command": command,
         "runs": len(builds),
+        "build_step_s": median([b.get("build_step_s") for b in builds]),
+        "checks_step_s": median([b.get("checks_step_s") for b in builds]),
+        "report_step_s": median([b.get("report_step_s") for b in builds]),
+        "check_command_wall_s": median([c["wall_s"] for c in checks]),
+        "check_command_peak_tree_rss_bytes": median([c["peak_tree_rss_bytes"] for c in checks]),
         "model_sum_s": median([b["model_sum_s"] for b in builds]),
         "model_span_s": median([b["model_span_s"] for b in builds]),
         "seed_s": median([b["seed_s"] for b in builds]),
@@ -618,42 +683,56 @@ def summarize_size(n: int, m: int, builds: list[dict], floors: list[dict]) -> di
     summary["wall_over_floor"] = ratio(summary["wall_s"], summary["floor_s"])
     summary["meets_model_over_floor"] = (summary["model_sum_over_floor"] or 1e9) <= TARGETS["model_over_floor"]
     summary["meets_peak_rss"] = summary["max_peak_tree_rss_bytes"] <= TARGETS["peak_rss_gb"] * 1024**3
+    summary["meets_run_wall"] = (summary["wall_s"] or 1e9) <= TARGETS["run_wall_s"] if command == "run" else None
     return summary
 
 
 def markdown(summaries: list[dict], scaling: dict | None) -> str:
     lines = [
-        "| customers | transactions | runs | model sum s | model span s | seeds s | tests s | wall s | floor s "
-        "| model sum / floor (<= 2.0) | peak RSS tree GB (<= 1.5) | ru_maxrss largest proc GB | floor RSS GB "
-        "| build CPU s | floor CPU s |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| customers | transactions | order | command | runs | wall s | build step s | dbt models s | dbt tests s "
+        "| checks step s | report step s | floor s | model sum / floor (<= 2.0) "
+        f"| peak RSS tree GB (<= {TARGETS['peak_rss_gb']}) | floor RSS GB | CPU s | `segfit check` s / GB |",
+        "|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for s in summaries:
+        check = "-"
+        if s.get("check_command_wall_s") is not None:
+            check = f"{fmt(s['check_command_wall_s'])} / {gb(s['check_command_peak_tree_rss_bytes'])}"
+        wall_flag = " ✗" if s.get("meets_run_wall") is False else ""
         lines.append(
-            f"| {s['n_customers']:,} | {s['n_transactions']:,} | {s['runs']} | {fmt(s['model_sum_s'])} "
-            f"| {fmt(s['model_span_s'])} | {fmt(s['seed_s'])} | {fmt(s['test_s'])} | {fmt(s['wall_s'])} "
+            f"| {s['n_customers']:,} | {s['n_transactions']:,} | {s.get('order', 'customer')} "
+            f"| {s.get('command', 'build')} | {s['runs']} | {fmt(s['wall_s'])}{wall_flag} "
+            f"| {fmt(s.get('build_step_s'))} | {fmt(s['model_sum_s'])} | {fmt(s['test_s'])} "
+            f"| {fmt(s.get('checks_step_s'))} | {fmt(s.get('report_step_s'))} "
             f"| {fmt(s['floor_s'])} | {fmt(s['model_sum_over_floor'], 2)}{'' if s['meets_model_over_floor'] else ' ✗'} "
             f"| {gb(s['peak_tree_rss_bytes'])}{'' if s['meets_peak_rss'] else ' ✗'} "
-            f"| {gb(s['ru_maxrss_largest_process_bytes'])} | {gb(s['floor_peak_tree_rss_bytes'])} "
-            f"| {fmt(s.get('build_cpu_s'))} | {fmt(s.get('floor_cpu_s'))} |"
+            f"| {gb(s['floor_peak_tree_rss_bytes'])} | {fmt(s.get('build_cpu_s'))} | {check} |"
         )
-    if scaling:
-        lines += [
-            "",
-            f"Scaling {scaling['from']} -> {scaling['to']} ({scaling['data_factor']:.1f}x the transactions; "
-            f"target <= {TARGETS['scaling_5x']} for 5x): model sum {fmt(scaling['model_sum'], 2)}, "
-            f"wall {fmt(scaling['wall'], 2)}, floor {fmt(scaling['floor'], 2)}",
-        ]
+    for order, scale in (scaling or {}).items():
+        if scale:
+            lines += [
+                "",
+                f"Scaling ({order} order) {scale['from']} -> {scale['to']} ({scale['data_factor']:.1f}x the "
+                f"transactions; target <= {TARGETS['scaling_5x']} for 5x): model sum {fmt(scale['model_sum'], 2)}, "
+                f"wall {fmt(scale['wall'], 2)}, floor {fmt(scale['floor'], 2)}",
+            ]
     for s in summaries:
         top = list(s["model_times_median_s"].items())[:5]
-        lines += ["", f"Top models at {s['n_customers']:,}:{s['n_transactions']:,} (median s): "
-                  + ", ".join(f"{name} {fmt(sec, 2)}" for name, sec in top)]
+        lines += ["", f"Top models at {s['n_customers']:,}:{s['n_transactions']:,} {s.get('order', '')} order "
+                  "(median s): " + ", ".join(f"{name} {fmt(sec, 2)}" for name, sec in top)]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default=None, help=f"N:M[,N:M...] (default {DEFAULT_SIZES})")
+    parser.add_argument("--orders", default=DEFAULT_ORDERS,
+                        help="transaction orders to run, comma-separated: time (a log: by date, customers "
+                             f"interleaved), customer (each customer's rows together); default {DEFAULT_ORDERS}")
+    parser.add_argument("--command", choices=("run", "build"), default="run",
+                        help="time `segfit run` (build, checks, report; default) or `segfit build` only")
+    parser.add_argument("--standalone-check", action="store_true",
+                        help="after each run, also time `segfit check` on its warehouse (wall, peak RSS)")
     parser.add_argument("--runs", type=int, default=None, help="runs per size (default 3; 1 with --quick)")
     parser.add_argument("--out", type=Path, default=None, help=f"JSON result (default {DEFAULT_OUT})")
     parser.add_argument("--quick", action="store_true", help=f"smoke run: sizes {QUICK_SIZES}, 1 run, --verify")
@@ -700,59 +779,78 @@ def main(argv: list[str] | None = None) -> int:
                                                      "process in the tree (the dbt process, which hosts DuckDB)",
                         "floor": "one hand-written DuckDB CTAS, fresh file DB, SET threads TO 2, child process",
                     }}
+    orders = [o.strip() for o in args.orders.split(",") if o.strip()]
+    for order in orders:
+        if order not in ("time", "customer"):
+            raise SystemExit(f"--orders: unknown order {order!r}")
     summaries = []
     for n, m in sizes:
-        paths = ensure_data(n, m, args.seed, args.data_dir)
-        builds, floors = [], []
-        workdir = Path(tempfile.mkdtemp(prefix=f"segfit-bench-{n}_{m}-"))
-        try:
-            for i in range(1, runs + 1):
-                label = f"{n}_{m}-run{i}"
-                log(f"{label}: segfit build ...")
-                build = run_build(paths, workdir, target_path, label)
-                log(f"{label}: build wall {build['wall_s']:.1f}s, model sum {build['model_sum_s']:.1f}s, "
-                    f"tests {build['test_s']:.1f}s, peak tree RSS {gb(build['peak_tree_rss_bytes'])} GB")
-                log(f"{label}: floor query ...")
-                floor = run_floor(paths, workdir, args.floor_memory_limit, label)
-                log(f"{label}: floor {floor['floor_query_s']:.1f}s ({floor['rows']:,} rows), "
-                    f"RSS {gb(floor['peak_tree_rss_bytes'])} GB")
-                if verify and i == 1:
-                    build["verify"] = verify_floor(workdir / "w.duckdb", workdir / "floor.duckdb")
-                    log(f"{label}: verify floor vs mart: {build['verify']}")
-                builds.append(build)
-                floors.append(floor)
-        finally:
-            if args.keep:
-                log(f"kept {workdir}")
-            else:
-                shutil.rmtree(workdir, ignore_errors=True)
-        summary = summarize_size(n, m, builds, floors)
-        if verify:
-            summary["verify"] = builds[0].get("verify")
-        summary["per_run"] = {"builds": builds, "floors": floors}
-        summaries.append(summary)
-        result["sizes"] = summaries
+        for order in orders:
+            paths = ensure_data(n, m, args.seed, args.data_dir, order)
+            builds, floors = [], []
+            workdir = Path(tempfile.mkdtemp(prefix=f"segfit-bench-{n}_{m}_{order}-", dir=args.data_dir))
+            try:
+                for i in range(1, runs + 1):
+                    label = f"{n}_{m}_{order}-run{i}"
+                    log(f"{label}: segfit {args.command} ... (load {os.getloadavg()[0]:.1f})")
+                    build = run_segfit(paths, workdir, target_path, label, args.command,
+                                       standalone_check=args.standalone_check)
+                    log(f"{label}: wall {build['wall_s']:.1f}s (build {fmt(build.get('build_step_s'))}, "
+                        f"checks {fmt(build.get('checks_step_s'))}, report {fmt(build.get('report_step_s'))}), "
+                        f"model sum {build['model_sum_s']:.1f}s, tests {build['test_s']:.1f}s, "
+                        f"peak tree RSS {gb(build['peak_tree_rss_bytes'])} GB")
+                    if build.get("check_command"):
+                        log(f"{label}: segfit check {build['check_command']['wall_s']:.1f}s, "
+                            f"{gb(build['check_command']['peak_tree_rss_bytes'])} GB")
+                    log(f"{label}: floor query ...")
+                    floor = run_floor(paths, workdir, args.floor_memory_limit, label)
+                    log(f"{label}: floor {floor['floor_query_s']:.1f}s ({floor['rows']:,} rows), "
+                        f"RSS {gb(floor['peak_tree_rss_bytes'])} GB")
+                    if verify and i == 1:
+                        build["verify"] = verify_floor(workdir / label / "segfit.duckdb", workdir / "floor.duckdb")
+                        log(f"{label}: verify floor vs mart: {build['verify']}")
+                    if not args.keep:
+                        shutil.rmtree(workdir / label, ignore_errors=True)
+                    builds.append(build)
+                    floors.append(floor)
+            finally:
+                if args.keep:
+                    log(f"kept {workdir}")
+                else:
+                    shutil.rmtree(workdir, ignore_errors=True)
+            summary = summarize_size(n, m, builds, floors, order, args.command)
+            if verify:
+                summary["verify"] = builds[0].get("verify")
+            summary["per_run"] = {"builds": builds, "floors": floors}
+            summaries.append(summary)
+            result["sizes"] = summaries
+            finish(result, summaries, out)  # written after every size and order: a long run leaves figures
 
     return finish(result, summaries, out)
 
 
 def scaling_of(summaries: list[dict]) -> dict | None:
-    if len(summaries) < 2:
-        return None
-    small = min(summaries, key=lambda s: s["n_transactions"])
-    large = max(summaries, key=lambda s: s["n_transactions"])
-    scaling = {
-        "from": f"{small['n_customers']}:{small['n_transactions']}",
-        "to": f"{large['n_customers']}:{large['n_transactions']}",
-        "data_factor": large["n_transactions"] / small["n_transactions"],
-        "model_sum": ratio(large["model_sum_s"], small["model_sum_s"]),
-        "model_span": ratio(large["model_span_s"], small["model_span_s"]),
-        "wall": ratio(large["wall_s"], small["wall_s"]),
-        "floor": ratio(large["floor_s"], small["floor_s"]),
-        "build_cpu": ratio(large.get("build_cpu_s"), small.get("build_cpu_s")),
-    }
-    scaling["meets_target"] = all((scaling[k] or 1e9) <= TARGETS["scaling_5x"] for k in ("model_sum", "wall"))
-    return scaling
+    """Per transaction order: largest size / smallest size."""
+    by_order: dict[str, dict | None] = {}
+    for order in dict.fromkeys(s.get("order", "customer") for s in summaries):
+        same = [s for s in summaries if s.get("order", "customer") == order]
+        if len(same) < 2:
+            continue
+        small = min(same, key=lambda s: s["n_transactions"])
+        large = max(same, key=lambda s: s["n_transactions"])
+        scaling = {
+            "from": f"{small['n_customers']}:{small['n_transactions']}",
+            "to": f"{large['n_customers']}:{large['n_transactions']}",
+            "data_factor": large["n_transactions"] / small["n_transactions"],
+            "model_sum": ratio(large["model_sum_s"], small["model_sum_s"]),
+            "model_span": ratio(large["model_span_s"], small["model_span_s"]),
+            "wall": ratio(large["wall_s"], small["wall_s"]),
+            "floor": ratio(large["floor_s"], small["floor_s"]),
+            "build_cpu": ratio(large.get("build_cpu_s"), small.get("build_cpu_s")),
+        }
+        scaling["meets_target"] = all((scaling[k] or 1e9) <= TARGETS["scaling_5x"] for k in ("model_sum", "wall"))
+        by_order[order] = scaling
+    return by_order or None
 
 
 def finish(result: dict, summaries: list[dict], out: Path) -> int:
@@ -760,7 +858,7 @@ def finish(result: dict, summaries: list[dict], out: Path) -> int:
     result["scaling"] = scaling_of(summaries)
     table = markdown(summaries, result["scaling"])
     result["markdown"] = table
-    result["machine"]["loadavg_at_end"] = result["machine"].get("loadavg_at_end") or os.getloadavg()
+    result["machine"]["loadavg_at_end"] = os.getloadavg()
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, default=str) + "\n")
     print(table)
@@ -774,7 +872,8 @@ def resummarize(path: Path, out: Path | None) -> int:
     summaries = []
     for old in result["sizes"]:
         builds, floors = old["per_run"]["builds"], old["per_run"]["floors"]
-        summary = summarize_size(old["n_customers"], old["n_transactions"], builds, floors)
+        summary = summarize_size(old["n_customers"], old["n_transactions"], builds, floors,
+                                 old.get("order", "customer"), old.get("command", "build"))
         if "verify" in old:
             summary["verify"] = old["verify"]
         summary["per_run"] = old["per_run"]

@@ -1,8 +1,14 @@
 """Data-quality checks on the segfit inputs-after-staging and marts, as great-expectations suites in code.
 
-One expectation suite per table (``expectation_suites``), run with GX's **pandas** datasource on frames that
-were already loaded (``run_checks``). GX's SQL datasource is not used: on DuckDB it reports every expectation
-as failed with an IndexError hidden in ``exception_info``.
+One expectation suite per table (``expectation_suites``), run with GX's **pandas** datasource (``run_checks``).
+GX's SQL datasource is not used: on DuckDB it reports every expectation as failed with an IndexError hidden
+in ``exception_info``. The column lists and type checks are generated from the dbt YAML (``contract_columns``).
+
+Bounded memory: a table is a DataFrame or a ``RelationSource`` (a DuckDB table or view, streamed in one pass).
+A table larger than ``chunk_cells`` cells is validated in chunks, each chunk its own GX batch with every
+row-level expectation; the expectations that need the whole table (``TABLE_LEVEL``: uniqueness, row count,
+mean, sum) are computed by segfit over the whole table (uniqueness in SQL, the others accumulated over the
+chunks) and reported in the same form. A table that fits in one chunk is one batch with its whole suite.
 
 Rules of the run:
 
@@ -29,10 +35,12 @@ opened offline. Without ``data_docs_dir`` an ephemeral (in-memory) context is us
 
 from __future__ import annotations
 
+import contextlib
 import html
 import math
+import os
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,52 +82,6 @@ TYPE_LISTS: dict[str, list[str]] = {
 
 QUARTERS = ("q1", "q2", "q3", "q4")
 
-FIT_COLUMNS: dict[str, str] = {
-    "customer_record_id": TEXT,
-    "customer_id": TEXT,
-    "subsidiary_id": TEXT,
-    "customer_name": TEXT,
-    "segmentation_date": TIMESTAMP,
-    "as_of_date": TIMESTAMP,
-    "source_row_number": INT,
-    "profitability_segment": TEXT,
-    "lifecycle_stage": TEXT,
-    "lifecycle_stage_source": TEXT,
-    "seasonal_preference": TEXT,
-    "seasonal_preference_source": TEXT,
-    "retention_probability": FLOAT,
-    "comprehensive_customer_score": FLOAT,
-    "behaviour_source": TEXT,
-    "total_revenue": FLOAT,
-    "net_profit": FLOAT,
-    "transaction_count": INT,
-    "avg_transactions_per_month": FLOAT,
-    "transaction_value_volatility": FLOAT,
-    **{f"{q}_transactions": INT for q in QUARTERS},
-    "customer_age_days": INT,
-    **{f"{q}_share": FLOAT for q in QUARTERS},
-    "seasonality_std": FLOAT,
-    "seasonality_imbalance": FLOAT,
-    "seasonality_entropy_norm": FLOAT,
-    "seasonality_cv": FLOAT,
-    "months_active": FLOAT,
-    "expected_transactions": FLOAT,
-    "txn_consistency_ratio": FLOAT,
-    "txn_consistency_error": FLOAT,
-    "quarterly_coverage_gap": INT,
-    "quarterly_coverage_gap_ratio": FLOAT,
-    "revenue_per_score": FLOAT,
-    "value_mismatch_z": FLOAT,
-    "segment_record_count": INT,
-    "segment_avg_retention": FLOAT,
-    "retention_deviation": FLOAT,
-    "abs_retention_deviation": FLOAT,
-    "deviation_direction": TEXT,
-    "anomaly_threshold": FLOAT,
-    "anomaly_threshold_mode": TEXT,
-    "is_classification_anomaly": BOOL,
-}
-
 COMPARISON_FEATURES = (
     "transaction_count", "avg_transactions_per_month", "transaction_value_volatility", "customer_age_days",
     "total_revenue", "net_profit", "comprehensive_customer_score", "q1_share", "q2_share", "q3_share",
@@ -127,109 +89,6 @@ COMPARISON_FEATURES = (
     "txn_consistency_ratio", "txn_consistency_error", "quarterly_coverage_gap_ratio", "revenue_per_score",
     "value_mismatch_z",
 )
-
-COLUMNS: dict[str, dict[str, str]] = {
-    "int_customers_validated": {
-        "source_row_number": INT,
-        "customer_id": TEXT,
-        "subsidiary_id": TEXT,
-        "customer_name": TEXT,
-        "profitability_segment": TEXT,
-        "segmentation_date": TIMESTAMP,
-        "retention_probability": FLOAT,
-        "comprehensive_customer_score": FLOAT,
-        "total_revenue": FLOAT,
-        "net_profit": FLOAT,
-        "avg_transactions_per_month": FLOAT,
-        "transaction_value_volatility": FLOAT,
-        "transaction_count": INT,
-        **{f"{q}_transactions": INT for q in QUARTERS},
-        "customer_age_days": INT,
-    },
-    "int_transactions_validated": {
-        "source_row_number": INT,
-        "transaction_id": TEXT,
-        "customer_id": TEXT,
-        "transaction_date": TIMESTAMP,
-        "amount": FLOAT,
-        "profit": FLOAT,
-    },
-    "customer_segment_fit": FIT_COLUMNS,
-    "classification_anomalies": {**FIT_COLUMNS, "anomaly_rank": INT},
-    "segment_retention_summary": {
-        "profitability_segment": TEXT,
-        "record_count": INT,
-        "distinct_customers": INT,
-        "avg_retention": FLOAT,
-        "anomaly_count": INT,
-        "above_count": INT,
-        "below_count": INT,
-        "anomaly_rate": FLOAT,
-        "anomaly_share": FLOAT,
-    },
-    "anomaly_feature_comparison": {
-        "feature_name": TEXT,
-        "anomaly_group": TEXT,
-        "n": INT,
-        "mean_value": FLOAT,
-        "median_value": FLOAT,
-    },
-    "seasonal_distribution": {
-        "seasonal_distribution_id": TEXT,
-        "grouping_level": TEXT,
-        "profitability_segment": TEXT,
-        "anomaly_group": TEXT,
-        "record_count": INT,
-        "records_with_quarters": INT,
-        **{f"{q}_share_mean": FLOAT for q in QUARTERS},
-    },
-    "anomaly_crosstabs": {
-        "dimension": TEXT,
-        "dimension_value": TEXT,
-        "anomaly_count": INT,
-        "normal_count": INT,
-        "record_count": INT,
-        "anomaly_rate": FLOAT,
-    },
-    "anomaly_rule_lift": {
-        "rule_name": TEXT,
-        "feature_name": TEXT,
-        "operator": TEXT,
-        "threshold": FLOAT,
-        "anomaly_hits": INT,
-        "anomaly_total": INT,
-        "normal_hits": INT,
-        "normal_total": INT,
-        "anomaly_hit_rate": FLOAT,
-        "normal_hit_rate": FLOAT,
-        "lift_pp": FLOAT,
-    },
-    "data_quality_issues": {
-        "issue_id": TEXT,
-        "source": TEXT,
-        "source_row_number": INT,
-        "row_key": TEXT,
-        "column_name": TEXT,
-        "issue_value": TEXT,
-        "reason": TEXT,
-        "severity": TEXT,
-    },
-    "input_row_reconciliation": {
-        "source": TEXT,
-        "input_rows": INT,
-        "clean_rows": INT,
-        "rejected_rows": INT,
-        "is_reconciled": BOOL,
-    },
-    "duplicate_customer_keys": {
-        "customer_id": TEXT,
-        "subsidiary_id": TEXT,
-        "record_count": INT,
-        "distinct_segments": INT,
-        "distinct_retention_values": INT,
-        "is_conflicting": BOOL,
-    },
-}
 
 # Key columns per table: used for the uniqueness expectations and to name offending rows.
 KEYS: dict[str, tuple[str, ...]] = {
@@ -246,6 +105,53 @@ KEYS: dict[str, tuple[str, ...]] = {
     "input_row_reconciliation": ("source",),
     "duplicate_customer_keys": ("customer_id", "subsidiary_id"),
 }
+
+# The dbt YAML files whose column lists and ``data_type``s are the contract the type checks enforce: the
+# marts' enforced contracts and the documented types of the two validated input views.
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+CONTRACT_FILES = (
+    PROJECT_DIR / "models" / "intermediate" / "_intermediate__models.yml",
+    PROJECT_DIR / "models" / "marts" / "_marts__models.yml",
+)
+DBT_TYPE_KINDS: dict[str, str] = {
+    "varchar": TEXT, "text": TEXT, "string": TEXT,
+    "bigint": INT, "integer": INT, "int": INT, "hugeint": INT,
+    "double": FLOAT, "float": FLOAT, "real": FLOAT,
+    "boolean": BOOL, "bool": BOOL,
+    "timestamp": TIMESTAMP,
+}
+
+
+def contract_columns(files: tuple[Path, ...] = CONTRACT_FILES,
+                     tables: tuple[str, ...] = tuple(KEYS)) -> dict[str, dict[str, str]]:
+    """``{table: {column: kind}}`` read from the dbt model YAML (``data_type`` of every column), in the
+    order of ``tables``. A checked table without typed columns, or a type with no kind, is an error: the
+    suites are generated from the contracts, so they cannot drift from them."""
+    import yaml
+
+    found: dict[str, dict[str, str]] = {}
+    for path in files:
+        for model in (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("models") or []:
+            if model.get("name") not in tables:
+                continue
+            kinds: dict[str, str] = {}
+            for column in model.get("columns") or []:
+                data_type = column.get("data_type")
+                if data_type is None:
+                    continue
+                kind = DBT_TYPE_KINDS.get(str(data_type).strip().lower())
+                if kind is None:
+                    raise ValueError(f"{path.name}: {model['name']}.{column['name']}: no check kind for "
+                                     f"data_type {data_type!r}")
+                kinds[column["name"]] = kind
+            found[model["name"]] = kinds
+    missing = [t for t in tables if not found.get(t)]
+    if missing:
+        raise ValueError(f"no typed columns in the dbt YAML for {', '.join(missing)}")
+    return {t: found[t] for t in tables}
+
+
+COLUMNS: dict[str, dict[str, str]] = contract_columns()
 TABLES: tuple[str, ...] = tuple(COLUMNS)
 
 # Suite parameters resolved from other tables at run time (cross-table checks).
@@ -649,22 +555,139 @@ def derived_frame(table: str, frame: pd.DataFrame, config: CheckConfig) -> pd.Da
         raise ChecksError(f"{table}: could not derive the check columns: {exc}") from exc
 
 
-def resolve_parameters(tables: Mapping[str, pd.DataFrame]) -> dict[str, float]:
+# --------------------------------------------------------------------------------------------------------
+# table sources: a frame already in memory, or a relation read in bounded chunks
+# --------------------------------------------------------------------------------------------------------
+
+CHUNK_CELLS_ENV = "SEGFIT_CHECK_CHUNK_CELLS"
+DEFAULT_CHUNK_CELLS = 4_000_000
+
+
+def chunk_cells_from_env() -> int:
+    raw = os.environ.get(CHUNK_CELLS_ENV, "").strip()
+    if not raw:
+        return DEFAULT_CHUNK_CELLS
+    try:
+        cells = int(raw)
+    except ValueError:
+        cells = 0
+    if cells < 1:
+        raise ChecksError(f"{CHUNK_CELLS_ENV} must be a whole number >= 1, got {raw!r}")
+    return cells
+
+
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+class FrameSource:
+    """A table that is already a DataFrame (tests, small tables): chunks are row slices of it."""
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self.frame = frame
+
+    @property
+    def columns(self) -> list[str]:
+        return [str(c) for c in self.frame.columns]
+
+    def chunks(self, rows: int) -> Iterator[pd.DataFrame]:
+        if len(self.frame) == 0:
+            yield self.frame
+            return
+        for start in range(0, len(self.frame), rows):
+            yield self.frame.iloc[start:start + rows]
+
+    def query(self, sql: str, columns: list[str], params: list[Any] | None = None) -> list[tuple]:
+        """Run ``sql`` (the table is ``{t}``) over the named columns of the frame, in an in-memory DuckDB."""
+        import duckdb
+
+        with contextlib.closing(duckdb.connect()) as con:
+            con.register("checked_frame", self.frame[columns])
+            return con.execute(sql.format(t="checked_frame"), params or []).fetchall()
+
+
+class RelationSource:
+    """A table or view in an open DuckDB connection, streamed in chunks; table-level figures in SQL."""
+
+    def __init__(self, con: Any, relation: str) -> None:
+        self.con = con
+        self.relation = relation
+        self._columns: list[str] | None = None
+
+    @property
+    def columns(self) -> list[str]:
+        if self._columns is None:
+            described = self.con.execute(f"select * from {self.relation} limit 0").description  # noqa: S608
+            self._columns = [d[0] for d in described]
+        return self._columns
+
+    def chunks(self, rows: int) -> Iterator[pd.DataFrame]:
+        """One pass over the relation in insertion order (DuckDB's default), ``rows`` rows per frame.
+
+        DuckDB hands out 2048-row vectors from a streaming result; they are regrouped into frames of
+        exactly ``rows`` rows, so only one chunk (plus one vector) is ever in memory."""
+        result = self.con.execute(f"select * from {self.relation}")  # noqa: S608 - fixed names
+        pending: list[pd.DataFrame] = []
+        held = 0
+        first: pd.DataFrame | None = None
+        emitted = False
+        while True:
+            part = result.fetch_df_chunk(1)
+            if first is None:
+                first = part
+            if not len(part):
+                break
+            pending.append(part)
+            held += len(part)
+            while held >= rows:
+                whole = pending[0] if len(pending) == 1 else pd.concat(pending, ignore_index=True)
+                yield whole.iloc[:rows].reset_index(drop=True)
+                emitted = True
+                rest = whole.iloc[rows:].reset_index(drop=True)
+                pending, held = ([rest], len(rest)) if len(rest) else ([], 0)
+        if pending:
+            yield pending[0] if len(pending) == 1 else pd.concat(pending, ignore_index=True)
+        elif not emitted and first is not None:
+            yield first  # an empty relation: one empty frame with its columns and types
+
+    def query(self, sql: str, columns: list[str], params: list[Any] | None = None) -> list[tuple]:
+        """Run ``sql`` with ``{t}`` standing for the relation (a fixed schema.table name)."""
+        return self.con.execute(sql.format(t=self.relation), params or []).fetchall()
+
+
+Source = FrameSource | RelationSource
+
+
+def _as_source(table: pd.DataFrame | Source) -> Source:
+    return FrameSource(table) if isinstance(table, pd.DataFrame) else table
+
+
+def resolve_parameters(tables: Mapping[str, pd.DataFrame | Source]) -> dict[str, float]:
     """Values of the cross-table suite parameters that can be computed from ``tables``."""
+    sources = {name: _as_source(table) for name, table in tables.items()}
     values: dict[str, float] = {}
-    recon = tables.get("input_row_reconciliation")
+    recon = sources.get("input_row_reconciliation")
     if recon is not None and {"source", "records_in_grain"} <= set(recon.columns):
-        grain = _numeric(recon.loc[recon["source"] == "customers", "records_in_grain"]).dropna()
+        rows = recon.query("select try_cast(records_in_grain as double) from {t} where source = 'customers'",
+                           ["source", "records_in_grain"])
+        grain = [r[0] for r in rows if r[0] is not None and not math.isnan(r[0])]
         if len(grain) == 1:
-            values["records_in_grain"] = float(grain.iloc[0])
-    summary = tables.get("segment_retention_summary")
+            values["records_in_grain"] = float(grain[0])
+    summary = sources.get("segment_retention_summary")
     if summary is not None and "anomaly_count" in summary.columns:
-        values["summary_anomaly_total"] = float(_numeric(summary["anomaly_count"]).sum())
-    fit = tables.get("customer_segment_fit")
+        (total,), = summary.query("select coalesce(sum(try_cast(anomaly_count as double)), 0) from {t}",
+                                  ["anomaly_count"])
+        values["summary_anomaly_total"] = float(total)
+    fit = sources.get("customer_segment_fit")
     if fit is not None:
-        values["fit_row_count"] = float(len(fit))
         if "is_classification_anomaly" in fit.columns:
-            values["fit_anomaly_count"] = float(_bool_or_na(fit["is_classification_anomaly"]).fillna(False).sum())
+            (count, flagged), = fit.query(
+                "select count(*), count(*) filter (where try_cast(is_classification_anomaly as boolean)) from {t}",
+                ["is_classification_anomaly"])
+            values["fit_anomaly_count"] = float(flagged)
+        else:
+            (count,), = fit.query("select count(*) from {t}", fit.columns[:1])
+        values["fit_row_count"] = float(count)
     return values
 
 
@@ -790,23 +813,171 @@ def _make_context(root: Path | None, data_docs_dir: Path | None) -> Any:
     return context
 
 
-def run_checks(tables: Mapping[str, pd.DataFrame], config: CheckConfig,
-               data_docs_dir: Path | None = None) -> CheckReport:
-    """Validate every known table present in ``tables`` with its suite; see the module docstring."""
+def run_checks(tables: Mapping[str, pd.DataFrame | Source], config: CheckConfig,
+               data_docs_dir: Path | None = None, chunk_cells: int | None = None) -> CheckReport:
+    """Validate every known table present in ``tables`` with its suite; see the module docstring.
+
+    A table is a DataFrame or a ``RelationSource``. A table of more than ``chunk_cells`` cells (rows x
+    columns; default ``SEGFIT_CHECK_CHUNK_CELLS`` or 4,000,000) is validated chunk by chunk: every
+    row-level expectation runs on every chunk, each chunk its own GX batch, and the table-level ones
+    (uniqueness, row count, mean, sum) are computed over the whole table (uniqueness in SQL)."""
+    cells = chunk_cells if chunk_cells is not None else chunk_cells_from_env()
+    if cells < 1:
+        raise ValueError("chunk_cells must be >= 1")
     if data_docs_dir is None:
-        return _run(tables, config, None, None)
+        return _run(tables, config, None, None, cells)
     data_docs_dir = Path(data_docs_dir).resolve()
     data_docs_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="segfit-gx-") as root:
-        return _run(tables, config, Path(root), data_docs_dir)
+        return _run(tables, config, Path(root), data_docs_dir, cells)
 
 
-def _run(tables: Mapping[str, pd.DataFrame], config: CheckConfig, root: Path | None,
-         data_docs_dir: Path | None) -> CheckReport:
+# expectations that need the whole table; in chunked mode segfit computes them itself (see _table_level)
+TABLE_LEVEL = frozenset({
+    "expect_column_values_to_be_unique",
+    "expect_compound_columns_to_be_unique",
+    "expect_table_row_count_to_equal",
+    "expect_column_mean_to_be_between",
+    "expect_column_sum_to_be_between",
+})
+
+
+@dataclass
+class _Finding:
+    """One failed expectation, merged over the chunks of a table."""
+
+    offending: list[str] = field(default_factory=list)
+    count: int | None = None
+
+
+def _resolved(kwargs: Mapping[str, Any], parameters: Mapping[str, float]) -> dict[str, Any]:
+    return {k: parameters[v["$PARAMETER"]] if isinstance(v, dict) and "$PARAMETER" in v else v
+            for k, v in kwargs.items()}
+
+
+def _validate(validation: Any, suite: Any, table: str, frame: pd.DataFrame, parameters: Mapping[str, float],
+              expected: int, run_name: str | None = None) -> dict[int, Any]:
+    """Run one GX batch; the results keyed by the expectation's position in the suite."""
+    from great_expectations.core.run_identifier import RunIdentifier
+
+    try:
+        result = validation.run(
+            batch_parameters={"dataframe": frame},
+            expectation_parameters={k: parameters[k] for k in sorted(parameters)},
+            result_format={"result_format": "COMPLETE"},
+            run_id=RunIdentifier(run_name=run_name) if run_name else None,
+        )
+    except Exception as exc:  # noqa: BLE001 - any GX failure is a failure of the run
+        raise ChecksError(f"{table}: great-expectations raised {type(exc).__name__}: {exc}") from exc
+    order = {expectation.id: position for position, expectation in enumerate(suite.expectations)}
+    by_position: dict[int, Any] = {}
+    for item in result.results:
+        message = _raised(item.exception_info)
+        config_ = item.expectation_config
+        if message is not None:
+            raise ChecksError(f"{table}: {config_.type}({', '.join(_target_columns(config_.kwargs))}) "
+                              f"raised: {message}")
+        if config_.id not in order:
+            raise ChecksError(f"{table}: result for an unknown expectation {config_.type}")
+        by_position[order[config_.id]] = item
+    if len(by_position) != expected:
+        raise ChecksError(f"{table}: {expected} expectations, {len(by_position)} results")
+    return by_position
+
+
+def _duplicates(source: Source, table: str, columns: list[str], limit: int) -> tuple[int, list[str]]:
+    """Rows whose value of ``columns`` occurs more than once (rows with all of them null are ignored, as
+    GX does): how many, and the first ``limit`` distinct labels (key columns, then the values), in key
+    order. Runs in SQL over the whole table, so it needs no more than one chunk in Python."""
+    keys = [c for c in KEYS[table] if c in source.columns]
+    shown = keys + [c for c in columns if c not in keys]
+    quoted = [_quote(c) for c in columns]
+    not_all_null = " or ".join(f"{c} is not null" for c in quoted)
+    # identifiers: fixed suite column names, quoted; {t} is a fixed schema.table name
+    repeated = (f"select {', '.join(quoted)} from {{t}} where {not_all_null} "  # noqa: S608
+                f"group by {', '.join(quoted)} having count(*) > 1")
+    join = " and ".join(f"src.{c} is not distinct from rep.{c}" for c in quoted)
+    order = ", ".join(f"src.{_quote(c)}" for c in shown)
+    try:
+        (count,), = source.query(f"select coalesce(sum(n), 0) from (select count(*) as n from {{t}} "  # noqa: S608
+                                 f"where {not_all_null} group by {', '.join(quoted)} having count(*) > 1)",
+                                 list(dict.fromkeys(shown)))
+        rows = source.query(f"select {order} from {{t}} as src join ({repeated}) as rep on {join} "  # noqa: S608
+                            f"order by {order} limit ?", list(dict.fromkeys(shown)), [max(limit, 1) * 4])
+    except Exception as exc:  # noqa: BLE001 - a missing column or a SQL error is a failure of the run
+        raise ChecksError(f"{table}: uniqueness of {', '.join(columns)} could not be computed: {exc}") from exc
+    labels: list[str] = []
+    for row in rows:
+        values = dict(zip(shown, row, strict=True))
+        label = "/".join(f"{k}={_text(values[k])}" for k in keys) or "row"
+        extra = [f"{c}={_text(values[c])}" for c in columns if c not in keys]
+        if extra:
+            label += ": " + ", ".join(extra)
+        if label not in labels:
+            labels.append(label)
+        if len(labels) >= limit:
+            break
+    return int(count), labels
+
+
+@dataclass
+class _Totals:
+    """Table-level figures accumulated over the chunks (on the derived columns)."""
+
+    rows: int = 0
+    sums: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def add(self, frame: pd.DataFrame, columns: set[str]) -> None:
+        self.rows += len(frame)
+        for column in columns:
+            if column not in frame.columns:
+                continue
+            values = _numeric(frame[column]).dropna()
+            self.sums[column] = self.sums.get(column, 0.0) + float(values.sum())
+            self.counts[column] = self.counts.get(column, 0) + int(len(values))
+
+
+def _table_level(expectation: Any, source: Source, table: str, totals: _Totals,
+                 parameters: Mapping[str, float], config: CheckConfig) -> _Finding | None:
+    """Evaluate one table-level expectation over the whole table; ``None`` when it passes."""
+    kind = expectation.expectation_type
+    kwargs = _resolved(expectation.configuration.kwargs, parameters)
+    if kind in ("expect_column_values_to_be_unique", "expect_compound_columns_to_be_unique"):
+        count, labels = _duplicates(source, table, _target_columns(kwargs), config.max_offending_keys)
+        return _Finding(labels, count) if count else None
+    if kind == "expect_table_row_count_to_equal":
+        if isinstance(kwargs["value"], float) and kwargs["value"].is_integer():
+            kwargs["value"] = int(kwargs["value"])  # as GX's integer-typed field shows it
+        observed: Any = totals.rows
+        passed = observed == kwargs["value"]
+    else:
+        column = kwargs["column"]
+        if column not in source.columns and column not in totals.counts:
+            raise ChecksError(f"{table}: column {column} missing for {kind}")
+        total, count = totals.sums.get(column, 0.0), totals.counts.get(column, 0)
+        observed = (total / count if count else None) if kind == "expect_column_mean_to_be_between" else total
+        low, high = kwargs.get("min_value"), kwargs.get("max_value")
+        passed = observed is not None and (low is None or observed >= low) and (high is None or observed <= high)
+    if passed:
+        return None
+    offending, count_ = _offending({"observed_value": observed}, kwargs, pd.DataFrame(), KEYS[table],
+                                  config.max_offending_keys)
+    return _Finding(offending, count_)
+
+
+def _run(tables: Mapping[str, pd.DataFrame | Source], config: CheckConfig, root: Path | None,
+         data_docs_dir: Path | None, chunk_cells: int) -> CheckReport:
     import great_expectations as gx
 
     suites = expectation_suites(config)
-    parameters = resolve_parameters(tables)
+    sources = {name: _as_source(table) for name, table in tables.items()}
+    try:
+        parameters = resolve_parameters(sources)
+    except ChecksError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a SQL error while resolving is a failure of the run
+        raise ChecksError(f"could not resolve the cross-table parameters: {exc}") from exc
     errors: list[FailedExpectation] = []
     warnings: list[FailedExpectation] = []
     evaluated = skipped = 0
@@ -816,62 +987,89 @@ def _run(tables: Mapping[str, pd.DataFrame], config: CheckConfig, root: Path | N
     except Exception as exc:  # noqa: BLE001 - any GX failure is a failure of the run
         raise ChecksError(f"could not set up great-expectations: {exc}") from exc
 
+    def definition(name: str, expectations: list[Any]) -> tuple[Any, Any]:
+        try:
+            suite = context.suites.add(gx.ExpectationSuite(name=name, expectations=expectations))
+            batch = datasource.add_dataframe_asset(name).add_batch_definition_whole_dataframe(name)
+            validation = context.validation_definitions.add(
+                gx.ValidationDefinition(name=name, data=batch, suite=suite))
+        except Exception as exc:  # noqa: BLE001
+            raise ChecksError(f"{name}: great-expectations raised {type(exc).__name__}: {exc}") from exc
+        return suite, validation
+
     for table, expectations in suites.items():
-        if table not in tables:
+        if table not in sources:
             continue
-        frame = derived_frame(table, tables[table], config)
-        selected = []
+        source = sources[table]
+        rows = max(1, chunk_cells // max(1, len(source.columns)))
+        chunks = iter(source.chunks(rows))
+        first = next(chunks)
+        second = next(chunks, None)
+        runnable = []
         for expectation in expectations:
-            if expectation.meta.get("nonempty_only") and frame.empty:
+            if not _parameters_of(expectation) <= parameters.keys():
                 skipped += 1
-            elif not _parameters_of(expectation) <= parameters.keys():
+            elif expectation.meta.get("nonempty_only") and len(first) == 0:
                 skipped += 1
             else:
-                selected.append(expectation)
-        if not selected:
+                runnable.append(expectation)
+        if not runnable:
             continue
-        try:
-            suite = context.suites.add(gx.ExpectationSuite(name=table, expectations=selected))
-            batch = datasource.add_dataframe_asset(table).add_batch_definition_whole_dataframe(table)
-            validation = context.validation_definitions.add(
-                gx.ValidationDefinition(name=table, data=batch, suite=suite))
-            result = validation.run(
-                batch_parameters={"dataframe": frame},
-                expectation_parameters={k: parameters[k] for k in sorted(parameters)},
-                result_format={"result_format": "COMPLETE"},
-            )
-        except Exception as exc:  # noqa: BLE001 - any GX failure is a failure of the run
-            raise ChecksError(f"{table}: great-expectations raised {type(exc).__name__}: {exc}") from exc
+        findings: dict[int, _Finding] = {}
 
-        order = {expectation.id: position for position, expectation in enumerate(suite.expectations)}
-        by_position: dict[int, Any] = {}
-        for item in result.results:
-            message = _raised(item.exception_info)
-            config_ = item.expectation_config
-            if message is not None:
-                raise ChecksError(f"{table}: {config_.type}({', '.join(_target_columns(config_.kwargs))}) "
-                                  f"raised: {message}")
-            if config_.id not in order:
-                raise ChecksError(f"{table}: result for an unknown expectation {config_.type}")
-            by_position[order[config_.id]] = item
-        if len(by_position) != len(selected):
-            raise ChecksError(f"{table}: {len(selected)} expectations, {len(by_position)} results")
-        evaluated += len(selected)
-        for position in sorted(by_position):
-            item = by_position[position]
-            if item.success:
-                continue
-            config_ = item.expectation_config
+        if second is None:  # the whole table is one chunk: one GX batch with every expectation
+            frame = derived_frame(table, first, config)
+            suite, validation = definition(table, runnable)
+            for position, item in _validate(validation, suite, table, frame, parameters, len(runnable)).items():
+                if not item.success:
+                    offending, count = _offending(item.result or {}, item.expectation_config.kwargs, frame,
+                                                  KEYS[table], config.max_offending_keys)
+                    findings[position] = _Finding(offending, count)
+        else:  # chunked: row-level expectations per chunk, table-level ones over the whole table
+            row_level = [(i, e) for i, e in enumerate(runnable) if e.expectation_type not in TABLE_LEVEL]
+            whole = [(i, e) for i, e in enumerate(runnable) if e.expectation_type in TABLE_LEVEL]
+            summed = {e.configuration.kwargs["column"] for _, e in whole
+                      if e.expectation_type in ("expect_column_mean_to_be_between", "expect_column_sum_to_be_between")}
+            suite, validation = (definition(table, [e for _, e in row_level]) if row_level else (None, None))
+            totals = _Totals()
+            start = 0
+            for chunk in _chain(first, second, chunks):
+                frame = derived_frame(table, chunk, config)
+                totals.add(frame, summed)
+                if suite is not None:
+                    results = _validate(validation, suite, table, frame, parameters, len(row_level),
+                                        run_name=f"{table} rows {start + 1}-{start + len(frame)}")
+                    for position, item in results.items():
+                        if item.success:
+                            continue
+                        offending, count = _offending(item.result or {}, item.expectation_config.kwargs, frame,
+                                                      KEYS[table], config.max_offending_keys)
+                        found = findings.setdefault(row_level[position][0], _Finding())
+                        for label in offending:
+                            if label not in found.offending and len(found.offending) < config.max_offending_keys:
+                                found.offending.append(label)
+                        if count is not None and "unexpected_count" in (item.result or {}):
+                            found.count = (found.count or 0) + count
+                        elif found.count is None:
+                            found.count = count
+                start += len(frame)
+                del frame, chunk
+            for position, expectation in whole:
+                finding = _table_level(expectation, source, table, totals, parameters, config)
+                if finding is not None:
+                    findings[position] = finding
+
+        evaluated += len(runnable)
+        for position in sorted(findings):
+            config_ = runnable[position].configuration
             severity = (config_.meta or {}).get("severity", "error")
-            offending, count = _offending(item.result or {}, config_.kwargs, frame, KEYS[table],
-                                          config.max_offending_keys)
             failed = FailedExpectation(
                 table=table,
                 expectation_type=config_.type,
                 column=",".join(_target_columns(config_.kwargs)) or None,
                 severity=severity,
-                offending=offending,
-                unexpected_count=count,
+                offending=findings[position].offending,
+                unexpected_count=findings[position].count,
             )
             (warnings if severity == "warning" else errors).append(failed)
 
@@ -887,3 +1085,9 @@ def _run(tables: Mapping[str, pd.DataFrame], config: CheckConfig, root: Path | N
             raise ChecksError(f"Data Docs were built but {index} is missing")
     return CheckReport(errors=errors, warnings=warnings, evaluated=evaluated, data_docs_index=index,
                        skipped=skipped)
+
+
+def _chain(first: pd.DataFrame, second: pd.DataFrame, rest: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    yield first
+    yield second
+    yield from rest

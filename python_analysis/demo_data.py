@@ -25,6 +25,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -816,14 +817,23 @@ def write_scaled_parquet(
     out_dir: Path,
     seed: int = DEFAULT_SEED,
     chunk_transactions: int = 2_000_000,
+    order: str = "customer",
 ) -> dict[str, Path]:
     """Write ``customers.parquet`` (transactions variant columns) and ``transactions.parquet`` with
     ``n_customers`` records (one per customer) and exactly ``n_transactions`` transactions.
 
     Fully vectorised; transactions are generated and written in chunks of about ``chunk_transactions``.
-    Anomalies are not planted exactly (retention deviations are drawn, not paired)."""
+    Anomalies are not planted exactly (retention deviations are drawn, not paired).
+
+    ``order``: ``"customer"`` writes each customer's transactions together (customers in id order);
+    ``"time"`` writes them like a real transaction log: sorted by date, customers interleaved (ties in a
+    fixed pseudo-random order), with ``transaction_id`` numbered in that order. Both orders hold the same
+    transactions (same customers, dates, amounts, profits). The time order is made by DuckDB from the
+    customer-ordered file, sorting out of core under a 1 GB memory limit."""
     if n_customers < 1 or n_transactions < 0:
         raise ValueError("n_customers must be >= 1 and n_transactions >= 0")
+    if order not in SCALED_ORDERS:
+        raise ValueError(f"order must be one of {SCALED_ORDERS}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -898,7 +908,36 @@ def write_scaled_parquet(
     )
     cust_path = out_dir / "customers.parquet"
     pq.write_table(customers, cust_path, compression="snappy")
+    if order == "time":
+        _reorder_by_time(txn_path, txn_width)
     return {"customers": cust_path, "transactions": txn_path}
+
+
+SCALED_ORDERS = ("customer", "time")
+
+
+def _reorder_by_time(txn_path: Path, id_width: int) -> None:
+    """Rewrite ``txn_path`` in date order (customers interleaved), ids renumbered in that order."""
+    import tempfile
+
+    import duckdb
+
+    clustered = txn_path.with_name(txn_path.stem + ".by_customer.parquet")
+    os.replace(txn_path, clustered)
+    with tempfile.TemporaryDirectory(prefix="segfit-sort-", dir=txn_path.parent) as spill, \
+            duckdb.connect() as con:
+        con.execute("set memory_limit = '1GB'")
+        con.execute("set temp_directory = ?", [spill])
+        con.execute("set preserve_insertion_order = true")
+        con.execute("set enable_progress_bar = false")
+        relation = con.read_parquet(str(clustered))
+        ordered = relation.project(
+            f"'T' || lpad(cast(row_number() over (order by transaction_date, hash(transaction_id), "
+            f"transaction_id) as varchar), {int(id_width)}, '0') as transaction_id, "
+            "customer_id, transaction_date, amount, profit"
+        ).order("transaction_id")
+        ordered.write_parquet(str(txn_path), compression="snappy")
+    clustered.unlink()
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -913,12 +952,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scaled-customers", type=int, default=None, help="write scaled Parquet instead")
     parser.add_argument("--scaled-transactions", type=int, default=None)
     parser.add_argument("--out-dir", type=Path, default=Path("benchmarks/data"))
+    parser.add_argument("--order", choices=SCALED_ORDERS, default="customer",
+                        help="scaled transactions: grouped by customer, or in date order (a real log)")
     args = parser.parse_args(argv)
     if args.scaled_customers is not None:
         n_txn = (
             args.scaled_transactions if args.scaled_transactions is not None else 20 * args.scaled_customers
         )
-        paths = write_scaled_parquet(args.scaled_customers, n_txn, args.out_dir, seed=args.seed)
+        paths = write_scaled_parquet(args.scaled_customers, n_txn, args.out_dir, seed=args.seed,
+                                     order=args.order)
         for p in paths.values():
             print(p)
         return 0

@@ -33,10 +33,16 @@ def check_config_for(fit: pd.DataFrame, config: ReportConfig) -> checks.CheckCon
 
 
 def run_checks_on(path: Path, out_dir: Path, config: ReportConfig, echo=print) -> checks.CheckReport:
-    tables = warehouse.read_checked_tables(path)
-    echo(f"segfit: checking {len(tables)} tables with great-expectations (pandas datasource)")
-    result = checks.run_checks(tables, check_config_for(tables["customer_segment_fit"], config),
-                               data_docs_dir=out_dir / DATA_DOCS_DIR)
+    """Validate a build without loading any whole large table: each table is streamed in chunks of at most
+    ``SEGFIT_CHECK_CHUNK_CELLS`` cells (see ``checks.run_checks``)."""
+    cells = checks.chunk_cells_from_env()
+    with warehouse.checked_sources(path) as (sources, con):
+        head = con.execute("select anomaly_threshold, anomaly_threshold_mode "
+                           "from marts.customer_segment_fit limit 1").df()
+        echo(f"segfit: checking {len(sources)} tables with great-expectations (pandas datasource, "
+             f"chunks of at most {cells:,} cells)")
+        result = checks.run_checks(sources, check_config_for(head, config),
+                                   data_docs_dir=out_dir / DATA_DOCS_DIR, chunk_cells=cells)
     echo(f"segfit: {result.evaluated} expectations evaluated: {len(result.errors)} errors, "
          f"{len(result.warnings)} warnings; Data Docs: {result.data_docs_index}")
     return result

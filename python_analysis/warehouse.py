@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -155,11 +156,24 @@ def read_marts(path: Path) -> dict[str, pd.DataFrame]:
     return read_tables(path, {name: f"marts.{name}" for name in MARTS})
 
 
-def read_checked_tables(path: Path) -> dict[str, pd.DataFrame]:
-    """Marts plus the validated inputs (after staging), as the data-quality checks want them."""
-    relations = {name: f"marts.{name}" for name in MARTS}
-    relations.update({name: f"intermediate.{name}" for name in CHECKED_INPUTS})
-    return read_tables(path, relations)
+@contextlib.contextmanager
+def checked_sources(path: Path) -> Iterator[tuple[dict[str, object], duckdb.DuckDBPyConnection]]:
+    """The marts and the validated inputs as chunk-readable sources for the checks, over one read-only
+    connection with DuckDB's memory limit (``SEGFIT_DUCKDB_MEMORY_LIMIT``, default 1GB; beyond it the
+    uniqueness queries spill to a private temporary directory). Nothing is loaded here: the checks stream
+    each table in bounded chunks (``checks.RelationSource``)."""
+    from python_analysis.checks import RelationSource
+
+    memory_limit = os.environ.get("SEGFIT_DUCKDB_MEMORY_LIMIT", "1GB")
+    if not re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]i?B", memory_limit, flags=re.IGNORECASE):
+        raise SegfitError(f"SEGFIT_DUCKDB_MEMORY_LIMIT must look like 1GB or 512MB, got {memory_limit!r}")
+    with read_only(path) as con, tempfile.TemporaryDirectory(prefix="segfit-check-spill-") as spill:
+        con.execute("set memory_limit = ?", [memory_limit])
+        con.execute("set temp_directory = ?", [spill])
+        con.execute("set enable_progress_bar = false")
+        relations = {name: f"marts.{name}" for name in MARTS}
+        relations.update({name: f"intermediate.{name}" for name in CHECKED_INPUTS})
+        yield {name: RelationSource(con, relation) for name, relation in relations.items()}, con
 
 
 def write_analysis_tables(path: Path, frames: Mapping[str, pd.DataFrame]) -> None:

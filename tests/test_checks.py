@@ -124,9 +124,9 @@ def build_tables(flags: list[bool] = ABSOLUTE_FLAGS, mode: str = "absolute",
     summary["anomaly_share"] = summary["anomaly_count"] / total if total else math.nan
 
     comparison = pd.DataFrame([
-        {"feature_name": feature, "anomaly_group": name, "n": int(values.notna().sum()),
+        {"feature_name": feature, "anomaly_group": name, "feature_order": order, "n": int(values.notna().sum()),
          "mean_value": values.mean(), "median_value": values.median()}
-        for feature in FEATURES for name in ("anomaly", "normal")
+        for order, feature in enumerate(FEATURES, 1) for name in ("anomaly", "normal")
         for values in [fit.loc[group == name, feature].astype(float)]
     ])
 
@@ -205,8 +205,9 @@ def build_tables(flags: list[bool] = ABSOLUTE_FLAGS, mode: str = "absolute",
     })
 
     duplicates = pd.DataFrame({
-        "customer_id": ["c1"], "subsidiary_id": ["s1"], "record_count": [2], "distinct_segments": [1],
-        "distinct_retention_values": [1], "is_conflicting": [False],
+        "business_key_id": ["k1"], "customer_id": ["c1"], "subsidiary_id": ["s1"], "record_count": [2],
+        "distinct_segments": [1], "distinct_retention_values": [1], "distinct_segmentation_dates": [2],
+        "first_source_row_number": [1], "is_conflicting": [False],
     })
 
     return {
@@ -560,6 +561,125 @@ def test_data_docs_written(tmp_path: Path):
     assert "&lt;script&gt;alert(1)" in html_text
 
 
+# ---------------------------------------------------------------------------------------------- chunks
+
+TINY = 1  # cells per chunk: one row per chunk, whatever the table's width
+
+
+@pytest.mark.parametrize("mutation", [
+    "none", "duplicate_key", "retention_out_of_range", "flag_inconsistent", "row_count", "anomaly_band",
+])
+def test_chunked_validation_reports_what_the_whole_table_does(mutation: str):
+    """One-row chunks (every row its own GX batch, uniqueness in SQL) find the same failures, with the same
+    offending keys and counts, as one batch of the whole frame."""
+    tables = build_tables()
+    fit = tables["customer_segment_fit"]
+    config = CONFIG
+    if mutation == "duplicate_key":
+        fit.loc[4, "customer_record_id"] = "r2"
+    elif mutation == "retention_out_of_range":
+        fit.loc[[1, 5], "retention_probability"] = [1.3, -0.2]
+    elif mutation == "flag_inconsistent":
+        fit.loc[1, "is_classification_anomaly"] = True
+    elif mutation == "row_count":
+        tables["input_row_reconciliation"]["records_in_grain"] = pd.array([7, None], dtype="Int64")
+    elif mutation == "anomaly_band":
+        config = CheckConfig(anomaly_rate_band=(0.5, 0.9))
+    subset = only(tables, "customer_segment_fit", "classification_anomalies", "segment_retention_summary",
+                  "input_row_reconciliation")
+    whole = run_checks(subset, config)
+    chunked = run_checks(subset, config, chunk_cells=TINY)
+    assert chunked.errors == whole.errors
+    assert chunked.warnings == whole.warnings
+    assert (chunked.evaluated, chunked.skipped) == (whole.evaluated, whole.skipped)
+    assert whole.ok is (mutation in ("none", "anomaly_band"))
+
+
+def _write_transactions(path: Path, rows: int, *, bad_last_row: bool) -> None:
+    import duckdb
+
+    ids = [f"T{n:06d}" for n in range(1, rows + 1)]
+    amount = [float(n % 97) - 10.0 for n in range(1, rows + 1)]
+    if bad_last_row:
+        ids[-1] = ids[0]          # a repeated transaction_id: first chunk and last chunk
+        amount[-1] = None         # a null amount: last chunk only
+    frame = pd.DataFrame({
+        "source_row_number": np.arange(1, rows + 1, dtype="int64"), "transaction_id": ids,
+        "customer_id": [f"C{n % 50:03d}" for n in range(rows)],
+        "transaction_date": pd.to_datetime("2024-01-01") + pd.to_timedelta(np.arange(rows) % 365, unit="D"),
+        "amount": amount, "profit": [a / 10 if a is not None else None for a in amount],
+    })
+    with duckdb.connect(str(path)) as con:
+        con.execute("create schema intermediate")
+        con.register("frame", frame)
+        con.execute("create table intermediate.int_transactions_validated as select * from frame")
+
+
+@pytest.mark.parametrize("bad_last_row", [True, False])
+def test_bad_row_in_the_last_chunk_of_a_warehouse_table_is_reported(tmp_path: Path, bad_last_row: bool):
+    """A 10,000-row table read from DuckDB in 1,000-row chunks: the null and the repeated id planted in the
+    last row are found, i.e. every chunk is validated and uniqueness is over the whole table."""
+    import duckdb
+
+    from python_analysis.checks import RelationSource
+
+    path = tmp_path / "w.duckdb"
+    rows = 10_000
+    _write_transactions(path, rows, bad_last_row=bad_last_row)
+    with duckdb.connect(str(path), read_only=True) as con:
+        source = RelationSource(con, "intermediate.int_transactions_validated")
+        assert [len(c) for c in source.chunks(1_000)] == [1_000] * 10
+        width = len(source.columns)
+        report = run_checks({"int_transactions_validated": source}, CONFIG, chunk_cells=1_000 * width)
+    if not bad_last_row:
+        assert report.ok, report.summary()
+        return
+    null = find(report.errors, "int_transactions_validated", "expect_column_values_to_not_be_null", "amount")
+    assert null.offending == [f"source_row_number={rows}: amount=<null>"]
+    assert null.unexpected_count == 1
+    repeated = find(report.errors, "int_transactions_validated", "expect_column_values_to_be_unique",
+                    "transaction_id")
+    assert repeated.offending == ["source_row_number=1: transaction_id=T000001",
+                                  f"source_row_number={rows}: transaction_id=T000001"]
+    assert repeated.unexpected_count == 2
+    assert {f.column for f in report.errors} == {"amount", "transaction_id"}
+
+
+def test_chunk_size_from_the_environment(monkeypatch):
+    from python_analysis.checks import CHUNK_CELLS_ENV, DEFAULT_CHUNK_CELLS, chunk_cells_from_env
+
+    monkeypatch.delenv(CHUNK_CELLS_ENV, raising=False)
+    assert chunk_cells_from_env() == DEFAULT_CHUNK_CELLS
+    monkeypatch.setenv(CHUNK_CELLS_ENV, "5000")
+    assert chunk_cells_from_env() == 5000
+    for bad in ("0", "-3", "lots"):
+        monkeypatch.setenv(CHUNK_CELLS_ENV, bad)
+        with pytest.raises(ChecksError, match=CHUNK_CELLS_ENV):
+            chunk_cells_from_env()
+
+
+def test_type_checks_are_generated_from_the_dbt_yaml():
+    """Every column the dbt YAML types (the marts' contracts, the validated views) gets a type check of
+    the matching kind, and nothing else does."""
+    import yaml
+
+    from python_analysis.checks import CONTRACT_FILES, TYPE_LISTS
+
+    kinds = {"varchar": "text", "bigint": "int", "double": "float", "boolean": "bool", "timestamp": "timestamp"}
+    suites = expectation_suites(CONFIG)
+    for path in CONTRACT_FILES:
+        for model in yaml.safe_load(path.read_text())["models"]:
+            if model["name"] not in suites:
+                continue
+            typed = {c["name"]: kinds[c["data_type"]] for c in model["columns"] if c.get("data_type")}
+            assert typed, model["name"]
+            checks = {e.column: e.type_list for e in suites[model["name"]]
+                      if e.expectation_type == "expect_column_values_to_be_in_type_list"}
+            assert checks == {name: TYPE_LISTS[kind] for name, kind in typed.items()}, model["name"]
+            present = [e for e in suites[model["name"]] if e.expectation_type == "expect_table_columns_to_match_set"]
+            assert list(present[0].column_set) == list(typed)
+
+
 # ---------------------------------------------------------------------------------------------- real warehouse
 
 @pytest.mark.parametrize("which", ["demo", "shared_extract", "demo_precomputed_latest"])
@@ -575,6 +695,11 @@ def test_real_warehouses_pass(which, demo_warehouse, build_warehouse):
         if not SHARED_EXTRACT.exists():
             pytest.skip("../shared/data is not beside the checkout")
         path = build_warehouse(pipeline.BuildOptions(customers=SHARED_EXTRACT))
-    report = run_checks(warehouse.read_checked_tables(path), CONFIG)
-    assert report.ok, report.summary()
-    assert report.evaluated > 300
+    with warehouse.checked_sources(path) as (sources, _):
+        report = run_checks(sources, CONFIG)
+        assert report.ok, report.summary()
+        assert report.evaluated > 300
+        if which == "demo":  # the same warehouse in chunks of 60,000 cells: same verdict, same count
+            chunked = run_checks(sources, CONFIG, chunk_cells=60_000)
+            assert chunked.ok, chunked.summary()
+            assert (chunked.evaluated, chunked.skipped) == (report.evaluated, report.skipped)

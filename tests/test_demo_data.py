@@ -325,3 +325,26 @@ def test_write_scaled_parquet_small(tmp_path: Path) -> None:
     assert dates.min() >= pd.Timestamp("2023-01-01") and dates.max() <= pd.Timestamp("2025-06-30")
     again = dd.write_scaled_parquet(500, 12_345, tmp_path / "again", seed=7, chunk_transactions=3_000)
     assert pq.read_table(again["transactions"]).equals(pq.read_table(paths["transactions"]))
+
+
+def test_write_scaled_parquet_time_order(tmp_path: Path) -> None:
+    by_customer = dd.write_scaled_parquet(300, 6_000, tmp_path / "c", seed=7, chunk_transactions=2_000)
+    by_time = dd.write_scaled_parquet(300, 6_000, tmp_path / "t", seed=7, chunk_transactions=2_000, order="time")
+    c = pq.read_table(by_customer["transactions"]).to_pandas()
+    t = pq.read_table(by_time["transactions"]).to_pandas()
+    assert pq.read_table(by_time["customers"]).equals(pq.read_table(by_customer["customers"]))
+    assert list(t.columns) == list(dd.TRANSACTION_COLUMNS)
+    # the same transactions, only the order and the ids differ
+    values = ["customer_id", "transaction_date", "amount", "profit"]
+    assert c[values].sort_values(values).reset_index(drop=True).equals(
+        t[values].sort_values(values).reset_index(drop=True))
+    # a log: dates never go back, ids increase in file order, customers interleaved
+    assert pd.to_datetime(t["transaction_date"]).is_monotonic_increasing
+    assert t["transaction_id"].is_unique and t["transaction_id"].is_monotonic_increasing
+    runs_time = int((t["customer_id"] != t["customer_id"].shift()).sum())
+    runs_customer = int((c["customer_id"] != c["customer_id"].shift()).sum())
+    assert runs_customer <= 300 < 10 * 300 < runs_time
+    again = dd.write_scaled_parquet(300, 6_000, tmp_path / "t2", seed=7, chunk_transactions=2_000, order="time")
+    assert pq.read_table(again["transactions"]).equals(pq.read_table(by_time["transactions"]))
+    with pytest.raises(ValueError, match="order"):
+        dd.write_scaled_parquet(10, 10, tmp_path / "x", order="random")
