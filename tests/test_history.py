@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from python_analysis import pipeline, publishing
+from tests.builds import publish_copy
 
 
 def _latest_flags(path) -> pd.Series:
@@ -61,10 +62,7 @@ def test_the_first_build_has_one_version_per_customer_and_no_changes(demo_wareho
 def rebuilt(demo_warehouse, tmp_path_factory):
     """The demo at threshold 0.15 published, then rebuilt at 0.10 and back at 0.15 on top of it."""
     published = tmp_path_factory.mktemp("history") / "segfit.duckdb"
-    slot = publishing.new_slot(published)
-    shutil.copyfile(demo_warehouse, slot.target)
-    publishing.publish(published, slot)
-    first = publishing.current_target(published)
+    first = publish_copy(demo_warehouse, published)
     quiet = {"echo": lambda line: None}
     pipeline.build(pipeline.BuildOptions(threshold=0.10), published, **quiet)
     second = publishing.current_target(published)

@@ -22,6 +22,7 @@ import pytest
 
 from python_analysis import cli, pipeline, publishing, steps, warehouse
 from python_analysis.errors import SegfitError
+from tests.builds import publish_copy
 
 
 def _segfit(*args: str, **kwargs) -> subprocess.Popen:
@@ -34,14 +35,6 @@ def _anomaly_count(path: Path) -> int:
         return con.execute("select count(*) from marts.classification_anomalies").fetchone()[0]
 
 
-def _publish_copy(source: Path, published: Path, **kwargs) -> Path:
-    """Publish a copy of an already built warehouse file at ``published`` (a real publish, no dbt run)."""
-    slot = publishing.new_slot(published)
-    shutil.copyfile(source, slot.target)
-    publishing.publish(published, slot, **kwargs)
-    return slot.target
-
-
 @pytest.fixture(scope="module")
 def other_build(build_warehouse) -> Path:
     """A second demo build whose anomaly count differs from the default one."""
@@ -52,7 +45,7 @@ def other_build(build_warehouse) -> Path:
 def served(demo_warehouse, tmp_path) -> Path:
     published = tmp_path / "wh" / "segfit.duckdb"
     published.parent.mkdir()
-    _publish_copy(demo_warehouse, published)
+    publish_copy(demo_warehouse, published)
     return published
 
 
@@ -101,7 +94,7 @@ def test_publish_refuses_a_missing_or_empty_candidate(served):
 def test_old_builds_are_kept_to_the_retention_limit(served, demo_warehouse, monkeypatch):
     monkeypatch.setenv("SEGFIT_KEEP_BUILDS", "2")
     for _ in range(3):
-        _publish_copy(demo_warehouse, served)
+        publish_copy(demo_warehouse, served)
     kept = [d for d in publishing.builds_dir(served).iterdir() if d.is_dir()]
     assert len(kept) == 2
     assert publishing.current_target(served).parent in kept
@@ -140,12 +133,12 @@ def test_a_leftover_wal_does_not_break_the_published_file(demo_warehouse, other_
              "con.execute('create table main.scratch as select 1 as x'); os._exit(0)")
     subprocess.run([sys.executable, "-c", crash, str(published)], check=True)
     assert published.with_name(published.name + ".wal").exists()
-    _publish_copy(other_build, published)
+    publish_copy(other_build, published)
     assert _anomaly_count(published) == _anomaly_count(other_build)
     assert not published.with_name(published.name + ".wal").exists()
     # a crash through the link leaves its WAL beside the build it wrote; the next publish is unaffected
     subprocess.run([sys.executable, "-c", crash, str(published)], check=True)
-    _publish_copy(demo_warehouse, published)
+    publish_copy(demo_warehouse, published)
     assert _anomaly_count(published) == _anomaly_count(demo_warehouse)
 
 
@@ -158,7 +151,7 @@ def test_report_write_back_aborts_when_another_build_was_published(served, other
 
     def report_then_a_build_lands(*args, **kwargs):
         result = real_report_from(*args, **kwargs)
-        raced["target"] = _publish_copy(other_build, served)  # a `segfit build` finishing meanwhile
+        raced["target"] = publish_copy(other_build, served)  # a `segfit build` finishing meanwhile
         return result
 
     monkeypatch.setattr(steps, "report_from", report_then_a_build_lands)
@@ -317,7 +310,7 @@ def test_a_warehouse_folder_with_quotes_and_semicolons_builds_twice(demo_warehou
     """The path reaches dbt as a file name and the history hook as an escaped SQL literal, never as SQL."""
     published = tmp_path / "O'Brien; drop table x --" / "segfit.duckdb"
     published.parent.mkdir()
-    _publish_copy(demo_warehouse, published)  # a first build to carry history from
+    publish_copy(demo_warehouse, published)  # a first build to carry history from
     assert cli.main(["build", "--warehouse", str(published), "--threshold", "0.10"]) == 0
     with warehouse.read_only(published) as con:
         versions = con.execute("select count(*), count(distinct customer_id) "

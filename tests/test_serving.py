@@ -20,7 +20,8 @@ import pytest
 import sqlalchemy
 from sqlalchemy.pool import NullPool
 
-from python_analysis import pipeline, publishing, serving, warehouse
+from python_analysis import pipeline, serving, warehouse
+from tests.builds import publish_copy
 
 README = warehouse.PROJECT_DIR / "README.md"
 COUNT_SQL = "select count(*) from marts.classification_anomalies"
@@ -36,12 +37,6 @@ def builds(build_warehouse, demo_warehouse) -> tuple[Path, Path]:
 def _count(path: Path) -> int:
     with contextlib.closing(duckdb.connect(str(path), read_only=True)) as con:
         return con.execute(COUNT_SQL).fetchone()[0]
-
-
-def _publish_copy(source: Path, published: Path) -> None:
-    slot = publishing.new_slot(published)
-    shutil.copyfile(source, slot.target)
-    publishing.publish(published, slot)
 
 
 def _replace_plain_file(source: Path, published: Path) -> None:
@@ -84,8 +79,8 @@ def test_a_process_holding_a_connection_sees_the_next_build(builds, tmp_path):
     # segfit's publish: a link to a new file, so the next connection opens the new build
     published = tmp_path / "linked" / "segfit.duckdb"
     published.parent.mkdir()
-    _publish_copy(old, published)
-    after = _staleness_while_held(published, lambda: _publish_copy(new, published), _count(new))
+    publish_copy(old, published)
+    after = _staleness_while_held(published, lambda: publish_copy(new, published), _count(new))
     print(f"staleness after publish with a held connection: plain-file replace={before}s, segfit={after:.3f}s")
     assert after < 0.5
 
@@ -93,7 +88,7 @@ def test_a_process_holding_a_connection_sees_the_next_build(builds, tmp_path):
 def test_sqlalchemy_with_nullpool_is_fresh_across_a_rebuild(builds, tmp_path):
     old, new = builds
     published = tmp_path / "segfit.duckdb"
-    _publish_copy(old, published)
+    publish_copy(old, published)
     url = serving.sqlalchemy_url(published)
     fresh = sqlalchemy.create_engine(url, poolclass=NullPool)
     pooled = sqlalchemy.create_engine(url)  # the default pool: the control
@@ -101,7 +96,7 @@ def test_sqlalchemy_with_nullpool_is_fresh_across_a_rebuild(builds, tmp_path):
         for engine in (fresh, pooled):
             with engine.connect() as con:
                 assert con.execute(sqlalchemy.text(COUNT_SQL)).scalar() == _count(old)
-        _publish_copy(new, published)
+        publish_copy(new, published)
         with fresh.connect() as con:
             assert con.execute(sqlalchemy.text(COUNT_SQL)).scalar() == _count(new)
         with pooled.connect() as con:
@@ -117,7 +112,7 @@ def test_sqlalchemy_with_nullpool_is_fresh_across_a_rebuild(builds, tmp_path):
 
 def test_the_hardened_url_blocks_server_files_but_serves_the_marts(builds, tmp_path):
     published = tmp_path / "segfit.duckdb"
-    _publish_copy(builds[0], published)
+    publish_copy(builds[0], published)
     secret = tmp_path / "secret.txt"
     secret.write_text("s3cr3t")
     engine = sqlalchemy.create_engine(serving.sqlalchemy_url(published), poolclass=NullPool)
@@ -153,7 +148,7 @@ def repo_like(builds, tmp_path) -> Path:
     root = tmp_path / "repo"
     (root / "warehouse").mkdir(parents=True)
     (root / ".venv").symlink_to(Path(sys.executable).parent.parent)
-    _publish_copy(builds[0], root / "warehouse" / "segfit.duckdb")
+    publish_copy(builds[0], root / "warehouse" / "segfit.duckdb")
     return root
 
 
