@@ -78,6 +78,11 @@ def dbt_environment(database_path: Path, build: Mapping[str, str] | None = None)
             "DBT_PROJECT_DIR": str(PROJECT_DIR),
         }
     )
+    # dbt's target/ and logs/ belong to this build (its manifest describes this file), so two builds, or a
+    # build and a plain `dbt` command in the checkout, never overwrite each other's artifacts. A caller's own
+    # DBT_TARGET_PATH / DBT_LOG_PATH (the benchmark's) wins.
+    env.setdefault("DBT_TARGET_PATH", str(database_path.parent / "dbt_target"))
+    env.setdefault("DBT_LOG_PATH", str(Path(env["DBT_TARGET_PATH"]) / "logs"))
     return env
 
 
