@@ -6,6 +6,7 @@ How a build reaches readers (a new file per build, swapped in by one rename) is 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import subprocess
@@ -22,6 +23,7 @@ from python_analysis.inputs import validate_control_free
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_WAREHOUSE = "warehouse/segfit.duckdb"
+dbt_log = logging.getLogger(__name__ + ".dbt")  # dbt's own output, line by line
 DBT_TARGET = "prod"  # profiles/profiles.yml: the CLI's builds; plain dbt defaults to `dev`
 
 MARTS = (
@@ -37,6 +39,8 @@ MARTS = (
     "duplicate_customer_keys",
 )
 CHECKED_INPUTS = ("int_customers_validated", "int_transactions_validated")
+# read by the report besides MARTS: the run metadata and the changes since the previous build (not checked by GX)
+REPORT_ONLY_MARTS = ("build_metadata", "customer_fit_changes")
 
 
 def resolve_warehouse_path(path: str | os.PathLike[str] | None = None) -> Path:
@@ -86,8 +90,8 @@ def dbt_environment(database_path: Path, build: Mapping[str, str] | None = None)
     return env
 
 
-def run_dbt(args: list[str], database_path: Path, *, echo=print, build: Mapping[str, str] | None = None) -> int:
-    """Run one dbt command against ``database_path``, streaming its output through ``echo``."""
+def run_dbt(args: list[str], database_path: Path, *, build: Mapping[str, str] | None = None) -> int:
+    """Run one dbt command against ``database_path``, streaming its output to the ``dbt`` logger."""
     command = [dbt_executable(), *args, "--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR / "profiles"),
                "--target", DBT_TARGET]
     process = subprocess.Popen(  # noqa: S603 - fixed executable, validated arguments
@@ -101,7 +105,7 @@ def run_dbt(args: list[str], database_path: Path, *, echo=print, build: Mapping[
     assert process.stdout is not None
     try:
         for line in process.stdout:
-            echo("  dbt | " + line.rstrip())
+            dbt_log.info("%s", line.rstrip())
         return process.wait()
     except BaseException:
         # Ctrl-C, SIGTERM or an error here: never leave dbt running on its own
@@ -158,7 +162,7 @@ def _fetch_frame(result: duckdb.DuckDBPyConnection, vectors_per_chunk: int = 10)
 
 
 def read_marts(path: Path) -> dict[str, pd.DataFrame]:
-    return read_tables(path, {name: f"marts.{name}" for name in MARTS})
+    return read_tables(path, {name: f"marts.{name}" for name in MARTS + REPORT_ONLY_MARTS})
 
 
 @contextlib.contextmanager

@@ -28,7 +28,7 @@ class WarehouseFactory:
         options = options or pipeline.BuildOptions()
         if options not in self.cache:
             target = self.root / f"w{len(self.cache)}" / "segfit.duckdb"
-            pipeline.build(options, target, echo=lambda line: None)
+            pipeline.build(options, target)
             self.cache[options] = target
         return self.cache[options]
 

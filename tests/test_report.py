@@ -80,7 +80,9 @@ def test_metrics_top_level_keys_are_stable(written):
     report, _, _ = written
     assert sorted(report.metrics) == sorted(
         [
+            "anomalies",
             "anomaly_models",
+            "changes",
             "charts",
             "clustering",
             "config",
@@ -94,6 +96,7 @@ def test_metrics_top_level_keys_are_stable(written):
             "notes",
             "recommendations",
             "rule_lift",
+            "run",
             "sample",
             "schema_version",
             "segment_definition",
@@ -127,7 +130,8 @@ def test_markdown_has_tables_and_chart_links(written):
     md = (out / "report.md").read_text()
     for name in CHART_NAMES:
         assert f"(charts/{name}.png)" in md
-    assert "| customer_record_id | customer_name | segment | retention | segment avg | deviation |" in md
+    assert ("| Rank | Customer | Subsidiary | Segmentation date | Name | Segment | Retention | Segment mean | Deviation "
+            "| Cluster | Conflicting copies |") in md
     assert SCRIPT_NAME not in md  # '<' escaped for markdown renderers
     assert "LEAKAGE" in md and "close to a threshold" in md
 
