@@ -7,7 +7,7 @@ export DO_NOT_TRACK := 1
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export MPLBACKEND := Agg
 
-.PHONY: install run build report test lint bench docs seeds clean
+.PHONY: install run build report test test-fast lint bench docs seeds clean
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,9 @@ report: $(STAMP)             ## report from the existing warehouse
 
 test: $(STAMP)               ## every test: pytest (dbt builds, unit tests, GX, oracle), ruff, sqlfluff
 	$(BIN)/python -m pytest
+
+test-fast: $(STAMP)          ## the pure unit tests only (tests/unit: synthetic frames, no warehouse; < 60 s)
+	$(BIN)/python -m pytest tests/unit -m "not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

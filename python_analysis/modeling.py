@@ -831,7 +831,7 @@ def anomaly_clusters(anomalies: pd.DataFrame, config: ReportConfig) -> Clusterin
         return _anomaly_clusters(anomalies, config)
 
 
-def _anomaly_clusters(anomalies: pd.DataFrame, config: ReportConfig) -> ClusteringResult:
+def _anomaly_clusters(anomalies: pd.DataFrame, config: ReportConfig) -> ClusteringResult:  # noqa: C901 - K search, fit, labels and profiles of one clustering; owned by #9
     n = len(anomalies)
     if n < 3:
         return ClusteringResult(

@@ -335,10 +335,16 @@ def decision_tree(model: AnomalyModel, config: ReportConfig) -> Figure:
     for annotation in annotations:
         label = annotation.get_text()
         box = annotation.get_bbox_patch()
-        if box is None or "class = " not in label:
+        if box is None:
+            continue
+        if "class = " not in label:  # a "(...)" stub for the levels not drawn
+            box.set_facecolor("white")
+            box.set_edgecolor(NORMAL_COLOR)
             continue
         color = ANOMALY_COLOR if "class = anomaly" in label else NORMAL_COLOR
-        box.set_facecolor(matplotlib.colors.to_rgba(color, 0.25))
+        # an opaque tint (colour mixed with white), so the arrows do not show through the text
+        tint = 0.25 * np.array(matplotlib.colors.to_rgb(color)) + 0.75
+        box.set_facecolor(tuple(tint))
         box.set_edgecolor(color)
     ax.set_title(
         f"Fair anomaly tree (no retention-derived feature): first {config.tree_plot_depth} of up to "

@@ -162,7 +162,12 @@ def _fetch_frame(result: duckdb.DuckDBPyConnection, vectors_per_chunk: int = 10)
 
 
 def read_marts(path: Path) -> dict[str, pd.DataFrame]:
-    return read_tables(path, {name: f"marts.{name}" for name in MARTS + REPORT_ONLY_MARTS})
+    """The marts the report reads, checked against the dbt contracts of the build that wrote them."""
+    from python_analysis import contracts
+
+    marts = read_tables(path, {name: f"marts.{name}" for name in MARTS + REPORT_ONLY_MARTS})
+    contracts.require_columns(marts, contracts.for_build(path))
+    return marts
 
 
 @contextlib.contextmanager

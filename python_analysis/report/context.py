@@ -109,7 +109,8 @@ def _mart(marts: Mapping[str, pd.DataFrame], key: str, notes: list[str]) -> pd.D
 
 def _statistics(marts: Mapping[str, pd.DataFrame], fit: pd.DataFrame, config: ReportConfig,
                 notes: list[str]) -> Statistics:
-    comparison = feature_comparison(_mart(marts, "anomaly_feature_comparison", notes))
+    mart = _mart(marts, "anomaly_feature_comparison", notes)
+    comparison = tables.in_feature_order(feature_comparison(mart), mart)
     crosstabs = _mart(marts, "anomaly_crosstabs", notes)
     return Statistics(
         comparison=comparison,

@@ -156,3 +156,15 @@ def changes_in_order(changes: pd.DataFrame | None) -> pd.DataFrame | None:
     frame["_k"] = kind.map(lambda k: CHANGE_ORDER.index(k) if k in CHANGE_ORDER else len(CHANGE_ORDER))
     frame["_c"] = text_column(frame, "customer_id")
     return frame.sort_values(["_k", "_c"], kind="mergesort").drop(columns=["_k", "_c"]).reset_index(drop=True)
+
+
+def in_feature_order(comparison: pd.DataFrame, mart: pd.DataFrame) -> pd.DataFrame:
+    """The feature table in the mart's own ``feature_order`` (the dbt model's list), so a feature added in dbt
+    appears in its place without a Python edit; features without an order follow by name."""
+    if not len(comparison) or "feature_order" not in mart.columns:
+        return comparison
+    order = mart.assign(_f=text_column(mart, "feature_name"), _o=pd.to_numeric(mart["feature_order"], errors="coerce"))
+    rank = order.groupby("_f")["_o"].min()
+    key = comparison["feature_name"].map(rank)
+    return comparison.assign(_o=key.to_numpy()).sort_values(["_o", "feature_name"], kind="mergesort",
+                                                            na_position="last").drop(columns="_o").reset_index(drop=True)
