@@ -110,7 +110,7 @@ def parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check", help="run the great-expectations checks on the warehouse")
     check.add_argument("--warehouse")
-    check.add_argument("--out", type=Path, default=Path("reports/latest"), help="where Data Docs go")
+    check.add_argument("--out", type=Path, default=Path("reports/latest"), help="where the checks page (checks.html) goes")
 
     report = commands.add_parser("report", help="fit the models and write the report from the marts")
     report.add_argument("--warehouse")
