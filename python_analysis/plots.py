@@ -361,6 +361,9 @@ def feature_importances(models: Mapping[str, AnomalyModel], config: ReportConfig
     axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.ravel()[len(shown) :]:
         ax.set_visible(False)
+    aucs = {m.name: m.cv["roc_auc"] for m in shown if m.cv and not m.leakage_by_design
+            and math.isfinite(m.cv["roc_auc"])}
+    best = max(aucs, key=lambda name: (aucs[name], name)) if aucs else None
     for ax, model in zip(axes.ravel(), shown, strict=False):
         top = top_importances(model.importances, config.top_importances)
         colors = ["#9467bd" if k == "categorical" else "#1f77b4" for k in top["kind"]]
@@ -373,11 +376,13 @@ def feature_importances(models: Mapping[str, AnomalyModel], config: ReportConfig
         ax.set_ylim(config.top_importances - 0.5, -0.5)  # largest on top, same bar height in every panel
         auc = model.cv["roc_auc"] if model.cv else math.nan
         tag = "LEAKAGE " if model.leakage_by_design else ""
+        mark = " - best without leakage" if model.name == best else ""
         ax.set_title(
-            f"{tag}{model.name} model (CV ROC-AUC {auc:.3f})"
+            f"{tag}{model.name} model (CV ROC-AUC {auc:.3f}{mark})"
             if math.isfinite(auc)
             else f"{tag}{model.name} model (no CV)",
             fontsize=10,
+            fontweight="bold" if mark else "normal",
         )
         ax.set_xlabel("importance (one-hot summed per source; zeros omitted)")
         ax.set_xlim(0, 1)

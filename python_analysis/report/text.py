@@ -86,7 +86,12 @@ def verdict_sentence(r: Recommendation) -> str:
 def model_sentence(fair_auc: float | None, base_auc: float | None) -> str | None:
     if fair_auc is None or not math.isfinite(fair_auc):
         return None
-    base = f" against {num(base_auc)} from the segment alone" if base_auc is not None and math.isfinite(base_auc) else ""
+    if base_auc is None or not math.isfinite(base_auc):
+        base = ""
+    elif base_auc >= fair_auc:
+        base = f", no better than {num(base_auc)} from the segment alone"
+    else:
+        base = f" against {num(base_auc)} from the segment alone"
     return (f"A decision tree on behaviour predicts who is an anomaly with cross-validated ROC-AUC {num(fair_auc)}"
             f"{base} (details in Appendix A).")
 

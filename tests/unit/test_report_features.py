@@ -157,3 +157,30 @@ def test_the_checks_link_and_the_csv_links_are_in_the_data_quality_section(repor
     section = page.split('id="data-quality"')[1].split("</section>")[0]
     assert 'href="checks.html"' in section and 'href="data_quality_issues.csv"' in section
     assert (out / "data_quality_issues.csv").read_text().count("\n") == 1 + len(make_marts()["data_quality_issues"])
+
+
+def test_run_metadata_comes_from_build_metadata_and_reaches_the_header(tmp_path, monkeypatch):
+    from python_analysis.report.runinfo import RunInfo
+
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    meta = pd.DataFrame({
+        "source": ["transactions", "customers"], "input_label": ["/in/t.csv", "/in/c.csv"],
+        "file_name": ["t.csv", "c.csv"], "file_size_bytes": [10, 2048], "file_sha256": ["ab" * 32, "cd" * 32],
+        "customer_grain": ["latest", "latest"], "anomaly_threshold": [0.1, 0.1],
+        "anomaly_threshold_mode": ["relative", "relative"], "dbt_version": ["1.11.16"] * 2,
+        "built_at": [pd.Timestamp("2025-02-03 04:05:06")] * 2})
+    run = RunInfo.from_marts({"build_metadata": meta}, grain="all")
+    assert (run.grain, run.threshold, run.threshold_mode) == ("latest", 0.1, "relative")
+    assert [(i.source, i.name, i.size_bytes, i.sha256) for i in run.inputs] == [
+        ("customers", "c.csv", 2048, "cd" * 32), ("transactions", "t.csv", 10, "ab" * 32)]
+    assert run.started_at == "2023-11-14T22:13:20Z"
+    line = run.finished("2023-11-14T22:15:00Z").line()
+    assert "c.csv (2,048 bytes, SHA-256 " + "cd" * 32 + ")" in line and "finished 2023-11-14T22:15:00Z" in line
+    assert "anomaly threshold 0.1 (relative)" in line
+
+
+def test_the_model_sentence_says_when_the_segment_alone_does_as_well():
+    from python_analysis.report import text
+
+    assert "no better than 0.895 from the segment alone" in text.model_sentence(0.89, 0.895)
+    assert "ROC-AUC 0.977 against 0.526" in text.model_sentence(0.977, 0.526)
