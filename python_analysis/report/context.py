@@ -15,7 +15,6 @@ from ..analysis import (
     Correlation,
     DataQualitySummary,
     anomaly_mask,
-    anomaly_rate_check,
     conflicting_customers,
     crosstab_association,
     crosstab_table,
@@ -41,7 +40,7 @@ from ..modeling import (
 )
 from ..profile import DataProfile, data_profile
 from ..verdicts import Recommendation, recommendations
-from . import tables
+from . import tables, text
 from .runinfo import RunInfo
 
 
@@ -196,7 +195,8 @@ def build_context(
         overview=sample_overview(fit, summary, anomalies, grain),
         summary=summary,
         segment_order=order,
-        rate_warning=anomaly_rate_check(summary, config),
+        rate_warning=text.rate_warning(int(summary["record_count"].sum()), int(summary["anomaly_count"].sum()),
+                                       config.anomaly_rate_band),
         stats=_statistics(marts, fit, config, notes),
         profile=profile,
         inference=inference,

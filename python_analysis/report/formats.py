@@ -220,9 +220,22 @@ LABELS: dict[str, str] = {
     "records": "Records",
     "anomaly_records": "Anomaly records",
     "min_retention": "Lowest retention",
+    "customers": "Customers",
+    "anomaly_customers": "Anomaly customers",
+    "customers_compared": "Customers compared",
+    "anomaly_customers_compared": "Anomaly customers compared",
+    "values": "Values",
+    "dof": "Degrees of freedom",
+    "highest_rate_value": "Highest rate at",
+    "records_of_customer": "Records of the customer",
+    "duplicate_key": "Repeated key",
     "max_retention": "Highest retention",
 }
 
 
 def label(column: str) -> str:
-    return LABELS.get(column, column.replace("_", " "))
+    """The human label of a column: its entry in ``LABELS``, else its name in words, capitalised."""
+    if column in LABELS:
+        return LABELS[column]
+    words = column.replace("_", " ").strip()
+    return words[:1].upper() + words[1:]

@@ -54,6 +54,18 @@ def _fair_and_base_auc(ctx: ReportContext) -> tuple[float | None, float | None]:
     return auc("fair"), auc("baseline")
 
 
+def tree_statement(ctx: ReportContext) -> str | None:
+    """The segment tree's 'close to a threshold' sentence, from its top importance and its first split."""
+    t = ctx.models.seg_tree
+    if t.skipped or not t.threshold_feature or not len(t.importances):
+        return None
+    share = float(t.importances["importance"].iloc[0])
+    split = None
+    if t.estimator is not None and t.estimator.tree_.feature[0] >= 0 and t.feature_names:
+        split = (t.feature_names[t.estimator.tree_.feature[0]], float(t.estimator.tree_.threshold[0]))
+    return text.segment_tree_statement(t.threshold_feature, share, t.accuracy_cv, split)
+
+
 # ------------------------------------------------------------------------------------------------ 1
 def summary(ctx: ReportContext, figures: Mapping[str, object]) -> Part:
     """What was found, how sure we are, what to do next: every sentence from ``text`` with its number."""
@@ -88,7 +100,7 @@ def segments(ctx: ReportContext, figures: Mapping[str, object]) -> Part:
     threshold = ctx.run.threshold
     blocks: list[Block] = [Para(text.definition(threshold, ctx.run.threshold_mode))]
     tree = ctx.models.seg_tree
-    definition = text.segment_definition(ctx.profile) or (None if tree.skipped else tree.threshold_statement) \
+    definition = text.segment_definition(ctx.profile) or (None if tree.skipped else tree_statement(ctx)) \
         or text.no_segment_definition(None if tree.skipped else tree.accuracy_cv)
     blocks.append(Para(definition))
     if "retention_by_segment" in figures:
@@ -353,7 +365,7 @@ def _segment_tree_blocks(ctx: ReportContext) -> list[Block]:
              f"{formats.pct(t.accuracy_in_sample)}, cross-validated {formats.pct(t.accuracy_cv)} ({t.cv_note})."),
         table(t.per_class, "Per-segment precision and recall (in-sample and cross-validated)"),
         table(top_importances(t.importances, config.top_importances), "Segment tree: largest importances"),
-        Para(t.threshold_statement or f"No single feature carries {formats.pct(config.threshold_importance, 0)} of the "
+        Para(tree_statement(ctx) or f"No single feature carries {formats.pct(config.threshold_importance, 0)} of the "
              "importance: the segment combines several behaviour features."),
         table(t.top_rules.head(8), "Largest leaves of the segment tree (fit rows)"),
         _code(t.rules_text, "Segment tree rules (sklearn export_text)"),

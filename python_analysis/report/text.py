@@ -189,3 +189,30 @@ def _join(parts: Sequence[str]) -> str:
     if len(parts) <= 1:
         return "".join(parts)
     return ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def segment_tree_statement(feature: str | None, share: float | None, accuracy_cv: float | None,
+                           first_split: tuple[str, float] | None) -> str | None:
+    """When one feature carries most of the segment tree's importance: the segment is close to a threshold on it."""
+    if not feature or share is None:
+        return None
+    split = ""
+    if first_split is not None and first_split[0] == feature:
+        split = f" The first split is {feature} ≤ {num(first_split[1])}."
+    accuracy = f" (cross-validated accuracy {pct(accuracy_cv)})" if accuracy_cv is not None else ""
+    return (f"The segment is close to a threshold on {feature}: that one feature carries {pct(share, 0)} of the "
+            f"segment tree's importance{accuracy}.{split}")
+
+
+def rate_warning(records: int, anomalies: int, band: tuple[float, float]) -> str | None:
+    """A warning when the overall anomaly rate is outside the plausible band."""
+    if not records:
+        return "No records in the segment summary."
+    rate, (lo, hi) = anomalies / records, band
+    if rate < lo:
+        return (f"The overall anomaly rate {pct(rate)} is below {pct(lo, 0)}: the threshold may be too loose to find "
+                "enough anomalies for stable statistics.")
+    if rate > hi:
+        return (f"The overall anomaly rate {pct(rate)} is above {pct(hi, 0)}: the threshold may be too tight; a large "
+                "share of records 'does not fit', which says more about the threshold than about the segments.")
+    return None
