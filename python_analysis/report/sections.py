@@ -335,6 +335,10 @@ def quality(ctx: ReportContext, figures: Mapping[str, object]) -> Part:
         blocks.append(table(ctx.conflicts, f"Customers with conflicting copies ({formats.count(len(ctx.conflicts))}; "
                             "their records are weighted so each customer counts once in the within-segment tests)",
                             formats_by_column={"min_retention": formats.num, "max_retention": formats.num}))
+    if ctx.checks_href is None and not ctx.check_warnings:
+        blocks.append(Para("The great-expectations checks did not run with this report (`segfit run` runs them; "
+                           "`segfit check` runs them alone)."))
+        return Part("Data quality", "data-quality", blocks)
     blocks.append(Para(f"Check warnings: {formats.count(len(ctx.check_warnings))}."))
     if ctx.check_warnings:
         blocks.append(Bullets(ctx.check_warnings))
