@@ -89,7 +89,7 @@ def build_report(
                         dq_summary=dq_summary, grain=grain, run=run)
     figures = build_figures(ctx)
     chart_png = {name: plots.figure_png(fig, config.dpi) for name, fig in figures.items()}
-    return Report(metrics=metrics(ctx, sorted(figures)), figures=figures, context=ctx, chart_png=chart_png)
+    return Report(metrics=json_ready(metrics(ctx, sorted(figures))), figures=figures, context=ctx, chart_png=chart_png)
 
 
 def metrics_json(payload: Mapping[str, Any], generated_at: str) -> str:
