@@ -203,9 +203,14 @@ def anomaly_rate(summary: pd.DataFrame, config: ReportConfig) -> Figure:
     return fig
 
 
-def _band(mean: float, threshold: float, mode: str) -> tuple[float, float]:
-    width = threshold * abs(mean) if mode == "relative" else threshold
+def _band(mean: float, threshold: float, mode: str, sd: float = math.nan) -> tuple[float, float]:
+    """The retention range that fits: mean ± threshold (absolute), ± threshold × |mean| (relative) or
+    ± threshold × the segment's sample SD (zscore)."""
+    width = threshold * abs(mean) if mode == "relative" else threshold * sd if mode == "zscore" else threshold
     return mean - width, mean + width
+
+
+BAND_LABELS = {"relative": " × mean", "zscore": " × segment SD"}
 
 
 def retention_by_segment(fit: pd.DataFrame, order: Sequence[str], threshold: float | None, mode: str | None,
@@ -235,10 +240,11 @@ def retention_by_segment(fit: pd.DataFrame, order: Sequence[str], threshold: flo
         mean = float(np.nanmean(retention[in_seg])) if in_seg.any() else math.nan
         if math.isfinite(mean):
             ax.hlines(mean, i - 0.4, i + 0.4, color="black", linewidth=2, label="segment mean" if i == 0 else None)
-            if threshold is not None:
-                low, high = _band(mean, threshold, mode or "absolute")
+            sd = float(np.nanstd(retention[in_seg], ddof=1)) if in_seg.sum() > 1 else math.nan
+            if threshold is not None and math.isfinite(_band(mean, threshold, mode or "absolute", sd)[0]):
+                low, high = _band(mean, threshold, mode or "absolute", sd)
                 ax.fill_between([i - 0.4, i + 0.4], low, high, color="#4c78a8", alpha=0.12, linewidth=0,
-                                label=f"fits: mean ± {threshold:g}{' × mean' if mode == 'relative' else ''}"
+                                label=f"fits: mean ± {threshold:g}{BAND_LABELS.get(mode or '', '')}"
                                 if i == 0 else None)
         n_cust = len(set(customers[in_seg])) if customers is not None else 0
         labels.append(f"{name}\n{n_cust:,} customers\n{int(in_seg.sum()):,} records")

@@ -23,9 +23,10 @@ VERDICT_WORDS = {
 
 
 def definition(threshold: float | None, mode: str | None) -> str:
+    unit = {"relative": " of that mean", "zscore": " segment standard deviations (sample SD of the segment's "
+            "retention)"}.get(mode or "", "")
     rule = (f"its retention probability differs from its segment's mean retention by more than {num(threshold)}"
-            + (" of that mean" if mode == "relative" else "")) if threshold is not None else \
-        "its retention probability is far from its segment's mean retention"
+            f"{unit}") if threshold is not None else "its retention probability is far from its segment's mean retention"
     return (f"A customer record is a classification anomaly when {rule}. Anomalies are counted as customers and "
             "as records (a customer can have several records: subsidiaries and snapshots).")
 
