@@ -104,7 +104,7 @@ for _name in ("record_count", "distinct_customers", "anomaly_count", "above_coun
 for _name in ("anomaly_rate", "anomaly_share", "share", "anomaly_hit_rate", "normal_hit_rate", "precision_in_sample",
               "recall_in_sample", "precision_cv", "recall_cv", "purity", "anomaly_coverage", "highest_rate"):
     COLUMN_FORMATS[_name] = pct
-for _name in ("p_value", "q_value", "pearson_p", "spearman_p"):
+for _name in ("p_value", "q_value", "pearson_p", "spearman_p", "fisher_p", "fisher_q"):
     COLUMN_FORMATS[_name] = p
 for _name in ("rank_biserial", "pearson", "spearman", "delta", "retention_deviation", "deviation"):
     COLUMN_FORMATS[_name] = signed
