@@ -64,3 +64,15 @@
         'sha256': segfit_sql_string(measured['sha256']) if measured.get('sha256') else 'null',
     }) }}
 {%- endmacro %}
+
+{#- build_metadata's input label from a staged row's input_label (see segfit_input): the path for a file,
+    "demo seeds (<variant> variant)" for the demo seeds. -#}
+{% macro segfit_metadata_label(staged_label) -%}
+    case
+        when {{ staged_label }} = 'demo seed demo_customers_precomputed' then 'demo seeds (precomputed variant)'
+        when {{ staged_label }} like 'demo seed %' then 'demo seeds (transactions variant)'
+        when {{ staged_label }} like 'customers file %' then substr({{ staged_label }}, {{ 'customers file ' | length + 1 }})
+        when {{ staged_label }} like 'transactions file %'
+            then substr({{ staged_label }}, {{ 'transactions file ' | length + 1 }})
+    end
+{%- endmacro %}
