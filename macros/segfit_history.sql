@@ -31,7 +31,8 @@
         ~ "and schema_name = 'snapshots' and table_name = '" ~ history ~ "'").columns[0].values()[0] -%}
     {%- if exists_there > 0 -%}
         {%- do run_query("create schema if not exists snapshots") -%}
-        {%- do run_query("create table snapshots." ~ history ~ " as select * from segfit_previous.snapshots." ~ history) -%}
+        {%- do run_query("create table snapshots." ~ history
+                         ~ " as select * from segfit_previous.snapshots." ~ history) -%}
         {#- dbt listed the relations before this hook ran: tell its cache, so the snapshot updates the table -#}
         {%- do adapter.cache_added(api.Relation.create(database=target.database, schema='snapshots',
                                                         identifier=history, type='table')) -%}
@@ -55,7 +56,8 @@
     {%- else -%}
         {%- set label = 'demo seeds (' ~ cfg['demo_variant'] ~ ' variant)' -%}
     {%- endif -%}
-    {%- set measured = (fromjson(env_var('SEGFIT_INPUT_FINGERPRINTS', '{}')) or {}).get(kind, {}) if path != '' else {} -%}
+    {%- set fingerprints = fromjson(env_var('SEGFIT_INPUT_FINGERPRINTS', '{}')) or {} -%}
+    {%- set measured = fingerprints.get(kind, {}) if path != '' else {} -%}
     {%- set size = measured.get('size_bytes') -%}
     {{ return({
         'label': segfit_sql_string(label),

@@ -50,7 +50,8 @@
 {%- endmacro %}
 
 {% macro default__segfit_file_reader(path, row_numbers=true) -%}
-    {{ segfit_fail("reading files is implemented for DuckDB only; on " ~ target.type ~ " load the file into a table and point the seeds at it (" ~ path ~ ")") }}
+    {{ segfit_fail("reading files is implemented for DuckDB only; on " ~ target.type
+                   ~ " load the file into a table and point the seeds at it (" ~ path ~ ")") }}
 {%- endmacro %}
 
 {#- DuckDB expands glob characters in a file name (c[1].csv would read c1.csv, c*.csv a whole folder):
@@ -118,10 +119,12 @@
             {%- set original = row[0] -%}
             {%- set normalized = ((original | replace('\ufeff', '')) | trim | lower) -%}
             {%- if normalized in columns -%}
-                {{ segfit_fail(label ~ " has two columns named '" ~ normalized ~ "' (headers are matched case-insensitively)") }}
+                {{ segfit_fail(label ~ " has two columns named '" ~ normalized
+                               ~ "' (headers are matched case-insensitively)") }}
             {%- endif -%}
             {%- if normalized in segfit_reserved_columns(path) -%}
-                {{ segfit_fail(label ~ " has a column named '" ~ normalized ~ "', a name segfit reserves for its own use; rename the column") }}
+                {{ segfit_fail(label ~ " has a column named '" ~ normalized
+                               ~ "', a name segfit reserves for its own use; rename the column") }}
             {%- endif -%}
             {%- do columns.update({normalized: original}) -%}
             {%- do types.update({normalized: (row[1] | string) | upper}) -%}
@@ -152,7 +155,8 @@
     {%- if path == '' -%}
         {{ return(adapter.get_relation(relation.database, relation.schema, relation.identifier) is not none) }}
     {%- endif -%}
-    {%- set found = run_query("select count(*) from glob(" ~ segfit_sql_string(segfit_literal_file_pattern(path)) ~ ")").columns[0].values()[0] -%}
+    {%- set pattern = segfit_sql_string(segfit_literal_file_pattern(path)) -%}
+    {%- set found = run_query("select count(*) from glob(" ~ pattern ~ ")").columns[0].values()[0] -%}
     {%- if found == 0 and flags.WHICH not in ('compile', 'docs', 'generate', 'parse', 'list', 'ls', 'show') -%}
         {{ segfit_fail("input file not found: " ~ path) }}
     {%- endif -%}
@@ -315,7 +319,8 @@
     20M rows. -#}
 {% macro segfit_plausible_bounds() -%}
     {%- set cfg = segfit_config() -%}
-    {%- set run_start = "cast('" ~ run_started_at.strftime('%Y-%m-%d %H:%M:%S') ~ "' as " ~ dbt.type_timestamp() ~ ")" -%}
+    {%- set run_start = "cast('" ~ run_started_at.strftime('%Y-%m-%d %H:%M:%S') ~ "' as "
+                        ~ dbt.type_timestamp() ~ ")" -%}
     {{ return({
         'earliest_date': "cast('" ~ cfg['earliest_plausible_date'] ~ "' as " ~ dbt.type_timestamp() ~ ")",
         'earliest_date_text': cfg['earliest_plausible_date'],
