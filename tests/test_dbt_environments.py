@@ -45,12 +45,19 @@ def _dbt(clone: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
                           text=True, timeout=900)
 
 
-def _make_lint(clone: Path) -> subprocess.CompletedProcess:
-    """`make lint` in the clone with this test run's virtualenv (its stamp counts as up to date)."""
+def _make_lint(clone: Path) -> tuple[subprocess.CompletedProcess, dict[str, dict]]:
+    """`make lint` in the clone with this test run's virtualenv (its stamp counts as up to date), and
+    sqlfluff's result for each file it linted ({path: {violations, statistics}})."""
     venv = Path(sys.executable).parent.parent
     environment = {k: v for k, v in os.environ.items() if not k.startswith(("SEGFIT_", "DBT_"))}
-    return subprocess.run(["make", "-o", str(venv / ".installed"), "lint", f"VENV={venv}"], cwd=clone,
-                          env={**environment, "DO_NOT_TRACK": "1"}, capture_output=True, text=True, timeout=900)
+    result = subprocess.run(["make", "-o", str(venv / ".installed"), "lint", f"VENV={venv}", "LINT_FORMAT=json"],
+                            cwd=clone, env={**environment, "DO_NOT_TRACK": "1"}, capture_output=True, text=True,
+                            timeout=900)
+    files = {}
+    for line in result.stdout.splitlines():
+        if line.startswith("[{"):
+            files.update({f["filepath"]: f for f in json.loads(line)})
+    return result, files
 
 
 def _tables(path: Path, schema: str) -> set[str]:
@@ -68,8 +75,12 @@ def test_a_fresh_clone_compiles_lints_and_runs_unit_tests_without_data(fresh_clo
     assert compiled.returncode == 0, compiled.stdout[-3000:]
     staged = (fresh_clone / "target" / "compiled" / "segfit" / "models" / "staging" / "stg_customers.sql").read_text()
     assert "retention_probability" in staged and "demo_customers" in staged
-    lint = _make_lint(fresh_clone)
+    lint, linted = _make_lint(fresh_clone)
     assert lint.returncode == 0, lint.stdout[-3000:] + lint.stderr[-2000:]
+    # staging used to be skipped silently (its compile needed data), macros/ was never linted
+    for name in ("models/staging/stg_customers.sql", "models/staging/stg_transactions.sql",
+                 "macros/segfit_inputs.sql", "macros/tests/generic_tests.sql"):
+        assert linted[name]["statistics"]["segments"] > 0 and linted[name]["violations"] == [], name
     # the unit tests need their inputs' relations: `dbt build --empty` makes every relation with no rows
     empty = _dbt(fresh_clone, "build", "--empty")
     assert empty.returncode == 0, empty.stdout[-3000:]
@@ -77,27 +88,21 @@ def test_a_fresh_clone_compiles_lints_and_runs_unit_tests_without_data(fresh_clo
         assert con.execute("select count(*) from marts.customer_segment_fit").fetchone()[0] == 0
     unit = _dbt(fresh_clone, "test", "--select", "test_type:unit")
     assert unit.returncode == 0, unit.stdout[-3000:]
-    assert "PASS=6" in unit.stdout, unit.stdout[-1500:]
+    results = json.loads((fresh_clone / "target" / "run_results.json").read_text())["results"]
+    unit_tests = [r for r in results if r["unique_id"].startswith("unit_test.")]
+    assert len(unit_tests) >= 6 and all(r["status"] == "pass" for r in unit_tests)
 
 
-def test_lint_really_checks_staging_and_macros(fresh_clone, tmp_path):
-    """sqlfluff used to skip both staging models (compile needed data) and never saw macros/: a style
-    error planted in each is reported, by the same commands as `make lint`."""
-    copy = tmp_path / "segfit"
-    shutil.copytree(fresh_clone, copy, ignore=shutil.ignore_patterns("target", "logs", "*.duckdb"))
-    staging = copy / "models" / "staging" / "stg_customers.sql"
-    assert "select * from final" in staging.read_text()
-    staging.write_text(staging.read_text().replace("select * from final", "SELECT * from final"))
-    macros_file = copy / "macros" / "segfit_types.sql"
-    macros_file.write_text(macros_file.read_text() + "\n{% macro segfit_lint_probe() %}\n    SELECT 1\n{% endmacro %}\n")
-    environment = {k: v for k, v in os.environ.items() if not k.startswith(("SEGFIT_", "DBT_"))}
-    bin_dir = Path(sys.executable).parent
-    models = subprocess.run([str(bin_dir / "sqlfluff"), "lint", "models/staging"], cwd=copy, env=environment,
-                            capture_output=True, text=True, timeout=900)
-    macros = subprocess.run([str(bin_dir / "sqlfluff"), "lint", "macros", "--templater", "jinja"], cwd=copy,
-                            env=environment, capture_output=True, text=True, timeout=900)
-    assert models.returncode != 0 and "stg_customers.sql" in models.stdout and "CP01" in models.stdout, models.stdout
-    assert macros.returncode != 0 and "segfit_types.sql" in macros.stdout and "CP01" in macros.stdout, macros.stdout
+def test_lint_reports_a_style_error_in_a_macro(fresh_clone, tmp_path):
+    """macros/ is linted with every rule but layout.indent (macros/.sqlfluff): a planted error is reported."""
+    macros = tmp_path / "macros"
+    shutil.copytree(fresh_clone / "macros", macros)
+    shutil.copy2(fresh_clone / ".sqlfluff", tmp_path / ".sqlfluff")
+    planted = macros / "segfit_types.sql"
+    planted.write_text(planted.read_text() + "\n{% macro segfit_lint_probe() %}\n    SELECT 1\n{% endmacro %}\n")
+    result = subprocess.run([str(Path(sys.executable).parent / "sqlfluff"), "lint", "macros", "--templater", "jinja"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0 and "segfit_types.sql" in result.stdout and "CP01" in result.stdout, result.stdout
 
 
 def test_plain_dbt_works_in_a_fresh_clone_and_never_touches_the_published_path(fresh_clone):
