@@ -104,3 +104,13 @@
         else try_cast({{ expression }} as timestamp)
     end
 {%- endmacro %}
+
+{#- A parsed number as text the way it was most likely written: the shortest text that reads back as the
+    same value, without a trailing `.0` (a retention given as `45` shows as 45, not 45.0). -#}
+{% macro segfit_number_text(expression) -%}
+    {{ return(adapter.dispatch('segfit_number_text', 'segfit')(expression)) }}
+{%- endmacro %}
+
+{% macro default__segfit_number_text(expression) -%}
+    regexp_replace(cast({{ expression }} as {{ segfit_text() }}), '\.0$', '')
+{%- endmacro %}
