@@ -4,11 +4,15 @@ One expectation suite per table (``expectation_suites``), run with GX's **pandas
 GX's SQL datasource is not used: on DuckDB it reports every expectation as failed with an IndexError hidden
 in ``exception_info``. The column lists and type checks are generated from the dbt YAML (``contract_columns``).
 
-Bounded memory: a table is a DataFrame or a ``RelationSource`` (a DuckDB table or view, streamed in one pass).
-A table larger than ``chunk_cells`` cells is validated in chunks, each chunk its own GX batch with every
-row-level expectation; the expectations that need the whole table (``TABLE_LEVEL``: uniqueness, row count,
-mean, sum) are computed by segfit over the whole table (uniqueness in SQL, the others accumulated over the
-chunks) and reported in the same form. A table that fits in one chunk is one batch with its whole suite.
+Bounded memory and time: a table is a DataFrame or a ``RelationSource`` (a DuckDB table or view). A table
+of at most ``chunk_cells`` cells is one GX batch with its whole suite. A larger ``RelationSource`` whose
+expectations all have a SQL form (``SQL_ROW_LEVEL``, ``TABLE_LEVEL``; derived columns in
+``SQL_DERIVATIONS``) is validated in SQL over every row (``_sql_row_level``: one scan counts the unexpected
+rows of every expectation, with GX's pandas semantics - missing = null or NaN); it is listed in
+``CheckReport.validated_in_sql`` and is not in Data Docs. Any other large table is validated in chunks, each
+chunk its own GX batch with every row-level expectation. Either way the expectations that need the whole
+table (uniqueness, row count, mean, sum) are computed by segfit over the whole table (uniqueness in SQL, via
+64-bit hash candidates) and reported in the same form.
 
 Rules of the run:
 
