@@ -416,7 +416,8 @@ def expectation_suites(config: CheckConfig) -> dict[str, list[Any]]:
             at_most("anomaly_hits", "anomaly_total"),
             at_most("normal_hits", "normal_total"),
             *between(("anomaly_hit_rate", "normal_hit_rate"), 0, 1),
-            *between(("lift_pp",), -100, 100),
+            *between(("hit_rate_difference_pp",), -100, 100),
+            *between(("lift", "odds_ratio", "mh_odds_ratio"), 0, None),
         ],
         "data_quality_issues": [
             *types("data_quality_issues"),

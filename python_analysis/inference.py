@@ -781,7 +781,25 @@ def grain_summary(g: GrainInference) -> dict[str, object]:
         "min_detectable_delta": g.mde,
         "sampled": g.sampled,
         "sample_records": g.sample_size,
+        "inputs": input_status(g),
     }
+
+
+def input_status(g: GrainInference) -> list[dict[str, object]]:
+    """One row per (dimension, input): ``testable`` when at least one of its contrasts could be tested, else
+    ``not_testable`` with the reason (constant, missing, duplicate or segment-defining column; no segment with
+    both groups)."""
+    rows = []
+    for dimension, tests in g.tests.items():
+        seen: dict[str, list[TestResult]] = {}
+        for t in tests:
+            seen.setdefault(t.input, []).append(t)
+        for name, group in seen.items():
+            testable = any(t.testable for t in group)
+            notes = sorted({t.note for t in group if t.note and not t.testable})
+            rows.append({"dimension": dimension, "input": name, "kind": group[0].kind,
+                         "status": "testable" if testable else "not_testable", "note": "; ".join(notes)})
+    return rows
 
 
 def tests_table(g: GrainInference) -> list[Mapping[str, object]]:

@@ -996,9 +996,10 @@ def _blocks(**kw: Any) -> list[Block]:
         b.append(
             _table(
                 rules,
-                formats={"anomaly_hit_rate": _pct, "normal_hit_rate": _pct, "lift_pp": lambda v: _num(v, 3)},
-                caption="Rule lift (anomaly_rule_lift): lift_pp = anomaly hit rate - normal hit rate, "
-                "in percentage points",
+                formats={"anomaly_hit_rate": _pct, "normal_hit_rate": _pct,
+                         "hit_rate_difference_pp": lambda v: _num(v, 3)},
+                caption="Threshold rules (anomaly_rule_lift): hit_rate_difference_pp = anomaly hit rate - normal "
+                "hit rate, in percentage points; lift = P(anomaly | rule) / P(anomaly); pooled over segments",
             )
         )
     else:

@@ -173,7 +173,11 @@ def build_tables(flags: list[bool] = ABSOLUTE_FLAGS, mode: str = "absolute",
             "rule_name": f"{feature} > {threshold_}", "feature_name": feature, "operator": ">",
             "threshold": threshold_, "anomaly_hits": a_hits, "anomaly_total": a_total, "normal_hits": n_hits,
             "normal_total": n_total, "anomaly_hit_rate": a_rate, "normal_hit_rate": n_rate,
-            "lift_pp": (a_rate - n_rate) * 100,
+            "hit_rate_difference_pp": (a_rate - n_rate) * 100,
+            "lift": (a_hits / (a_hits + n_hits)) / (a_total / (a_total + n_total)) if a_hits + n_hits else math.nan,
+            "odds_ratio": a_hits * (n_total - n_hits) / ((a_total - a_hits) * n_hits)
+            if (a_total - a_hits) * n_hits else math.nan,
+            "mh_odds_ratio": math.nan, "mh_segments": 0,
         })
     lift = pd.DataFrame(lift_rows)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from statsmodels.stats.contingency_tables import StratifiedTable
 
 from python_analysis import pipeline, warehouse
 from python_analysis.demo_data import generate_demo
@@ -121,7 +122,28 @@ def test_summary_marts_follow_from_the_fit(case):
         assert lift.loc[feature, "anomaly_hits"] == hits_a
         assert lift.loc[feature, "normal_hits"] == hits_n
         expected_lift = (hits_a / len(groups["anomaly"]) - hits_n / len(groups["normal"])) * 100
-        np.testing.assert_allclose(lift.loc[feature, "lift_pp"], expected_lift)
+        np.testing.assert_allclose(lift.loc[feature, "hit_rate_difference_pp"], expected_lift)
+        n_a, n_n = len(groups["anomaly"]), len(groups["normal"])
+        if hits_a + hits_n:
+            np.testing.assert_allclose(lift.loc[feature, "lift"], (hits_a / (hits_a + hits_n)) / (n_a / (n_a + n_n)))
+        if (n_a - hits_a) * hits_n:
+            np.testing.assert_allclose(lift.loc[feature, "odds_ratio"],
+                                       hits_a * (n_n - hits_n) / ((n_a - hits_a) * hits_n))
+        # Mantel-Haenszel OR within segment, from statsmodels on per-segment tables (segments with both groups)
+        tables = []
+        for _, part in expected.groupby("profitability_segment"):
+            flag_s, hit_s = part["is_classification_anomaly"], part[feature] > threshold
+            if flag_s.any() and (~flag_s).any():
+                tables.append([[int((hit_s & flag_s).sum()), int((~hit_s & flag_s).sum())],
+                               [int((hit_s & ~flag_s).sum()), int((~hit_s & ~flag_s).sum())]])
+        assert lift.loc[feature, "mh_segments"] == len(tables)
+        num = sum(t[0][0] * t[1][1] / (sum(map(sum, t))) for t in tables)
+        den = sum(t[0][1] * t[1][0] / (sum(map(sum, t))) for t in tables)
+        if den:
+            np.testing.assert_allclose(lift.loc[feature, "mh_odds_ratio"],
+                                       StratifiedTable(np.dstack([np.array(t, float) for t in tables]))
+                                       .oddsratio_pooled)
+            np.testing.assert_allclose(lift.loc[feature, "mh_odds_ratio"], num / den)
 
     crosstabs = marts["anomaly_crosstabs"]
     season = crosstabs[crosstabs["dimension"] == "seasonal_preference"].set_index("dimension_value")
