@@ -60,7 +60,7 @@ __all__ = [
 ]
 
 SEVERITIES = ("error", "warning")
-THRESHOLD_MODES = ("absolute", "relative")
+THRESHOLD_MODES = ("absolute", "relative", "zscore")
 _EPS = 1e-9
 
 # --------------------------------------------------------------------------------------------------------
@@ -481,6 +481,9 @@ def expected_anomaly_flag(fit: pd.DataFrame, config: CheckConfig) -> pd.Series:
     if config.anomaly_threshold_mode == "relative":
         average = _numeric(fit["segment_avg_retention"])
         deviation = deviation / average.where(average != 0)
+    elif config.anomaly_threshold_mode == "zscore":
+        sd = _numeric(fit["segment_sd_retention"])
+        deviation = deviation / sd.where(sd != 0)
     flag = deviation.round(10) > float(config.anomaly_threshold)
     return pd.Series(np.where(deviation.isna(), False, flag), index=fit.index, dtype=bool)
 

@@ -133,7 +133,7 @@ ANOMALY_RATE: dict[str, float] = {
     "Premium": 0.03,
 }
 CONFOUNDED_SEGMENT = "Basic"
-Q4_WEIGHT = 5.0  # relative month weight of Q4 months for CONFOUNDED_SEGMENT (other months 1)
+Q4_WEIGHT = 12.0  # relative month weight of Q4 months for CONFOUNDED_SEGMENT (other months 1)
 _N_PERTURBED_QUARTERS = 40
 _N_SCORE_ZERO = 2
 _BASE_RATE = 1.05  # transactions per active month (median of a lognormal)

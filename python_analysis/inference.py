@@ -215,12 +215,17 @@ def recompute_flags(frame: pd.DataFrame, copy: bool = True) -> pd.DataFrame:
     threshold = float(numeric_column(out, "anomaly_threshold")[0]) if len(out) else 0.15
     modes = text_column(out, "anomaly_threshold_mode").unique()
     mode = str(modes[0]) if len(modes) else "absolute"
+    sd = retention.groupby(segment).transform("std")
     if mode == "relative":
         ratio = (deviation.abs() / avg.where(avg != 0)).round(10)
+        flag = (ratio > threshold).fillna(False)
+    elif mode == "zscore":
+        ratio = (deviation.abs() / sd.where(sd != 0)).round(10)
         flag = (ratio > threshold).fillna(False)
     else:
         flag = deviation.abs() > threshold
     out["segment_avg_retention"] = avg.to_numpy()
+    out["segment_sd_retention"] = sd.to_numpy()
     out["retention_deviation"] = (retention - avg).to_numpy()
     out["deviation_direction"] = np.where(deviation < 0, "below", "above")
     out["is_classification_anomaly"] = flag.to_numpy(dtype=bool)
@@ -846,6 +851,13 @@ def _flags(retention: np.ndarray, codes: np.ndarray, threshold: float, mode: str
     if mode == "relative":
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = np.round(np.abs(deviation) / np.where(fitted != 0, fitted, np.nan), 10)
+        flags = np.nan_to_num(ratio, nan=0.0) > threshold
+    elif mode == "zscore":
+        squares = np.bincount(flat, weights=(retention[None, :] - fitted).ravel() ** 2, minlength=b * k)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            sd = np.sqrt(squares.reshape(b, k) / (counts - 1))
+            sd_of = np.take_along_axis(np.where(counts > 1, sd, np.nan), codes, axis=1)
+            ratio = np.round(np.abs(retention[None, :] - fitted) / np.where(sd_of > 0, sd_of, np.nan), 10)
         flags = np.nan_to_num(ratio, nan=0.0) > threshold
     else:
         flags = np.abs(deviation) > threshold
