@@ -78,6 +78,7 @@ class InferenceSettings:
     power: float = 0.80
     sample_size: int = 3000  # records used for inference when the data is larger (stratified sample)
     random_state: int = 0
+    anomaly_definition: bool = True  # compute anomaly_definition_sensitivity per grain
 
 
 @dataclass(frozen=True)
@@ -164,6 +165,7 @@ class GrainInference:
     sampled: bool
     sample_size: int
     tests: dict[str, tuple[TestResult, ...]] = field(default_factory=dict)
+    anomaly_definition: dict[str, object] = field(default_factory=dict)  # anomaly_definition_sensitivity
 
 
 @dataclass(frozen=True)
@@ -617,6 +619,7 @@ def infer_grain(
         sampled=sampled,
         sample_size=int(len(data)),
         tests=tests,
+        anomaly_definition=anomaly_definition_sensitivity(frame, settings) if settings.anomaly_definition else {},
     )
 
 
@@ -787,6 +790,7 @@ def grain_summary(g: GrainInference) -> dict[str, object]:
         "sampled": g.sampled,
         "sample_records": g.sample_size,
         "inputs": input_status(g),
+        "anomaly_definition": g.anomaly_definition,
     }
 
 
@@ -931,3 +935,84 @@ def resegmentations(
             values = dict((n, val) for n, _, val in _inputs(data, v.dimension, rules, set(excluded))).get(name)
         out[v.dimension] = resegment(data, v.dimension, str(name), values, settings) if name else None
     return out
+
+
+# ----------------------------------------------------------------------------------------- anomaly definition
+SWEEP = tuple(round(0.10 + 0.01 * i, 2) for i in range(11))  # absolute thresholds 0.10 .. 0.20
+Z_CUTS = (1.0, 1.5, 2.0)  # |deviation| / segment SD
+MAD_Z_CUTS = (2.0, 3.5)  # 0.6745 |x - median| / MAD (Iglewicz-Hoaglin; 3.5 is their outlier cut)
+GMM_SAMPLE = 1000  # records per segment for the bimodality check (a stated sample)
+GMM_MIN_RECORDS = 10
+
+
+def _jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    union = int(np.sum(a | b))
+    return float(np.sum(a & b) / union) if union else 1.0
+
+
+def anomaly_definition_sensitivity(frame: pd.DataFrame, settings: InferenceSettings | None = None) -> dict:
+    """How much the anomaly set depends on its definition, on every record of the grain.
+
+    Per segment: records, anomalies, share flagged, retention SD (ddof 1) and IQR, and a bimodality check (1- vs
+    2-component ``GaussianMixture`` on retention, BIC; two populations when the 2-component BIC is lower by
+    more than 10) on at most 1,000 records per segment; ``two_retention_populations`` when most (> 50 %) of the segment is
+    flagged. Overall: the flagged set under absolute thresholds 0.10-0.20, under |deviation| / segment SD > z
+    and under the robust MAD z > z, each as its size and Jaccard overlap with the build's flags."""
+    from sklearn.mixture import GaussianMixture
+
+    settings = settings or InferenceSettings()
+    if not len(frame) or "retention_probability" not in frame.columns:
+        return {}
+    segment = text_column(frame, "profitability_segment").to_numpy(dtype=object)
+    retention = numeric_column(frame, "retention_probability")
+    flags = anomaly_mask(frame)
+    codes, inverse = np.unique(segment, return_inverse=True)
+    s = pd.Series(retention)
+    by = s.groupby(inverse)
+    mean = by.transform("mean").to_numpy()
+    sd = by.transform("std").to_numpy()
+    median = by.transform("median").to_numpy()
+    mad = pd.Series(np.abs(retention - median)).groupby(inverse).transform("median").to_numpy()
+    deviation = np.round(retention - mean, 10)
+    rows = []
+    for k, name in enumerate(codes):
+        x = retention[inverse == k]
+        x = x[np.isfinite(x)]
+        n_flag = int(flags[inverse == k].sum())
+        row = {"segment": str(name), "records": int(len(x)), "anomalies": n_flag,
+               "share_flagged": n_flag / len(x) if len(x) else math.nan,
+               "retention_sd": float(np.std(x, ddof=1)) if len(x) > 1 else math.nan,
+               "retention_iqr": float(np.subtract(*np.percentile(x, [75, 25]))) if len(x) else math.nan,
+               "bic_1": math.nan, "bic_2": math.nan, "bimodal": False}
+        if len(x) >= GMM_MIN_RECORDS and np.ptp(x) > 0:
+            rng = np.random.default_rng(settings.random_state + k)
+            xs = np.sort(rng.choice(x, GMM_SAMPLE, replace=False)) if len(x) > GMM_SAMPLE else x
+            xs = xs.reshape(-1, 1)
+            bic = [GaussianMixture(c, random_state=settings.random_state).fit(xs).bic(xs) for c in (1, 2)]
+            row.update({"bic_1": float(bic[0]), "bic_2": float(bic[1]), "bimodal": bool(bic[1] < bic[0] - 10)})
+        row["two_retention_populations"] = bool(len(x) and n_flag / len(x) > 0.5)
+        rows.append(row)
+    definitions = []
+    for t in SWEEP:
+        alt = np.abs(deviation) > t
+        definitions.append({"definition": f"absolute > {t:.2f}", "kind": "absolute", "cut": t,
+                            "anomalies": int(alt.sum()), "jaccard": _jaccard(alt, flags)})
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.abs(retention - mean) / np.where(sd > 0, sd, np.nan)
+        robust = 0.6745 * np.abs(retention - median) / np.where(mad > 0, mad, np.nan)
+    for cut in Z_CUTS:
+        alt = np.nan_to_num(np.round(z, 10), nan=0.0) > cut
+        definitions.append({"definition": f"|deviation| / segment SD > {cut:g}", "kind": "zscore", "cut": cut,
+                            "anomalies": int(alt.sum()), "jaccard": _jaccard(alt, flags)})
+    for cut in MAD_Z_CUTS:
+        alt = np.nan_to_num(np.round(robust, 10), nan=0.0) > cut
+        definitions.append({"definition": f"robust MAD z > {cut:g}", "kind": "mad_z", "cut": cut,
+                            "anomalies": int(alt.sum()), "jaccard": _jaccard(alt, flags)})
+    return {
+        "records": int(len(frame)),
+        "anomalies": int(flags.sum()),
+        "segments": rows,
+        "definitions": definitions,
+        "two_population_segments": [r["segment"] for r in rows if r["two_retention_populations"]],
+        "bimodal_segments": [r["segment"] for r in rows if r["bimodal"]],
+    }
