@@ -213,17 +213,25 @@ def assess(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for f, (train, test) in enumerate(splits):
-            inner = grouped_stratified_splits(yy[train], g[train], settings.inner_folds, settings.random_state + f)
+            _, inv = np.unique(g[train], return_inverse=True)
+            has_train = np.bincount(inv, weights=yy[train].astype(float)) > 0
+            inner_k = min(settings.inner_folds, int(has_train.sum()), int((~has_train).sum()))
             tree = _tree(config).fit(X[train], yy[train])
             oof["fair"][test] = _proba(tree, X[test])
             oof["baseline"][test] = _proba(_tree(config).fit(Xb[train], yy[train]), Xb[test])
             oof["logistic_l2"][test] = _proba(_logistic(config.random_state).fit(Xr[train], yy[train]), Xr[test])
-            search = GridSearchCV(_tree(config), {"max_depth": list(settings.depths)}, cv=inner, scoring="roc_auc",
-                                  error_score=np.nan).fit(X[train], yy[train])
-            depths.append(int(search.best_params_["max_depth"]))
-            oof["fair_nested"][test] = _proba(search.best_estimator_, X[test])
-            calibrated = CalibratedClassifierCV(_tree(config), method="sigmoid", cv=inner).fit(X[train], yy[train])
-            oof["fair_calibrated"][test] = _proba(calibrated, X[test])
+            if inner_k >= 2:
+                inner = grouped_stratified_splits(yy[train], g[train], inner_k, settings.random_state + f)
+                search = GridSearchCV(_tree(config), {"max_depth": list(settings.depths)}, cv=inner,
+                                      scoring="roc_auc", error_score=np.nan).fit(X[train], yy[train])
+                depths.append(int(search.best_params_["max_depth"]))
+                oof["fair_nested"][test] = _proba(search.best_estimator_, X[test])
+                calibrated = CalibratedClassifierCV(_tree(config), method="sigmoid", cv=inner).fit(X[train], yy[train])
+                oof["fair_calibrated"][test] = _proba(calibrated, X[test])
+            else:  # too few customers of a class for inner folds: the untuned, uncalibrated tree
+                depths.append(int(config.max_depth))
+                oof["fair_nested"][test] = oof["fair"][test]
+                oof["fair_calibrated"][test] = oof["fair"][test]
             # grouped permutation importance of the fair tree on this held-out fold
             base_auc = _auc(yy[test], oof["fair"][test])
             if not math.isfinite(base_auc):

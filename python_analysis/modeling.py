@@ -833,8 +833,97 @@ def empty_assignments() -> pd.DataFrame:
     )
 
 
+CLUSTER_PRUNE_SPEARMAN = 0.9  # a clustering feature this correlated with an earlier one is dropped
+SEASONAL_MIN_TRANSACTIONS = 8  # fewer transactions cannot show a seasonal pattern (1 or 2 look concentrated)
+CLUSTER_BOOTSTRAPS = 20
+CLUSTER_NULL_PERMUTATIONS = 5
+CLUSTER_STABILITY_ROWS = 1000
+
+
+def _prune_correlated(fm: FeatureMatrix, idx: np.ndarray) -> FeatureMatrix:
+    """Drop clustering columns with |Spearman| >= CLUSTER_PRUNE_SPEARMAN to an earlier kept column (noted)."""
+    if fm.X.shape[1] < 2:
+        return fm
+    rho = pd.DataFrame(fm.X[idx]).corr(method="spearman").abs().fillna(0.0).to_numpy()
+    keep: list[int] = []
+    notes = list(fm.notes)
+    note_sources = list(fm.note_sources)
+    for j in range(fm.X.shape[1]):
+        twin = next((i for i in keep if rho[i, j] >= CLUSTER_PRUNE_SPEARMAN), None)
+        if twin is None:
+            keep.append(j)
+        else:
+            notes.append(f"{fm.columns[j]}: dropped before KMeans, |Spearman| {rho[twin, j]:.2f} with "
+                         f"{fm.columns[twin]}")
+            note_sources.append(fm.sources[j])
+    if len(keep) == fm.X.shape[1]:
+        return fm
+    return FeatureMatrix(X=fm.X[:, keep], columns=[fm.columns[i] for i in keep], sources=[fm.sources[i] for i in keep],
+                         kinds=[fm.kinds[i] for i in keep], notes=notes,
+                         dropped=fm.dropped + [fm.columns[j] for j in range(fm.X.shape[1]) if j not in keep],
+                         note_sources=note_sources)
+
+
+def _cluster_stability(Z: np.ndarray, models: dict[int, KMeans], k_scores: pd.DataFrame, segment: np.ndarray,
+                       config: ReportConfig) -> pd.DataFrame:
+    """Per K: the share of bootstrap resamples whose silhouette picks this K (``bootstrap_k_share``), the mean
+    ARI of the bootstrap partition with the full-data partition (``bootstrap_ari``), the ARI with the segment
+    (``ari_vs_segment``), and the mean silhouette on column-wise permuted data (``null_silhouette``: a null
+    reference with no cluster structure). On at most CLUSTER_STABILITY_ROWS records (stated in the note)."""
+    from sklearn.metrics import adjusted_rand_score
+
+    rng = np.random.default_rng(config.random_state)
+    rows = np.arange(len(Z))
+    if len(rows) > CLUSTER_STABILITY_ROWS:
+        rows = np.sort(rng.choice(rows, CLUSTER_STABILITY_ROWS, replace=False))
+    Zs = Z[rows]
+    ks = [int(k) for k in k_scores["k"]]
+    full = {k: models[k].predict(Zs) for k in ks}
+    wins = dict.fromkeys(ks, 0)
+    ari: dict[int, list[float]] = {k: [] for k in ks}
+    null: dict[int, list[float]] = {k: [] for k in ks}
+    n_sil = min(500, len(Zs))
+
+    def silhouette_of(X: np.ndarray, labels: np.ndarray, seed: int) -> float:
+        if not 2 <= len(np.unique(labels)) <= len(X) - 1:
+            return math.nan
+        return float(silhouette_score(X, labels, sample_size=n_sil if n_sil < len(X) else None, random_state=seed))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for b in range(CLUSTER_BOOTSTRAPS):
+            pick = rng.integers(0, len(Zs), len(Zs))
+            best, best_k = -np.inf, None
+            for k in ks:
+                if len(np.unique(Zs[pick], axis=0)) <= k:
+                    continue
+                km = KMeans(n_clusters=k, n_init=3, random_state=config.random_state + b).fit(Zs[pick])
+                sil = silhouette_of(Zs[pick], km.labels_, config.random_state + b)
+                ari[k].append(float(adjusted_rand_score(full[k], km.predict(Zs))))
+                if math.isfinite(sil) and sil > best:
+                    best, best_k = sil, k
+            if best_k is not None:
+                wins[best_k] += 1
+        for r in range(CLUSTER_NULL_PERMUTATIONS):
+            Zp = np.column_stack([rng.permutation(Zs[:, j]) for j in range(Zs.shape[1])])
+            for k in ks:
+                km = KMeans(n_clusters=k, n_init=3, random_state=config.random_state + r).fit(Zp)
+                null[k].append(silhouette_of(Zp, km.labels_, config.random_state + r))
+    out = k_scores.copy()
+    out["bootstrap_k_share"] = [wins[k] / CLUSTER_BOOTSTRAPS for k in ks]
+    out["bootstrap_ari"] = [float(np.mean(ari[k])) if ari[k] else math.nan for k in ks]
+    out["ari_vs_segment"] = [float(adjusted_rand_score(segment[rows], full[k])) for k in ks]
+    out["null_silhouette"] = [float(np.nanmean(null[k])) if np.isfinite(null[k]).any() else math.nan for k in ks]
+    return out
+
+
 def _quarter_term(anomalies: pd.DataFrame, labels: np.ndarray, cluster: int) -> str | None:
-    shares = np.column_stack([numeric_column(anomalies, f"q{q}_share") for q in range(1, 5)])
+    """'Qn-heavy' when the cluster's mean quarter share (add-one shrunk: (q + 1) / (n + 4)) of records with at
+    least SEASONAL_MIN_TRANSACTIONS transactions is >= 0.35 and >= 0.10 above the other clusters'."""
+    counts = np.column_stack([numeric_column(anomalies, f"q{q}_transactions") for q in range(1, 5)])
+    total = np.nansum(counts, axis=1)
+    enough = np.isfinite(counts).all(axis=1) & (total >= SEASONAL_MIN_TRANSACTIONS)
+    shares = np.where(enough[:, None], (counts + 1) / (total[:, None] + 4), np.nan)
     if not np.isfinite(shares).any():
         return None
     inside = labels == cluster
@@ -941,6 +1030,7 @@ def _anomaly_clusters(anomalies: pd.DataFrame, config: ReportConfig) -> Clusteri
             note="clustering skipped: every clustering feature is missing or constant",
         )
     idx = bounded_indices(n, config.cluster_rows, config.random_state)
+    fm = _prune_correlated(fm, idx)
     scaler = StandardScaler().fit(fm.X[idx])
     Z_all = scaler.transform(fm.X)
     Z_fit = Z_all[idx]
@@ -976,6 +1066,8 @@ def _anomaly_clusters(anomalies: pd.DataFrame, config: ReportConfig) -> Clusteri
         rows.append({"k": k, "silhouette": sil, "inertia": float(km.inertia_)})
         models[k] = km
     k_scores = pd.DataFrame(rows, columns=["k", "silhouette", "inertia"])
+    segment_labels = text_column(anomalies, "profitability_segment", missing=MISSING).to_numpy(dtype=object)
+    k_scores = _cluster_stability(Z_fit, models, k_scores, segment_labels[idx], config)
     if config.fixed_k is not None:
         k = min(config.fixed_k, k_cap)
         selection = f"fixed_k={config.fixed_k}" + (f" (capped to {k})" if k != config.fixed_k else "")

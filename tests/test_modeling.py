@@ -296,3 +296,23 @@ def test_grouped_assessment_of_the_fair_model():
     assert result.scores_source.startswith("fair model, out-of-fold (customer-grouped folds), calibrated")
     reliability = a["calibration"]["calibrated"]
     assert len(reliability["mean_predicted"]) == len(reliability["observed_rate"]) > 1
+
+
+def test_cluster_stability_columns_and_pruning():
+    """Two blobs: K=2 wins most bootstraps with ARI near 1; the permuted-data null silhouette is far below the
+    observed one; a clustering feature duplicated (up to a monotone transform) is pruned before KMeans; and the
+    partition's ARI with the segment matches sklearn on the blob labels."""
+    from sklearn.metrics import adjusted_rand_score
+
+    frame = blobs()
+    frame["seasonality_imbalance"] = frame["seasonality_std"] * 2 + 1  # |Spearman| 1 with seasonality_std
+    result = anomaly_clusters(frame, CONFIG)
+    ks = result.k_scores.set_index("k")
+    assert ks.loc[2, "bootstrap_k_share"] >= 0.8 and ks.loc[2, "bootstrap_ari"] > 0.9
+    assert ks.loc[2, "null_silhouette"] < ks.loc[2, "silhouette"] - 0.3
+    assert "seasonality_imbalance" not in result.features
+    assert any(n.startswith("seasonality_imbalance: dropped before KMeans") for n in result.feature_notes)
+    labels = result.assignments.set_index("customer_record_id")["cluster_id"]
+    segment = frame.set_index("customer_record_id")["profitability_segment"]
+    expected = adjusted_rand_score(segment.loc[labels.index], labels)
+    assert ks.loc[2, "ari_vs_segment"] == pytest.approx(expected)
