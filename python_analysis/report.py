@@ -1100,9 +1100,9 @@ def _blocks(**kw: Any) -> list[Block]:
                 f"{config.max_depth}, class_weight={config.class_weight}) predict is_classification_anomaly. In-sample "
                 "metrics are on the fit rows; CV metrics are stratified k-fold out-of-fold predictions for every "
                 "record (folds = min(cv_folds, anomaly count)). The 'full' model contains the retention columns that "
-                "define the label: it is LEAKAGE, shown only to make the leak visible. A model is flagged as leaky when "
-                f"one feature carries >= {config.leak_importance:.0%} of its importance or its CV ROC-AUC is >= "
-                f"{config.leak_auc}."
+                "define the label: it is LEAKAGE, shown only to make the leak visible; the others leave every column "
+                "derived from retention out by name. A model is flagged as leaky when one of its columns alone has "
+                f"an out-of-fold ROC-AUC >= {config.leak_auc} or its CV ROC-AUC is >= {config.leak_auc}."
             )
         )
         mrows = []

@@ -125,7 +125,10 @@ def test_noise_dimension_is_not_supported(planted):
 
 
 def test_false_positive_rate_on_null_datasets():
-    """Behaviour independent of retention within segment: at most 1 supported verdict over 10 datasets."""
+    """Behaviour independent of retention within segment: at most 1 supported verdict over 10 datasets x 4
+    dimensions. Fast by design: the statistics are computed in Python from the mart-shaped frame
+    (``customer_segment_fit`` columns), so the inference runs directly on generated frames, no dbt build per
+    seed (one record per customer, so both grains hold the same records)."""
     supported = []
     for seed in range(100, 110):
         v = fast_verdicts(generate(seed=seed, effect_shift=0.0))
@@ -134,6 +137,9 @@ def test_false_positive_rate_on_null_datasets():
 
 
 def test_power_at_delta_half_and_2000_records():
+    """A planted within-segment effect of Cliff's delta 0.5 at 2,000 records is supported in >= 9 of 10 seeds.
+    Like the false-positive test, it runs the Python statistics layer on generated mart-shaped frames (no dbt
+    build per seed)."""
     hits = 0
     for seed in range(200, 210):
         v = fast_verdicts(generate(seed=seed, effect_shift=DELTA_TO_SHIFT))
