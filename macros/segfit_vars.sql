@@ -101,7 +101,7 @@
         'allowed_segments': segfit_text_list_var('allowed_segments'),
         'customer_grain': segfit_choice_var('customer_grain', ['all', 'latest']),
         'anomaly_threshold': segfit_number_var('anomaly_threshold', 0, none),
-        'anomaly_threshold_mode': segfit_choice_var('anomaly_threshold_mode', ['absolute', 'relative']),
+        'anomaly_threshold_mode': segfit_choice_var('anomaly_threshold_mode', ['absolute', 'relative', 'zscore']),
         'rule_seasonality_cv': segfit_number_var('rule_seasonality_cv'),
         'rule_transaction_value_volatility': segfit_number_var('rule_transaction_value_volatility'),
         'rule_txn_consistency_error': segfit_number_var('rule_txn_consistency_error'),
