@@ -74,7 +74,8 @@ def _add_input_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grain", default="all", choices=GRAINS,
                         help="all (every record) or latest (one per customer)")
     parser.add_argument("--threshold", type=_number, default=0.15, help="anomaly threshold (default 0.15)")
-    parser.add_argument("--threshold-mode", default="absolute", choices=THRESHOLD_MODES)
+    parser.add_argument("--threshold-mode", default="absolute", choices=THRESHOLD_MODES,
+                        help="absolute, relative (share of the segment average) or zscore (segment SDs)")
     parser.add_argument("--demo-variant", default="transactions", choices=DEMO_VARIANTS,
                         help="demo input path (without --customers)")
     parser.add_argument("--var", action="append", default=[], metavar="NAME=VALUE", help="extra dbt var")

@@ -16,7 +16,7 @@ from python_analysis.errors import SegfitError
 log = logging.getLogger(__name__)
 
 GRAINS = ("all", "latest")
-THRESHOLD_MODES = ("absolute", "relative")
+THRESHOLD_MODES = ("absolute", "relative", "zscore")
 DEMO_VARIANTS = ("transactions", "precomputed")
 
 # dbt renders Jinja in --vars values: a value with a Jinja marker never reaches dbt
@@ -41,7 +41,8 @@ class BuildOptions:
         if self.grain not in GRAINS:
             raise SegfitError(f"--grain must be 'all' or 'latest', got {self.grain!r}")
         if self.threshold_mode not in THRESHOLD_MODES:
-            raise SegfitError(f"--threshold-mode must be 'absolute' or 'relative', got {self.threshold_mode!r}")
+            raise SegfitError(
+                f"--threshold-mode must be 'absolute', 'relative' or 'zscore', got {self.threshold_mode!r}")
         if not isinstance(self.threshold, int | float) or math.isnan(self.threshold) or self.threshold < 0:
             raise SegfitError(f"--threshold must be a number >= 0, got {self.threshold!r}")
         if self.demo_variant not in DEMO_VARIANTS:

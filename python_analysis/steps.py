@@ -44,8 +44,8 @@ def run_checks_on(path: Path, out_dir: Path, config: ReportConfig) -> checks.Che
     with warehouse.checked_sources(path) as (sources, con):
         head = con.execute("select anomaly_threshold, anomaly_threshold_mode "
                            "from marts.customer_segment_fit limit 1").df()
-        log.info("checking %d tables with great-expectations (pandas datasource, chunks of at most %s cells)",
-                 len(sources), f"{cells:,}")
+        log.info("checking %d tables: great-expectations (pandas) on tables of at most %s cells, larger tables "
+                 "in SQL over every row", len(sources), f"{cells:,}")
         check_config = check_config_for(head, config)
         result = checks.run_checks(sources, check_config, chunk_cells=cells)
     page = out_dir / CHECKS_PAGE
@@ -53,6 +53,9 @@ def run_checks_on(path: Path, out_dir: Path, config: ReportConfig) -> checks.Che
     page.write_text(checks_page(result, check_config), encoding="utf-8", newline="\n")
     log.info("%d expectations evaluated: %d errors, %d warnings; checks page: %s", result.evaluated,
              len(result.errors), len(result.warnings), page)
+    if result.validated_in_sql:
+        log.info("validated in SQL over every row: %s", ", ".join(
+            f"{table} ({rows:,} rows)" for table, rows in result.validated_in_sql.items()))
     return result
 
 
