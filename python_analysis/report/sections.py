@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from ..config import SEASONALITY_FEATURES, STABILITY_FEATURES
-from . import formats, text
+from . import formats, statistics_sections, text
 from .context import ReportContext
 from .document import Block, Bullets, Image, Link, Para, Section, Subheading, table
 from .tables import top_customers
@@ -74,7 +74,7 @@ def summary(ctx: ReportContext, figures: Mapping[str, object]) -> Part:
     found = [text.found(ctx.overview), text.where(seg), text.segment_definition(ctx.profile)]
     sure = [text.how_sure(g.anomaly_customers_in_strata, g.mde, len(g.strata))]
     sure += [text.verdict_sentence(r) for r in ctx.recs]
-    sure.append(text.model_sentence(*_fair_and_base_auc(ctx)))
+    sure.append(text.model_sentence(*_fair_and_base_auc(ctx), statistics_sections.difference_to_baseline(ctx)))
     top = top_customers(ctx.anomalies, 5)
     n_customers = ctx.anomalies["customer_id"].nunique() if len(ctx.anomalies) else 0
     todo = [text.action_segments(seg), text.action_customers(top, n_customers, len(ctx.anomalies)),
@@ -120,6 +120,7 @@ def segments(ctx: ReportContext, figures: Mapping[str, object]) -> Part:
     if len(ctx.stats.associations):
         blocks.append(table(ctx.stats.associations, "Chi-square: does the anomaly rate depend on the dimension?",
                             formats_by_column={"chi2": formats.num, "cramers_v": formats.num}))
+    blocks += statistics_sections.anomaly_definition(ctx)
     return Part("Segments", "segments", blocks)
 
 
@@ -178,6 +179,7 @@ def evidence(ctx: ReportContext, figures: Mapping[str, object]) -> Part:
     blocks.append(table(_verdict_rows(ctx), "Verdict per dimension, with the best test under each grain",
                         labels={"ci": "95% CI", "grain": "Grain", "input": "Input", "contrast": "Contrast",
                                 "test": "Test", "delta": "Cliff's δ"}))
+    blocks += statistics_sections.untestable_inputs(ctx)
     blocks.append(Subheading("Recommendations in full", "recommendations"))
     blocks.append(Bullets(tuple(f"{r.dimension} ({text.VERDICT_WORDS.get(r.verdict, r.verdict)}): {r.text}"
                                 for r in ctx.recs)))
@@ -373,6 +375,7 @@ def appendix_models(ctx: ReportContext, figures: Mapping[str, object]) -> Part:
     blocks += _segment_tree_blocks(ctx)
     blocks.append(Subheading("What predicts an anomaly", "anomaly-models"))
     blocks += _anomaly_model_blocks(ctx, figures)
+    blocks += statistics_sections.grouped_assessment(ctx)
     return Part("Appendix: Model detail", "appendix-models", blocks, appendix=True)
 
 

@@ -84,9 +84,17 @@ def verdict_sentence(r: Recommendation) -> str:
     return f"{r.dimension.capitalize()}: {word} ({evidence_clause(r.evidence)})."
 
 
-def model_sentence(fair_auc: float | None, base_auc: float | None) -> str | None:
+def model_sentence(fair_auc: float | None, base_auc: float | None,
+                   difference: Mapping[str, float] | None = None) -> str | None:
+    """Behaviour vs the segment alone; with the grouped assessment's paired difference and its CI when given."""
     if fair_auc is None or not math.isfinite(fair_auc):
         return None
+    if difference is not None:
+        lo, hi = difference.get("ci_low", math.nan), difference.get("ci_high", math.nan)
+        verdict = ("better than" if lo > 0 else "worse than" if hi < 0 else "not distinguishable from")
+        return (f"A decision tree on behaviour predicts who is an anomaly {verdict} the segment alone: grouped "
+                f"cross-validated ROC-AUC difference {signed(difference.get('difference'), 3)} (95% CI "
+                f"[{signed(lo, 3)}, {signed(hi, 3)}]; details in Appendix A).")
     if base_auc is None or not math.isfinite(base_auc):
         base = ""
     elif base_auc >= fair_auc:
