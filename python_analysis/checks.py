@@ -251,6 +251,7 @@ def expectation_suites(config: CheckConfig) -> dict[str, list[Any]]:  # noqa: C9
     ``meta`` of every expectation: ``severity`` ("error" | "warning"), optionally ``nonempty_only`` (skip on an
     empty table) and ``check`` (a short human description). Cross-table expectations use suite parameters
     named in ``PARAMETERS``.
+    Long: the declarative suites of every table in one place, read as the contract (#11).
     """
     import great_expectations.expectations as gxe
 
@@ -1188,6 +1189,7 @@ def _sql_totals(source: Source, table: str, columns: set[str], totals: _Totals) 
 
 def _run(tables: Mapping[str, pd.DataFrame | Source], config: CheckConfig, root: Path | None,  # noqa: C901 - GX setup, SQL and chunked validation and error collection in one place (owned by #11)
          data_docs_dir: Path | None, chunk_cells: int) -> CheckReport:
+    """Long: GX setup, the SQL and chunked paths and the error collection share one context (#11)."""
     import great_expectations as gx
 
     suites = expectation_suites(config)

@@ -112,7 +112,10 @@ def feature_matrix(
     config: ReportConfig,
     dtype: type = np.float32,
 ) -> FeatureMatrix:
-    """Build a matrix; absent/all-null/constant columns are dropped and every imputation is noted."""
+    """Build a matrix; absent/all-null/constant columns are dropped and every imputation is noted.
+
+    Long: numeric and categorical encoding of one matrix with its notes (#9).
+    """
     blocks: list[np.ndarray] = []
     columns: list[str] = []
     sources: list[str] = []
@@ -345,6 +348,7 @@ def segment_tree(
     """What defines the segment: a tree predicting profitability_segment from behaviour features.
 
     ``matrix`` (from ``model_matrix``) avoids rebuilding the features when several models are fitted.
+    Long: fit, CV, per-class metrics and rules of one tree (#9).
     """
     n = len(fit)
     if "profitability_segment" not in fit.columns or n == 0:
@@ -628,6 +632,7 @@ def anomaly_models(
     """What predicts an anomaly: full (leaky), fair, baseline and behavioural trees, in-sample and CV.
 
     ``matrix`` (from ``model_matrix``) avoids rebuilding the features for each model.
+    Long: the four models share one matrix and one CV split (#9).
     """
     n = len(fit)
     y = anomaly_mask(fit)
@@ -1013,6 +1018,7 @@ def anomaly_clusters(anomalies: pd.DataFrame, config: ReportConfig) -> Clusterin
 
 
 def _anomaly_clusters(anomalies: pd.DataFrame, config: ReportConfig) -> ClusteringResult:  # noqa: C901 - K search, fit, labels and profiles of one clustering; owned by #9
+    """Long: K search, fit, labels and profiles of one clustering (#9)."""
     n = len(anomalies)
     if n < 3:
         return ClusteringResult(

@@ -221,6 +221,7 @@ def read_stratified_sample(path: Path, table: str = "customer_segment_fit", *, m
     strata table has, per stratum, ``population_rows`` and ``sample_rows``: what a report states next to a
     figure computed from the sample (the sum of ``sample_rows`` can exceed ``max_rows`` by at most the
     number of strata, from rounding up).
+    Long: one SQL sampling query and its checks (#11).
     """
     for name in (table, key, *strata):
         if not _NAME.fullmatch(name):
