@@ -65,5 +65,9 @@ def checks_page(result: CheckReport, config: CheckConfig) -> str:
                f"(aggregates on empty tables): {formats.count(len(result.errors))} errors, "
                f"{formats.count(len(result.warnings))} warnings. A warning is reported, not a failure: it does not "
                "stop the run.")
+    in_sql = getattr(result, "validated_in_sql", None) or {}
+    if in_sql:
+        summary += (" Validated in SQL over every row (the same expectations, translated): "
+                    + ", ".join(f"{t} ({formats.count(n)} rows)" for t, n in in_sql.items()) + ".")
     return render_template("checks.html.j2", title="segfit data-quality checks", summary=summary,
                            failures=failures, tables=tables)
