@@ -58,7 +58,8 @@
         {{ return('') }}
     {%- endif -%}
     {%- if modules.re.search("[\\x00-\\x1f\\x7f]", value) -%}
-        {{ segfit_fail("var '" ~ name ~ "' contains a control character (e.g. a newline), which is not allowed in a path: " ~ (value | replace('\n', '\\n'))) }}
+        {{ segfit_fail("var '" ~ name ~ "' contains a control character (e.g. a newline), which is not allowed"
+                       ~ " in a path: " ~ (value | replace('\n', '\\n'))) }}
     {%- endif -%}
     {%- if not modules.re.search('\\.(csv|tsv|txt|csv\\.gz|parquet|pq)$', value | lower) -%}
         {{ segfit_fail("var '" ~ name ~ "' must name a .csv, .csv.gz, .tsv, .txt or .parquet file, got " ~ value) }}
@@ -84,7 +85,8 @@
     {%- for item in raw -%}
         {%- set text = (item | string) | trim -%}
         {%- if modules.re.search("['\";\\n\\r\\x00]", text) -%}
-            {{ segfit_fail("var '" ~ name ~ "' value '" ~ text ~ "' contains a quote, semicolon or control character") }}
+            {{ segfit_fail("var '" ~ name ~ "' value '" ~ text
+                           ~ "' contains a quote, semicolon or control character") }}
         {%- endif -%}
         {%- do values.append(text) -%}
     {%- endfor -%}

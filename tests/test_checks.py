@@ -725,3 +725,87 @@ def test_real_warehouses_pass(which, demo_warehouse, build_warehouse):
             chunked = run_checks(sources, CONFIG, chunk_cells=60_000)
             assert chunked.ok, chunked.summary()
             assert (chunked.evaluated, chunked.skipped) == (report.evaluated, report.skipped)
+
+
+def _warehouse_of(path: Path, tables: dict[str, pd.DataFrame]) -> dict[str, str]:
+    """Write the frames as DuckDB tables (int_* in schema intermediate, the rest in marts), as segfit builds
+    them; returns each table's relation name."""
+    import duckdb
+
+    relations = {}
+    with duckdb.connect(str(path)) as con:
+        con.execute("create schema intermediate; create schema marts")
+        for name, frame in tables.items():
+            relation = f"{'intermediate' if name.startswith('int_') else 'marts'}.{name}"
+            con.register("frame", frame)
+            con.execute(f"create table {relation} as select * from frame")  # noqa: S608 - fixed test names
+            con.unregister("frame")
+            relations[name] = relation
+    return relations
+
+
+@pytest.mark.parametrize("mutation", ["fit_defects", "input_defects", "relative_flag"])
+def test_sql_validation_reports_what_gx_reports_on_the_whole_table(tmp_path: Path, mutation: str):
+    """A warehouse table larger than one chunk is validated in SQL over every row. On the same DuckDB tables,
+    with defects planted, it must report exactly what one GX batch of the whole table (loaded into pandas)
+    reports: the same failed expectations, counts, offending keys, evaluated and skipped numbers."""
+    import duckdb
+
+    from python_analysis.checks import RelationSource
+
+    config = CONFIG
+    tables = build_tables()
+    fit = tables["customer_segment_fit"]
+    if mutation == "fit_defects":
+        fit.loc[1, "retention_probability"] = 1.3                 # range
+        fit.loc[1, "is_classification_anomaly"] = True             # flag != recomputed flag
+        fit.loc[3, "q2_share"] = math.nan                          # share nulls 1 (neither 0 nor 4), sum null
+        fit.loc[4, "deviation_direction"] = "sideways"             # set and direction
+        fit.loc[5, "customer_record_id"] = "r5"                    # duplicate key
+        fit.loc[0, "transaction_count"] = -1                       # negative count
+        fit.loc[2, "retention_deviation"] = math.nan               # NaN: missing for GX
+        fit.loc[0, "anomaly_threshold_mode"] = "relative"          # not the config mode
+    elif mutation == "input_defects":
+        tx = tables["int_transactions_validated"]
+        tx.loc[0, "amount"] = math.nan
+        tx.loc[2, "transaction_id"] = "t2"                         # repeated id (key order = row order)
+        tx.loc[0, "source_row_number"] = 0
+        tx.loc[1, "customer_id"] = None
+        customers = tables["int_customers_validated"]
+        customers.loc[2, "retention_probability"] = -0.1
+        customers.loc[3, "profitability_segment"] = None
+        customers.loc[4, "q3_transactions"] = -2
+        customers.loc[5, "source_row_number"] = 5                  # repeated key
+        config = CheckConfig(anomaly_rate_band=(0.5, 0.9))         # the anomaly-rate mean: a warning
+    elif mutation == "relative_flag":
+        tables = build_tables(RELATIVE_FLAGS, "relative", 0.2)
+        tables["customer_segment_fit"].loc[3, "is_classification_anomaly"] = False
+        config = RELATIVE
+    relations = _warehouse_of(tmp_path / "w.duckdb", tables)
+    with duckdb.connect(str(tmp_path / "w.duckdb")) as con:  # a NaN from pandas would arrive as null
+        if mutation == "fit_defects":
+            con.execute("update marts.customer_segment_fit set retention_deviation = 'nan'::double "
+                        "where customer_record_id = 'r4'")
+        if mutation == "input_defects":
+            con.execute("update intermediate.int_transactions_validated set profit = 'nan'::double "
+                        "where transaction_id = 't3'")
+            con.execute("update intermediate.int_customers_validated set retention_probability = 'nan'::double "
+                        "where customer_id = 'c5'")
+    with duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True) as con:
+        sources = {name: RelationSource(con, relation) for name, relation in relations.items()}
+        frames = {name: next(iter(source.chunks(10**9))) for name, source in sources.items()}
+        in_sql = run_checks(sources, config, chunk_cells=TINY)
+    in_gx = run_checks(frames, config)
+    # tables of more than one row (one-row chunks) whose checks all have a SQL form went through SQL
+    assert set(in_sql.validated_in_sql) == {name for name in (
+        "int_customers_validated", "int_transactions_validated", "customer_segment_fit",
+        "classification_anomalies", "anomaly_feature_comparison", "anomaly_rule_lift", "data_quality_issues")
+        if len(tables[name]) > 1}
+    assert {"customer_segment_fit", "int_transactions_validated"} <= set(in_sql.validated_in_sql)
+    assert in_sql.errors == in_gx.errors
+    assert in_sql.warnings == in_gx.warnings
+    assert (in_sql.evaluated, in_sql.skipped) == (in_gx.evaluated, in_gx.skipped)
+    assert not in_gx.ok
+    assert len(in_gx.errors) >= {"fit_defects": 8, "input_defects": 7, "relative_flag": 1}[mutation], in_gx.summary()
+    if mutation == "input_defects":
+        assert [w.expectation_type for w in in_gx.warnings] == ["expect_column_mean_to_be_between"]
