@@ -1082,7 +1082,7 @@ def _violation(expectation: Any, kwargs: Mapping[str, Any], kinds: Mapping[str, 
                 if kwargs.get("strict_min" if bound == "min_value" else "strict_max"):
                     operator += "="
                 outside.append(f"{column} {operator} ?")
-                params.append(float(kwargs[bound]))
+                params.append(kwargs[bound])
         if not outside:
             return "false"
         return f"(not {_missing(kwargs['column'], kinds)} and ({' or '.join(outside)}))"
