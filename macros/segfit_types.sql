@@ -105,6 +105,16 @@
     end
 {%- endmacro %}
 
+{#- A parsed number as text the way it was most likely written: the shortest text that reads back as the
+    same value, without a trailing `.0` (a retention given as `45` shows as 45, not 45.0). -#}
+{% macro segfit_number_text(expression) -%}
+    {{ return(adapter.dispatch('segfit_number_text', 'segfit')(expression)) }}
+{%- endmacro %}
+
+{% macro default__segfit_number_text(expression) -%}
+    regexp_replace(cast({{ expression }} as {{ segfit_text() }}), '\.0$', '')
+{%- endmacro %}
+
 {#- Distinct-month counting with a bit mask (int_customer_transactions_aggregated): a month index
     (segfit_month_index) sets bit (month mod 126) of a 126-bit mask kept in two signed 64-bit integers
     (bits 0..62 each; no unsigned type needed). `word` 0 holds positions 0..62, word 1 positions 63..125.

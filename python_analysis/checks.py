@@ -64,7 +64,7 @@ __all__ = [
 ]
 
 SEVERITIES = ("error", "warning")
-THRESHOLD_MODES = ("absolute", "relative")
+THRESHOLD_MODES = ("absolute", "relative", "zscore")
 _EPS = 1e-9
 
 # --------------------------------------------------------------------------------------------------------
@@ -425,7 +425,8 @@ def expectation_suites(config: CheckConfig) -> dict[str, list[Any]]:
             at_most("anomaly_hits", "anomaly_total"),
             at_most("normal_hits", "normal_total"),
             *between(("anomaly_hit_rate", "normal_hit_rate"), 0, 1),
-            *between(("lift_pp",), -100, 100),
+            *between(("hit_rate_difference_pp",), -100, 100),
+            *between(("lift", "odds_ratio", "mh_odds_ratio"), 0, None),
         ],
         "data_quality_issues": [
             *types("data_quality_issues"),
@@ -489,6 +490,9 @@ def expected_anomaly_flag(fit: pd.DataFrame, config: CheckConfig) -> pd.Series:
     if config.anomaly_threshold_mode == "relative":
         average = _numeric(fit["segment_avg_retention"])
         deviation = deviation / average.where(average != 0)
+    elif config.anomaly_threshold_mode == "zscore":
+        sd = _numeric(fit["segment_sd_retention"])
+        deviation = deviation / sd.where(sd != 0)
     flag = deviation.round(10) > float(config.anomaly_threshold)
     return pd.Series(np.where(deviation.isna(), False, flag), index=fit.index, dtype=bool)
 

@@ -21,6 +21,7 @@ from python_analysis.checks import (
 
 CONFIG = CheckConfig()
 RELATIVE = CheckConfig(anomaly_threshold=0.2, anomaly_threshold_mode="relative")
+ZSCORE = CheckConfig(anomaly_threshold=0.5, anomaly_threshold_mode="zscore")
 QUARTERS = ("q1", "q2", "q3", "q4")
 
 # 6 clean records in 2 segments. Segment A: retention 0.5, 0.5, 0.8 (avg 0.6), segment B: 0.3, 0.4, 0.5
@@ -36,6 +37,9 @@ RECORDS = [
 ]
 ABSOLUTE_FLAGS = [False, False, True, False, False, False]
 RELATIVE_FLAGS = [False, False, True, True, False, True]
+# zscore 0.5: segment SDs (sample) are sqrt(0.03) = 0.173 (A) and 0.1 (B): r1, r2 at 0.58, r3 at 1.15, r4 and r6
+# at 1.0 are anomalies; r5 (0) is not
+ZSCORE_FLAGS = [True, True, True, True, False, True]
 FEATURES = (
     "transaction_count", "avg_transactions_per_month", "transaction_value_volatility", "customer_age_days",
     "total_revenue", "net_profit", "comprehensive_customer_score", "q1_share", "q2_share", "q3_share",
@@ -88,6 +92,7 @@ def build_fit(flags: list[bool], mode: str = "absolute", threshold: float = 0.15
     group = fit.groupby("profitability_segment")["retention_probability"]
     fit["segment_record_count"] = group.transform("count").astype("int64")
     fit["segment_avg_retention"] = group.transform("mean")
+    fit["segment_sd_retention"] = group.transform("std")
     fit["retention_deviation"] = fit["retention_probability"] - fit["segment_avg_retention"]
     fit["abs_retention_deviation"] = fit["retention_deviation"].abs()
     fit["deviation_direction"] = np.where(fit["retention_deviation"] < 0, "below", "above")
@@ -173,7 +178,11 @@ def build_tables(flags: list[bool] = ABSOLUTE_FLAGS, mode: str = "absolute",
             "rule_name": f"{feature} > {threshold_}", "feature_name": feature, "operator": ">",
             "threshold": threshold_, "anomaly_hits": a_hits, "anomaly_total": a_total, "normal_hits": n_hits,
             "normal_total": n_total, "anomaly_hit_rate": a_rate, "normal_hit_rate": n_rate,
-            "lift_pp": (a_rate - n_rate) * 100,
+            "hit_rate_difference_pp": (a_rate - n_rate) * 100,
+            "lift": (a_hits / (a_hits + n_hits)) / (a_total / (a_total + n_total)) if a_hits + n_hits else math.nan,
+            "odds_ratio": a_hits * (n_total - n_hits) / ((a_total - a_hits) * n_hits)
+            if (a_total - a_hits) * n_hits else math.nan,
+            "mh_odds_ratio": math.nan, "mh_segments": 0,
         })
     lift = pd.DataFrame(lift_rows)
 
@@ -274,7 +283,7 @@ def _expectation_target(expectation) -> str | None:
     return None
 
 
-@pytest.mark.parametrize("config", [CONFIG, RELATIVE], ids=["absolute", "relative"])
+@pytest.mark.parametrize("config", [CONFIG, RELATIVE, ZSCORE], ids=["absolute", "relative", "zscore"])
 def test_only_the_intended_expectations_are_warnings(config):
     by_severity: dict[str, set] = {"error": set(), "warning": set()}
     total = 0
@@ -311,6 +320,19 @@ def test_relative_mode_flags_pass():
     assert report.ok, report.summary()
     # 3 of 6 records are anomalies: outside the default band, reported as a warning only
     assert [w.expectation_type for w in report.warnings] == ["expect_column_mean_to_be_between"]
+
+
+def test_zscore_mode_flags_pass_and_other_modes_flags_fail():
+    tables = build_tables(ZSCORE_FLAGS, mode="zscore", threshold=0.5)
+    report = run_checks(only(tables, "customer_segment_fit", "classification_anomalies",
+                             "segment_retention_summary"), ZSCORE)
+    assert report.ok, report.summary()
+    # flags made by the relative rule, checked under the zscore rule: r1 and r2 should be anomalies
+    wrong = build_tables(RELATIVE_FLAGS, mode="zscore", threshold=0.5)
+    report = run_checks(only(wrong, "customer_segment_fit"), ZSCORE)
+    failed = find(report.errors, "customer_segment_fit", "expect_column_pair_values_to_be_equal",
+                  "is_classification_anomaly,expected_flag")
+    assert [o.split(":")[0] for o in failed.offending] == ["customer_record_id=r1", "customer_record_id=r2"]
 
 
 def test_missing_tables_are_skipped():
