@@ -730,8 +730,9 @@ def within_segment_inference(
         with_ci = frozenset(
             (d, t.input, t.contrast) for d, ts in primary.tests.items() for t in ts if math.isfinite(t.ci_low)
         )
-        other = infer_grain(
-            latest_records(fit), "latest", rules=rules, excluded=excluded, settings=settings, ci_for=with_ci
+        other = infer_grain(  # the anomaly-definition sensitivity is reported for the report's grain only
+            latest_records(fit), "latest", rules=rules, excluded=excluded,
+            settings=replace(settings, anomaly_definition=False), ci_for=with_ci,
         )
         note = "latest grain derived from the same records (one per customer, the README's rule)"
     elif other_grain_available:
@@ -968,7 +969,7 @@ def anomaly_definition_sensitivity(frame: pd.DataFrame, settings: InferenceSetti
     segment = text_column(frame, "profitability_segment").to_numpy(dtype=object)
     retention = numeric_column(frame, "retention_probability")
     flags = anomaly_mask(frame)
-    codes, inverse = np.unique(segment, return_inverse=True)
+    inverse, codes = pd.factorize(segment, sort=True)
     s = pd.Series(retention)
     by = s.groupby(inverse)
     mean = by.transform("mean").to_numpy()

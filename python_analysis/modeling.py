@@ -919,6 +919,7 @@ def _cluster_stability(Z: np.ndarray, models: dict[int, KMeans], k_scores: pd.Da
     out["bootstrap_ari"] = [float(np.mean(ari[k])) if ari[k] else math.nan for k in ks]
     out["ari_vs_segment"] = [float(adjusted_rand_score(segment[rows], full[k])) for k in ks]
     out["null_silhouette"] = [float(np.nanmean(null[k])) if np.isfinite(null[k]).any() else math.nan for k in ks]
+    out["stability_records"] = len(rows)  # the (sampled) anomaly records behind the four columns above
     return out
 
 
