@@ -136,6 +136,20 @@ def read_only(path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
         con.close()
 
 
+@contextlib.contextmanager
+def bounded_read_only(path: Path, spill_prefix: str) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read-only connection with DuckDB's memory limit (``SEGFIT_DUCKDB_MEMORY_LIMIT``, default 1GB) that
+    spills beyond it to a private temporary directory, removed afterwards; no progress bar."""
+    memory_limit = os.environ.get("SEGFIT_DUCKDB_MEMORY_LIMIT", "1GB")
+    if not re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]i?B", memory_limit, flags=re.IGNORECASE):
+        raise SegfitError(f"SEGFIT_DUCKDB_MEMORY_LIMIT must look like 1GB or 512MB, got {memory_limit!r}")
+    with read_only(path) as con, tempfile.TemporaryDirectory(prefix=spill_prefix) as spill:
+        con.execute("set memory_limit = ?", [memory_limit])
+        con.execute("set temp_directory = ?", [spill])
+        con.execute("set enable_progress_bar = false")
+        yield con
+
+
 def read_tables(path: Path, tables: Mapping[str, str]) -> dict[str, pd.DataFrame]:
     """Read ``{name: 'schema.table'}`` into DataFrames through one read-only connection."""
     frames = {}
@@ -178,13 +192,7 @@ def checked_sources(path: Path) -> Iterator[tuple[dict[str, object], duckdb.Duck
     each table in bounded chunks (``checks.RelationSource``)."""
     from python_analysis.checks import RelationSource
 
-    memory_limit = os.environ.get("SEGFIT_DUCKDB_MEMORY_LIMIT", "1GB")
-    if not re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]i?B", memory_limit, flags=re.IGNORECASE):
-        raise SegfitError(f"SEGFIT_DUCKDB_MEMORY_LIMIT must look like 1GB or 512MB, got {memory_limit!r}")
-    with read_only(path) as con, tempfile.TemporaryDirectory(prefix="segfit-check-spill-") as spill:
-        con.execute("set memory_limit = ?", [memory_limit])
-        con.execute("set temp_directory = ?", [spill])
-        con.execute("set enable_progress_bar = false")
+    with bounded_read_only(path, "segfit-check-spill-") as con:
         relations = {name: f"marts.{name}" for name in MARTS}
         relations.update({name: f"intermediate.{name}" for name in CHECKED_INPUTS})
         yield {name: RelationSource(con, relation) for name, relation in relations.items()}, con
@@ -254,13 +262,7 @@ def read_stratified_sample(path: Path, table: str = "customer_segment_fit", *, m
         select {', '.join(strata) + ',' if strata else ''} count(*) as population_rows
         from {relation} {'group by ' + by if strata else ''}
     """  # noqa: S608
-    memory_limit = os.environ.get("SEGFIT_DUCKDB_MEMORY_LIMIT", "1GB")
-    if not re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]i?B", memory_limit, flags=re.IGNORECASE):
-        raise SegfitError(f"SEGFIT_DUCKDB_MEMORY_LIMIT must look like 1GB or 512MB, got {memory_limit!r}")
-    with read_only(path) as con, tempfile.TemporaryDirectory(prefix="segfit-sample-spill-") as spill:
-        con.execute("set memory_limit = ?", [memory_limit])
-        con.execute("set temp_directory = ?", [spill])
-        con.execute("set enable_progress_bar = false")
+    with bounded_read_only(path, "segfit-sample-spill-") as con:
         sample = _fetch_frame(con.execute(sql, [seed, max_rows, max_rows]))
         population = con.execute(strata_sql).df()
     if strata:
