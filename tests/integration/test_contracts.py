@@ -8,7 +8,6 @@ feature reaches the report's feature table with no Python edit; a mart missing a
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -20,19 +19,9 @@ from python_analysis import contracts, warehouse
 from python_analysis.config import ReportConfig
 from python_analysis.errors import SegfitError
 from python_analysis.report import build_report, formats
+from tests.builds import copy_tracked
 
 NEW = "loyalty_index"  # = 2.5 x transaction_count
-
-
-def _copy_tracked(root: Path) -> Path:
-    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=warehouse.PROJECT_DIR, capture_output=True,
-                             check=True).stdout.decode().split("\0")
-    for name in filter(None, tracked):
-        source = warehouse.PROJECT_DIR / name
-        if source.is_file():
-            (root / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, root / name)
-    return root
 
 
 def _add_feature(project: Path) -> None:
@@ -61,7 +50,7 @@ def _add_feature(project: Path) -> None:
 
 @pytest.fixture(scope="module")
 def extended_build(tmp_path_factory) -> Path:
-    project = _copy_tracked(tmp_path_factory.mktemp("extended") / "segfit")
+    project = copy_tracked(tmp_path_factory.mktemp("extended") / "segfit")
     _add_feature(project)
     database = project / "build" / "segfit.duckdb"
     database.parent.mkdir()
