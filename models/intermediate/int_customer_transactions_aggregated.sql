@@ -3,7 +3,22 @@
     (segmentation_date, or the latest clean transaction date in the data when that is missing).
     Customers with no transactions keep their row, with a count of 0. The heavy join and group-by use
     integer keys (the record's source_row_number, the month as year * 12 + month): grouping 20M rows by
-    a text key costs twice as much. Distinct months are counted with a bit mask (see below). -#}
+    a text key costs twice as much. Distinct months are counted with a bit mask (see below).
+    Incremental (var transactions_load = append): only the records the new transactions can change are
+    recomputed (delete+insert on customer_record_id), each from all of its customer's stored clean
+    transactions, so the point-in-time cut stays exact whatever the new rows' dates (a late file too):
+    a record is recomputed when its customer has a clean transaction stored since the last computation
+    (transactions_through_row) dated on or before the record's as-of date, or when its as-of date moved
+    (a record without a segmentation_date is as of the latest transaction date), or when it is new. -#}
+{%- set append = segfit_transactions_append() -%}
+{{ config(
+    materialized='incremental',
+    unique_key='customer_record_id',
+    incremental_strategy='delete+insert',
+    full_refresh=(none if append else true),
+    on_schema_change='fail',
+) }}
+{%- set incremental = is_incremental() %}
 
 with
 
@@ -50,25 +65,97 @@ records_as_of as (
         records.customer_record_id,
         records.record_key,
         records.customer_id,
+        records.segmentation_date,
         coalesce(records.segmentation_date, data_as_of.max_transaction_date) as as_of_date
     from records
     cross join data_as_of
 
 ),
 
+{#- the last stored row this computation has seen (rejected rows included) -#}
+stored_transactions as (
+
+    select max(source_row_number) as transactions_through_row
+    from {{ ref('int_transactions_checked') }}
+
+),
+{%- if incremental %}
+
+previous as (
+
+    select
+        customer_record_id,
+        as_of_date
+    from {{ this }}
+
+),
+
+previous_through as (
+
+    select coalesce(max(transactions_through_row), 0) as transactions_through_row
+    from {{ this }}
+
+),
+
+new_transactions as (
+
+    select
+        customer_id,
+        transaction_date
+    from {{ ref('int_transactions_validated') }}
+    where source_row_number > (select previous_through.transactions_through_row from previous_through)
+
+),
+
+customers_with_new_transactions as (
+
+    select
+        customer_id,
+        min(transaction_date) as earliest_new_transaction_date
+    from new_transactions
+    group by customer_id
+
+),
+
+records_to_compute as (
+
+    select records_as_of.*
+    from records_as_of
+    left join previous
+        on records_as_of.customer_record_id = previous.customer_record_id
+    left join customers_with_new_transactions
+        on records_as_of.customer_id = customers_with_new_transactions.customer_id
+    where
+        previous.customer_record_id is null
+        or coalesce(
+            previous.as_of_date <> records_as_of.as_of_date,
+            previous.as_of_date is not null or records_as_of.as_of_date is not null
+        )
+        or customers_with_new_transactions.earliest_new_transaction_date <= records_as_of.as_of_date
+
+),
+{%- else %}
+
+records_to_compute as (
+
+    select * from records_as_of
+
+),
+{%- endif %}
+
 point_in_time as (
 
     select
-        records_as_of.record_key,
+        records_to_compute.record_key,
         transactions.transaction_date,
         transactions.amount,
         transactions.profit,
         {{ segfit_quarter('transactions.transaction_date') }} as transaction_quarter,
         {{ segfit_month_index('transactions.transaction_date') }} as transaction_month
-    from records_as_of
+    from records_to_compute
     inner join transactions
-        on records_as_of.customer_id = transactions.customer_id
-            and records_as_of.as_of_date >= transactions.transaction_date
+        on records_to_compute.customer_id = transactions.customer_id
+            and records_to_compute.as_of_date >= transactions.transaction_date
 
 ),
 
@@ -129,11 +216,11 @@ long_span_months as (
         count(distinct {{ segfit_month_index('transactions_of_long_span_records.transaction_date') }})
             as active_months
     from long_span_records
-    inner join records_as_of
-        on long_span_records.record_key = records_as_of.record_key
+    inner join records_to_compute
+        on long_span_records.record_key = records_to_compute.record_key
     inner join transactions_of_long_span_records
-        on records_as_of.customer_id = transactions_of_long_span_records.customer_id
-            and records_as_of.as_of_date >= transactions_of_long_span_records.transaction_date
+        on records_to_compute.customer_id = transactions_of_long_span_records.customer_id
+            and records_to_compute.as_of_date >= transactions_of_long_span_records.transaction_date
     group by long_span_records.record_key
 
 ),
@@ -156,8 +243,8 @@ aggregated as (
 final as (
 
     select
-        records_as_of.customer_record_id,
-        records_as_of.as_of_date,
+        records_to_compute.customer_record_id,
+        records_to_compute.as_of_date,
         cast(coalesce(aggregated.transaction_count, 0) as {{ dbt.type_bigint() }}) as transaction_count,
         cast(coalesce(aggregated.total_revenue, 0) as {{ segfit_double() }}) as total_revenue,
         cast(aggregated.net_profit as {{ segfit_double() }}) as net_profit,
@@ -172,21 +259,25 @@ final as (
         cast(coalesce(aggregated.q3_transactions, 0) as {{ dbt.type_bigint() }}) as q3_transactions,
         cast(coalesce(aggregated.q4_transactions, 0) as {{ dbt.type_bigint() }}) as q4_transactions,
         cast(
-            {{ dbt.datediff('aggregated.first_transaction_date', 'records_as_of.as_of_date', 'day') }}
+            {{ dbt.datediff('aggregated.first_transaction_date', 'records_to_compute.as_of_date', 'day') }}
             as {{ dbt.type_bigint() }}
         ) as customer_age_days,
         cast(
-            {{ dbt.datediff('aggregated.last_transaction_date', 'records_as_of.as_of_date', 'day') }}
+            {{ dbt.datediff('aggregated.last_transaction_date', 'records_to_compute.as_of_date', 'day') }}
             as {{ dbt.type_bigint() }}
         ) as days_since_last_transaction,
         cast(
             aggregated.transaction_count * 1.0 / nullif(aggregated.active_months, 0) as {{ segfit_double() }}
         ) as avg_transactions_per_month,
         aggregated.first_transaction_date,
-        aggregated.last_transaction_date
-    from records_as_of
+        aggregated.last_transaction_date,
+        records_to_compute.customer_id,
+        records_to_compute.segmentation_date,
+        stored_transactions.transactions_through_row
+    from records_to_compute
     left join aggregated
-        on records_as_of.record_key = aggregated.record_key
+        on records_to_compute.record_key = aggregated.record_key
+    cross join stored_transactions
 
 )
 

@@ -1,146 +1,18 @@
-{#- One row per REJECTED input transaction (key source_row_number): the quarantine. Every input
-    transaction is checked here, with one check_<column> per rule (null = passed); only the rows that
-    fail a check are stored, with the text as given (`<column>_raw`) where the typed value is null.
-    The clean rows are int_transactions_validated (the staged rows not in this table), so the big input
-    is never written twice. Refunds (negative amounts) are valid transactions: they count, and they net
-    off revenue. -#}
-{%- set cfg = segfit_config() -%}
-{%- set bounds = segfit_plausible_bounds() -%}
+{#- One row per REJECTED input transaction (key source_row_number): the quarantine, the rows of
+    int_transactions_checked with a failed check, with the text as given (`<column>_raw`) where the typed
+    value is null. -#}
 
 with
 
-transactions as (
-
-    select * from {{ ref('stg_transactions') }}
-
-),
-
-{#- The duplicate check reads the ids through import CTEs of its own: with each CTE used once, the
-    engine streams the input instead of materializing all of it for three readers. #}
-
-ids_for_hashing as (
-
-    select transaction_id from {{ ref('stg_transactions') }}
-
-),
-
-ids_with_rows as (
-
-    select
-        transaction_id,
-        source_row_number
-    from {{ ref('stg_transactions') }}
-
-),
-
-valid_customers as (
-
-    select distinct customer_id
-    from {{ ref('int_customers_validated') }}
-
-),
-
-candidate_hashes as (
-
-    {#- grouping 64-bit hashes is far cheaper than grouping millions of distinct strings -#}
-    select {{ segfit_hash64('transaction_id') }} as id_hash
-    from ids_for_hashing
-    where transaction_id is not null
-    group by {{ segfit_hash64('transaction_id') }}
-    having count(*) > 1
-
-),
-
-repeated_ids as (
-
-    select
-        ids_with_rows.transaction_id,
-        min(ids_with_rows.source_row_number) as first_row_with_id
-    from ids_with_rows
-    inner join candidate_hashes
-        on {{ segfit_hash64('ids_with_rows.transaction_id') }} = candidate_hashes.id_hash
-    group by ids_with_rows.transaction_id
-    having count(*) > 1
-
-),
-
 checked as (
 
-    select
-        transactions.source_row_number,
-        transactions.transaction_id,
-        transactions.customer_id,
-        transactions.transaction_date,
-        transactions.amount,
-        transactions.profit,
-        case
-            when transactions.transaction_id is null then 'transaction_id is null or blank'
-            when transactions.source_row_number > repeated_ids.first_row_with_id
-                then {{ dbt.concat(["'duplicate transaction_id (first seen at data row '",
-                                    "cast(repeated_ids.first_row_with_id as " ~ segfit_text() ~ ")", "')'"]) }}
-        end as check_transaction_id,
-        case
-            when transactions.customer_id is null then 'customer_id is null or blank'
-            when valid_customers.customer_id is null then 'customer_id has no valid customer record (orphan)'
-        end as check_customer_id,
-        case
-            when transactions.transaction_date is not null
-                then
-                    case
-                        {{ segfit_date_range_checks('transactions.transaction_date', bounds, 'transaction_date') }}
-                    end
-            when transactions.transaction_date_raw is null then 'transaction_date is null or blank'
-            else 'transaction_date is not a valid date'
-        end as check_transaction_date,
-        case
-            when transactions.amount is not null
-                then
-                    case
-                        when abs(transactions.amount) > 1e300 then 'amount is not a finite number'
-                        {{ segfit_value_bound_check('transactions.amount', bounds, 'amount') }}
-                    end
-            when transactions.amount_raw is null then 'amount is null or blank'
-            else 'amount is not a number'
-        end as check_amount,
-        case
-            when transactions.profit is not null
-                then
-                    case
-                        when abs(transactions.profit) > 1e300 then 'profit is not a finite number'
-                        {{ segfit_value_bound_check('transactions.profit', bounds, 'profit') }}
-                    end
-            when transactions.profit_raw is not null then 'profit is not a number'
-        end as check_profit,
-        transactions.transaction_date_raw,
-        transactions.amount_raw,
-        transactions.profit_raw,
-        transactions.input_label
-    from transactions
-    left join repeated_ids
-        on transactions.transaction_id = repeated_ids.transaction_id
-    left join valid_customers
-        on transactions.customer_id = valid_customers.customer_id
-
-),
-
-flagged as (
-
-    select
-        checked.*,
-        (
-            check_transaction_id is not null
-            or check_customer_id is not null
-            or check_transaction_date is not null
-            or check_amount is not null
-            or check_profit is not null
-        ) as is_rejected
-    from checked
+    select * from {{ ref('int_transactions_checked') }}
 
 ),
 
 final as (
 
-    select * from flagged
+    select * from checked
     where is_rejected
 
 )

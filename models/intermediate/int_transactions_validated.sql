@@ -1,11 +1,25 @@
-{#- One row per clean input transaction (key source_row_number): the staged transactions that are not
-    quarantined in int_transactions_rejected. A view: the clean rows are read from the input when they
-    are used, instead of being copied into the warehouse (20M rows cost more to write than to check). -#}
+{#- One row per clean input transaction (key source_row_number): the rows of int_transactions_checked
+    that passed every check. A view over the stored checked rows. -#}
 {{ config(materialized='view') }}
 
 with
 
-transactions as (
+checked as (
+
+    select
+        source_row_number,
+        transaction_id,
+        customer_id,
+        transaction_date,
+        amount,
+        profit,
+        input_label,
+        is_rejected
+    from {{ ref('int_transactions_checked') }}
+
+),
+
+clean as (
 
     select
         source_row_number,
@@ -15,24 +29,8 @@ transactions as (
         amount,
         profit,
         input_label
-    from {{ ref('stg_transactions') }}
-
-),
-
-rejected as (
-
-    select source_row_number
-    from {{ ref('int_transactions_rejected') }}
-
-),
-
-clean as (
-
-    select transactions.*
-    from transactions
-    left join rejected
-        on transactions.source_row_number = rejected.source_row_number
-    where rejected.source_row_number is null
+    from checked
+    where not is_rejected
 
 ),
 
