@@ -70,7 +70,11 @@ def _number(text: str) -> float:
 
 def _add_input_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--customers", type=Path, help="customers CSV or Parquet (default: the demo seeds)")
-    parser.add_argument("--transactions", type=Path, help="transactions CSV or Parquet (optional)")
+    transactions = parser.add_mutually_exclusive_group()
+    transactions.add_argument("--transactions", type=Path, help="transactions CSV or Parquet (optional)")
+    transactions.add_argument("--append-transactions", type=Path, metavar="FILE",
+                              help="add FILE (e.g. one day's transactions) to the published warehouse's "
+                                   "transactions instead of rebuilding from one file (README, 'Daily files')")
     parser.add_argument("--grain", default="all", choices=GRAINS,
                         help="all (every record) or latest (one per customer)")
     parser.add_argument("--threshold", type=_number, default=0.15, help="anomaly threshold (default 0.15)")
@@ -93,7 +97,8 @@ def _build_options(args: argparse.Namespace) -> pipeline.BuildOptions:
         extra.append((name.strip(), value.strip()))
     return pipeline.BuildOptions(
         customers=args.customers,
-        transactions=args.transactions,
+        transactions=args.append_transactions or args.transactions,
+        append=args.append_transactions is not None,
         grain=args.grain,
         threshold=args.threshold,
         threshold_mode=args.threshold_mode,

@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 import math
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +37,9 @@ class BuildOptions:
     threshold_mode: str = "absolute"
     demo_variant: str = "transactions"
     extra_vars: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    # add ``transactions`` to the published warehouse's stored transactions (dbt var transactions_load =
+    # append), in a copy of that warehouse, instead of rebuilding from it alone
+    append: bool = False
 
     def __post_init__(self) -> None:
         if self.grain not in GRAINS:
@@ -49,11 +53,14 @@ class BuildOptions:
             raise SegfitError(f"demo variant must be 'transactions' or 'precomputed', got {self.demo_variant!r}")
         if self.transactions is not None and self.customers is None:
             raise SegfitError("--transactions needs --customers (the demo brings its own transactions)")
+        if self.append and self.transactions is None:
+            raise SegfitError("--append-transactions needs a transactions file")
         for key, value in self.extra_vars:
             if not key.isidentifier():
                 raise SegfitError(f"--var name {key!r} is not a valid name")
-            if key in ("customers_path", "transactions_path"):
-                raise SegfitError(f"--var {key} is not accepted: use --{key.removesuffix('_path')}")
+            if key in ("customers_path", "transactions_path", "transactions_load"):
+                raise SegfitError(f"--var {key} is not accepted: use --{key.removesuffix('_path').removesuffix('_load')}"
+                                  + (" or --append-transactions" if key != "customers_path" else ""))
             if any(marker in value for marker in _JINJA):
                 raise SegfitError(f"--var {key} contains a Jinja marker ({{{{, {{% or {{#}}), which segfit does not "
                                   f"allow in a var (dbt would run it as a template): {value!r}")
@@ -65,6 +72,7 @@ class BuildOptions:
             "anomaly_threshold": self.threshold,
             "anomaly_threshold_mode": self.threshold_mode,
             "demo_variant": self.demo_variant,
+            "transactions_load": "append" if self.append else "full",
         }
         values.update(dict(self.extra_vars))
         return values
@@ -86,7 +94,8 @@ class BuildOptions:
         if self.customers is None:
             source = f"demo seeds ({self.demo_variant} variant)"
         else:
-            source = f"customers={self.customers}" + (f", transactions={self.transactions}" if self.transactions else "")
+            source = f"customers={self.customers}" + (
+                f", {'appending ' if self.append else ''}transactions={self.transactions}" if self.transactions else "")
         return f"{source}; grain={self.grain}; threshold={self.threshold} ({self.threshold_mode})"
 
 
@@ -96,6 +105,15 @@ def file_fingerprint(path: Path) -> dict[str, object]:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return {"name": path.name, "size_bytes": path.stat().st_size, "sha256": digest.hexdigest()}
+
+
+def copy_database(source: Path, target: Path) -> None:
+    """Copy a DuckDB file, with its write-ahead log when there is one (committed changes not yet
+    checkpointed belong to it too)."""
+    shutil.copyfile(source, target)
+    wal = source.with_name(source.name + ".wal")
+    if wal.exists():
+        shutil.copyfile(wal, target.with_name(target.name + ".wal"))
 
 
 def validated_options(options: BuildOptions) -> BuildOptions:
@@ -112,6 +130,7 @@ def validated_options(options: BuildOptions) -> BuildOptions:
         threshold_mode=options.threshold_mode,
         demo_variant=options.demo_variant,
         extra_vars=options.extra_vars,
+        append=options.append,
     )
 
 
@@ -128,9 +147,17 @@ def build_candidate(options: BuildOptions, published: Path, force: bool = False)
     previous = publishing.current_target(published)
     if previous is not None and not publishing.has_marts(previous):
         previous = None  # a foreign file replaced with --force has no history to carry over
+    if options.append and previous is None:
+        raise SegfitError(f"--append-transactions needs a published warehouse to append to, and {published} has "
+                          "none: build it once with --transactions")
     slot = publishing.new_slot(published)
     try:
         log.info("building %s", options.describe())
+        if options.append:
+            # the build starts from a copy of the published warehouse (its stored transactions); the
+            # published file is untouched until the new one is published whole
+            with publishing.reading(previous):
+                copy_database(previous, slot.target)
         build_env = {**options.dbt_env(), "SEGFIT_INPUT_FINGERPRINTS": json.dumps(options.input_fingerprints())}
         if previous is not None:
             build_env["SEGFIT_PREVIOUS_BUILD"] = str(previous)
