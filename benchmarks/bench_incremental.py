@@ -1,0 +1,168 @@
+"""Incremental daily load vs full rebuild (#13): `segfit build --append-transactions <one day>` on top of a
+published warehouse holding every earlier day, against `segfit build --transactions <all days>`.
+
+For each size (N customers : M transactions, time order, the generator of bench_build.py):
+
+1. splits the generated ``transactions.parquet`` (sorted by date) into ``base.parquet`` (every day but the
+   last) and ``day.parquet`` (the last day), checking that base + day in that order is the whole file;
+2. builds the base once with `segfit build --transactions base.parquet` (not timed: yesterday's build);
+3. times `segfit build --append-transactions day.parquet` on it (copy of the published warehouse, dbt
+   build appending the day, publish);
+4. times a full rebuild `segfit build --transactions transactions.parquet` (same rows, same order) into
+   its own warehouse, with a published previous build beside it as in daily use (for the history);
+5. checks that the two warehouses' customer_segment_fit agree (row count and the sum of
+   transaction_count and total_revenue), and reports wall, CPU (user + sys of the process tree, less
+   sensitive to other load) and the dbt model sum from run_results.json, and the ratios
+   incremental / full (target: wall <= 0.25).
+
+    .venv/bin/python benchmarks/bench_incremental.py --sizes 200000:4000000
+    make bench-incremental SIZES=1000000:20000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import duckdb  # noqa: E402
+from bench_build import (  # noqa: E402
+    PROJECT_DIR,
+    ensure_data,
+    log,
+    machine_facts,
+    parse_sizes,
+    run_measured,
+    summarize_run_results,
+)
+
+
+def split_last_day(transactions: Path, out: Path) -> dict[str, object]:
+    """base.parquet (all but the last date) and day.parquet (the last date), in file order."""
+    con = duckdb.connect()
+    source = f"read_parquet('{transactions}', file_row_number = true)"
+    total, last_day = con.execute(f"select count(*), max(transaction_date) from {source}").fetchone()
+    base_rows, first_day_row = con.execute(
+        f"select count(*) filter (where transaction_date < $1), "
+        f"min(file_row_number) filter (where transaction_date = $1) from {source}", [last_day]).fetchone()
+    if first_day_row != base_rows:
+        raise SystemExit(f"{transactions}: the last day's rows are not at the end of the file (time order needed)")
+    paths = {"base": out / "base.parquet", "day": out / "day.parquet"}
+    if not all(p.exists() for p in paths.values()):
+        for name, condition in (("base", "transaction_date < $1"), ("day", "transaction_date = $1")):
+            con.execute(f"copy (select * exclude (file_row_number) from {source} where {condition} "
+                        f"order by file_row_number) to '{paths[name]}' (format parquet)", [last_day])
+    return {"paths": paths, "last_day": str(last_day), "day_rows": total - base_rows, "base_rows": base_rows}
+
+
+def segfit_build(args: list[str], warehouse: Path, workdir: Path, label: str) -> dict:
+    target = workdir / f"_dbt_target_{label}"
+    shutil.rmtree(target, ignore_errors=True)
+    env = dict(os.environ, DBT_TARGET_PATH=str(target), DBT_LOG_PATH=str(target / "logs"))
+    segfit = Path(sys.executable).with_name("segfit")
+    command = [str(segfit), "build", *args, "--warehouse", str(warehouse)]
+    load_before = os.getloadavg()[0]
+    measured = run_measured(command, env=env, log_path=workdir / f"{label}.log", cwd=PROJECT_DIR)
+    if measured["exit_code"] != 0:
+        raise SystemExit(f"{label} failed (exit {measured['exit_code']}); log {workdir / f'{label}.log'}")
+    measured.update(summarize_run_results(target / "run_results.json"))
+    measured["loadavg_1m_before"] = load_before
+    measured["command"] = " ".join(command)
+    measured["cpu_s"] = measured["cpu_user_s"] + measured["cpu_sys_s"]
+    measured.pop("marks", None)
+    return measured
+
+
+def fit_summary(warehouse: Path) -> tuple:
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        return con.execute("select count(*), sum(transaction_count), round(sum(total_revenue), 2) "
+                           "from marts.customer_segment_fit").fetchone()
+
+
+def recomputed_records(warehouse: Path) -> dict[str, int]:
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        rows = con.execute("select transactions_through_row, count(*) from "
+                           "intermediate.int_customer_transactions_aggregated group by 1 order by 1").fetchall()
+        no_date = con.execute("select count(*) from intermediate.int_customer_transactions_aggregated "
+                              "where segmentation_date is null").fetchone()[0]
+    return {"records": sum(c for _, c in rows), "recomputed_by_last_run": rows[-1][1],
+            "records_without_segmentation_date": no_date}
+
+
+def bench(n: int, m: int, seed: int, data_dir: Path) -> dict:
+    inputs = ensure_data(n, m, seed, data_dir, order="time")
+    workdir = data_dir / f"incremental_{n}_{m}"
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    days_dir = data_dir / f"{n}_{m}_time_days"
+    days_dir.mkdir(exist_ok=True)
+    split = split_last_day(inputs["transactions"], days_dir)
+    log(f"{n}:{m}: last day {split['last_day']}, {split['day_rows']:,} transactions on it")
+    customers = ["--customers", str(inputs["customers"])]
+
+    appended = workdir / "appended" / "segfit.duckdb"
+    appended.parent.mkdir()
+    log("base build (not timed)")
+    base = segfit_build([*customers, "--transactions", str(split["paths"]["base"])], appended, workdir, "base")
+    log("incremental: --append-transactions day.parquet")
+    incremental = segfit_build([*customers, "--append-transactions", str(split["paths"]["day"])], appended,
+                               workdir, "incremental")
+    log(f"incremental: {incremental['wall_s']:.1f} s wall, {incremental['cpu_s']:.1f} CPU s")
+
+    full_warehouse = workdir / "full" / "segfit.duckdb"
+    full_warehouse.parent.mkdir()
+    # daily use: a full rebuild also replaces a published build (its history is carried over)
+    shutil.copytree(appended.parent, full_warehouse.parent, symlinks=True, dirs_exist_ok=True)
+    log("full rebuild: --transactions transactions.parquet")
+    full = segfit_build([*customers, "--transactions", str(inputs["transactions"])], full_warehouse, workdir, "full")
+    log(f"full: {full['wall_s']:.1f} s wall, {full['cpu_s']:.1f} CPU s")
+
+    same = fit_summary(appended) == fit_summary(full_warehouse)
+    result = {
+        "n_customers": n, "n_transactions": m, "split": {k: v for k, v in split.items() if k != "paths"},
+        "base_build": base, "incremental": incremental, "full": full,
+        "customer_segment_fit_agrees": same, "fit_summary": fit_summary(full_warehouse),
+        "incremental_records": recomputed_records(appended),
+        "ratio_wall": incremental["wall_s"] / full["wall_s"],
+        "ratio_cpu": incremental["cpu_s"] / full["cpu_s"],
+        "ratio_model_sum": (incremental.get("model_sum_s") or 0) / (full.get("model_sum_s") or 1),
+    }
+    if not same:
+        raise SystemExit(f"the incremental and the full warehouse differ: {fit_summary(appended)} vs "
+                         f"{fit_summary(full_warehouse)}")
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="200000:4000000", help="N:M[,N:M...] (default 200000:4000000)")
+    parser.add_argument("--seed", type=int, default=None, help="data seed (default: demo_data.DEFAULT_SEED)")
+    parser.add_argument("--data-dir", type=Path, default=PROJECT_DIR / "benchmarks" / "data")
+    parser.add_argument("--out", type=Path, default=PROJECT_DIR / "benchmarks" / "results" / "incremental.json")
+    args = parser.parse_args(argv)
+    if args.seed is None:
+        sys.path.insert(0, str(PROJECT_DIR))
+        from python_analysis.demo_data import DEFAULT_SEED
+
+        args.seed = DEFAULT_SEED
+    result = {"machine": machine_facts(), "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+              "sizes": []}
+    for n, m in parse_sizes(args.sizes):
+        size = bench(n, m, args.seed, args.data_dir)
+        result["sizes"].append(size)
+        args.out.write_text(json.dumps(result, indent=2, default=str))
+        print(f"| {n:,} / {m:,} | day {size['split']['day_rows']:,} rows | incremental "
+              f"{size['incremental']['wall_s']:.1f} s ({size['incremental']['cpu_s']:.1f} CPU s) | full "
+              f"{size['full']['wall_s']:.1f} s ({size['full']['cpu_s']:.1f} CPU s) | ratio wall "
+              f"{size['ratio_wall']:.2f}, CPU {size['ratio_cpu']:.2f}, model sum {size['ratio_model_sum']:.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
