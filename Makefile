@@ -8,7 +8,7 @@ export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export MPLBACKEND := Agg
 LINT_FORMAT ?= human         # `make lint LINT_FORMAT=json`: sqlfluff's per-file results (tests/test_dbt_environments.py)
 
-.PHONY: install run build report test test-fast lint bench docs seeds clean
+.PHONY: install run build report test test-fast lint bench bench-incremental docs seeds clean
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,9 @@ docs: $(STAMP)               ## dbt docs generate (into target/) against a demo 
 bench: $(STAMP)              ## `segfit run` step by step vs the floor, time + customer order (benchmarks/README.md)
 	$(BIN)/python benchmarks/bench_build.py $(if $(SIZES),--sizes $(SIZES)) $(if $(ORDERS),--orders $(ORDERS)) \
 		$(if $(RUNS),--runs $(RUNS)) --standalone-check
+
+bench-incremental: $(STAMP)  ## one new day appended vs a full rebuild, time order (SIZES=N:M, default 200000:4000000)
+	$(BIN)/python benchmarks/bench_incremental.py $(if $(SIZES),--sizes $(SIZES))
 
 seeds: $(STAMP)              ## regenerate the demo seeds (deterministic)
 	$(BIN)/segfit demo-data

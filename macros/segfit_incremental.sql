@@ -33,8 +33,10 @@
 {% macro segfit_append_guard(checked, staged, records) -%}
     {%- set cfg = segfit_config() -%}
     {%- set advice = "; rebuild with --full-refresh (or transactions_load full) on all the transactions" -%}
-    {%- set metadata = adapter.get_relation(checked.database, generate_schema_name('marts', none) | trim, 'build_metadata') -%}
-    {%- set aggregated = adapter.get_relation(checked.database, checked.schema, 'int_customer_transactions_aggregated') -%}
+    {%- set marts_schema = generate_schema_name('marts', none) | trim -%}
+    {%- set metadata = adapter.get_relation(checked.database, marts_schema, 'build_metadata') -%}
+    {%- set aggregated = adapter.get_relation(
+        checked.database, checked.schema, 'int_customer_transactions_aggregated') -%}
     {%- if metadata is none or aggregated is none -%}
         {{ segfit_fail("transactions_load is append, but the warehouse has no complete earlier build to append to"
                        ~ " (marts.build_metadata or int_customer_transactions_aggregated is missing)" ~ advice) }}
@@ -42,7 +44,8 @@
     {%- set stored_vars_json = run_query(
         "select vars_json from " ~ metadata ~ " where source = 'transactions'").columns[0].values() -%}
     {%- if stored_vars_json | length != 1 -%}
-        {{ segfit_fail("transactions_load is append, but marts.build_metadata does not describe one earlier build" ~ advice) }}
+        {{ segfit_fail("transactions_load is append, but marts.build_metadata does not describe one earlier build"
+                       ~ advice) }}
     {%- endif -%}
     {%- set stored = fromjson(stored_vars_json[0]) -%}
     {%- for name in segfit_stored_state_vars() -%}

@@ -72,7 +72,7 @@ records_as_of as (
 
 ),
 
-{#- the last stored row this computation has seen (rejected rows included) -#}
+{# the last stored row this computation has seen (rejected rows included) #}
 stored_transactions as (
 
     select max(source_row_number) as transactions_through_row
@@ -81,66 +81,66 @@ stored_transactions as (
 ),
 {%- if incremental %}
 
-previous as (
+    previous as (
 
-    select
-        customer_record_id,
-        as_of_date
-    from {{ this }}
+        select
+            customer_record_id,
+            as_of_date
+        from {{ this }}
 
-),
+    ),
 
-previous_through as (
+    previous_through as (
 
-    select coalesce(max(transactions_through_row), 0) as transactions_through_row
-    from {{ this }}
+        select coalesce(max(transactions_through_row), 0) as transactions_through_row
+        from {{ this }}
 
-),
+    ),
 
-new_transactions as (
+    new_transactions as (
 
-    select
-        customer_id,
-        transaction_date
-    from {{ ref('int_transactions_validated') }}
-    where source_row_number > (select previous_through.transactions_through_row from previous_through)
+        select
+            customer_id,
+            transaction_date
+        from {{ ref('int_transactions_validated') }}
+        where source_row_number > (select previous_through.transactions_through_row from previous_through)
 
-),
+    ),
 
-customers_with_new_transactions as (
+    customers_with_new_transactions as (
 
-    select
-        customer_id,
-        min(transaction_date) as earliest_new_transaction_date
-    from new_transactions
-    group by customer_id
+        select
+            customer_id,
+            min(transaction_date) as earliest_new_transaction_date
+        from new_transactions
+        group by customer_id
 
-),
+    ),
 
-records_to_compute as (
+    records_to_compute as (
 
-    select records_as_of.*
-    from records_as_of
-    left join previous
-        on records_as_of.customer_record_id = previous.customer_record_id
-    left join customers_with_new_transactions
-        on records_as_of.customer_id = customers_with_new_transactions.customer_id
-    where
-        previous.customer_record_id is null
-        or coalesce(
-            previous.as_of_date <> records_as_of.as_of_date,
-            previous.as_of_date is not null or records_as_of.as_of_date is not null
-        )
-        or customers_with_new_transactions.earliest_new_transaction_date <= records_as_of.as_of_date
+        select records_as_of.*
+        from records_as_of
+        left join previous
+            on records_as_of.customer_record_id = previous.customer_record_id
+        left join customers_with_new_transactions
+            on records_as_of.customer_id = customers_with_new_transactions.customer_id
+        where
+            previous.customer_record_id is null
+            or coalesce(
+                previous.as_of_date <> records_as_of.as_of_date,
+                previous.as_of_date is not null or records_as_of.as_of_date is not null
+            )
+            or customers_with_new_transactions.earliest_new_transaction_date <= records_as_of.as_of_date
 
-),
+    ),
 {%- else %}
 
-records_to_compute as (
+    records_to_compute as (
 
-    select * from records_as_of
+        select * from records_as_of
 
-),
+    ),
 {%- endif %}
 
 point_in_time as (

@@ -26,14 +26,16 @@
     {%- do segfit_append_guard(this, ref('stg_transactions'), ref('int_customer_records_deduplicated')) -%}
 {%- endif -%}
 {#- this file's rows are numbered after the stored ones (an uncorrelated scalar: computed once) -#}
-{%- set row_offset = (' + (select coalesce(max(source_row_number), 0) from ' ~ this ~ ')') if incremental else '' %}
+{%- set row_offset = (' + (select coalesce(max(source_row_number), 0) from ' ~ this ~ ')') if incremental else '' -%}
+{%- set row_number_column = ('source_row_number' ~ row_offset ~ ' as source_row_number') if incremental
+                            else 'source_row_number' %}
 
 with
 
 transactions as (
 
     select
-        source_row_number{{ row_offset }} as source_row_number,
+        {{ row_number_column }},
         transaction_id,
         customer_id,
         transaction_date,
@@ -60,64 +62,64 @@ new_ids_with_rows as (
 
     select
         transaction_id,
-        source_row_number{{ row_offset }} as source_row_number
+        {{ row_number_column }}
     from {{ ref('stg_transactions') }}
 
 ),
 {%- if incremental %}
 
-{#- the stored rows that share an id with the new file (a semi-join on the new file's ids: the stored
-    ids are scanned once, and only the matches are kept) #}
-stored_ids_with_rows as (
+    {#- the stored rows that share an id with the new file (a semi-join on the new file's ids: the stored
+        ids are scanned once, and only the matches are kept) #}
+    stored_ids_with_rows as (
 
-    select
-        transaction_id,
-        source_row_number
-    from {{ this }}
-    where transaction_id in (
-        select staged.transaction_id from {{ ref('stg_transactions') }} as staged
-        where staged.transaction_id is not null
-    )
+        select
+            transaction_id,
+            source_row_number
+        from {{ this }}
+        where transaction_id in (
+            select staged.transaction_id from {{ ref('stg_transactions') }} as staged
+            where staged.transaction_id is not null
+        )
 
-),
+    ),
 
-ids_for_hashing as (
+    ids_for_hashing as (
 
-    select transaction_id from new_ids
-    union all
-    select transaction_id from stored_ids_with_rows
+        select transaction_id from new_ids
+        union all
+        select transaction_id from stored_ids_with_rows
 
-),
+    ),
 
-ids_with_rows as (
+    ids_with_rows as (
 
-    select
-        transaction_id,
-        source_row_number
-    from new_ids_with_rows
-    union all
-    select
-        transaction_id,
-        source_row_number
-    from stored_ids_with_rows
+        select
+            transaction_id,
+            source_row_number
+        from new_ids_with_rows
+        union all
+        select
+            transaction_id,
+            source_row_number
+        from stored_ids_with_rows
 
-),
+    ),
 {%- else %}
 
-ids_for_hashing as (
+    ids_for_hashing as (
 
-    select transaction_id from new_ids
+        select transaction_id from new_ids
 
-),
+    ),
 
-ids_with_rows as (
+    ids_with_rows as (
 
-    select
-        transaction_id,
-        source_row_number
-    from new_ids_with_rows
+        select
+            transaction_id,
+            source_row_number
+        from new_ids_with_rows
 
-),
+    ),
 {%- endif %}
 
 valid_customers as (
