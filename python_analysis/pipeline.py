@@ -162,7 +162,11 @@ def build_candidate(options: BuildOptions, published: Path, force: bool = False)
         if previous is not None:
             build_env["SEGFIT_PREVIOUS_BUILD"] = str(previous)
         with publishing.reading(previous) if previous else contextlib.nullcontext():
-            code = warehouse.run_dbt(["build", "--vars", json.dumps(options.dbt_vars())], slot.target, build=build_env)
+            # an appending run skips the dbt unit tests: they test the SQL on fixed rows, not the data, and
+            # every full build (and `make test`) runs them
+            skip_unit_tests = ["--exclude", "test_type:unit"] if options.append else []
+            code = warehouse.run_dbt(["build", "--vars", json.dumps(options.dbt_vars()), *skip_unit_tests],
+                                     slot.target, build=build_env)
         if code != 0:
             raise SegfitError(f"dbt build failed (exit {code}); the published warehouse {published} is unchanged")
     except BaseException:
