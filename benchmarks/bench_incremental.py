@@ -31,16 +31,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import bench_build  # noqa: E402 - the shared helpers (tests/unit/test_benchmarks.py checks they exist)
 import duckdb  # noqa: E402
-from bench_build import (  # noqa: E402
-    PROJECT_DIR,
-    ensure_data,
-    log,
-    machine_facts,
-    parse_sizes,
-    run_measured,
-    summarize_run_results,
-)
+
+PROJECT_DIR = bench_build.PROJECT_DIR
+log = bench_build.log
 
 
 def split_last_day(transactions: Path, out: Path) -> dict[str, object]:
@@ -68,10 +63,10 @@ def segfit_build(args: list[str], warehouse: Path, workdir: Path, label: str) ->
     segfit = Path(sys.executable).with_name("segfit")
     command = [str(segfit), "build", *args, "--warehouse", str(warehouse)]
     load_before = os.getloadavg()[0]
-    measured = run_measured(command, env=env, log_path=workdir / f"{label}.log", cwd=PROJECT_DIR)
+    measured = bench_build.run_measured(command, env=env, log_path=workdir / f"{label}.log", cwd=PROJECT_DIR)
     if measured["exit_code"] != 0:
         raise SystemExit(f"{label} failed (exit {measured['exit_code']}); log {workdir / f'{label}.log'}")
-    measured.update(summarize_run_results(target / "run_results.json"))
+    measured.update(bench_build.summarize_run_results(target / "run_results.json"))
     measured["loadavg_1m_before"] = load_before
     measured["command"] = " ".join(command)
     measured["cpu_s"] = measured["cpu_user_s"] + measured["cpu_sys_s"]
@@ -96,7 +91,7 @@ def recomputed_records(warehouse: Path) -> dict[str, int]:
 
 
 def bench(n: int, m: int, seed: int, data_dir: Path) -> dict:
-    inputs = ensure_data(n, m, seed, data_dir, order="time")
+    inputs = bench_build.ensure_data(n, m, seed, data_dir, order="time")
     workdir = data_dir / f"incremental_{n}_{m}"
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
@@ -151,9 +146,9 @@ def main(argv: list[str] | None = None) -> int:
         from python_analysis.demo_data import DEFAULT_SEED
 
         args.seed = DEFAULT_SEED
-    result = {"machine": machine_facts(), "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+    result = {"machine": bench_build.machine_facts(), "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
               "sizes": []}
-    for n, m in parse_sizes(args.sizes):
+    for n, m in bench_build.parse_sizes(args.sizes):
         size = bench(n, m, args.seed, args.data_dir)
         result["sizes"].append(size)
         args.out.write_text(json.dumps(result, indent=2, default=str))
