@@ -22,6 +22,12 @@
 {%- set bounds = segfit_plausible_bounds() -%}
 
 {%- set incremental = is_incremental() -%}
+{%- if append and not incremental and execute and not flags.FULL_REFRESH and flags.WHICH in ('build', 'run') -%}
+    {#- appending to nothing would silently start over from this one file (e.g. a warehouse built by an
+        older segfit, without stored transactions) -#}
+    {{ segfit_fail("transactions_load is append, but the warehouse has no stored transactions to append to"
+                   ~ " (" ~ this ~ "); build once with transactions_load full (or --transactions)") }}
+{%- endif -%}
 {%- if incremental and execute -%}
     {%- do segfit_append_guard(this, ref('stg_transactions'), ref('int_customer_records_deduplicated')) -%}
 {%- endif -%}
