@@ -7,7 +7,7 @@ export DO_NOT_TRACK := 1
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export MPLBACKEND := Agg
 
-.PHONY: install run build report test lint bench docs seeds clean
+.PHONY: install install-spark test-spark java-check run build report test lint bench docs seeds clean
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,25 @@ $(STAMP): requirements.lock pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)            ## create .venv with the locked dependencies and segfit installed
+
+SPARK_STAMP := $(VENV)/.installed-spark
+
+java-check:                  ## Spark needs a Java 17+ runtime: one clear message when it is missing
+	@java_bin=$$(command -v java || true); \
+	if [ -z "$$java_bin" ] && [ -n "$$JAVA_HOME" ] && [ -x "$$JAVA_HOME/bin/java" ]; then java_bin="$$JAVA_HOME/bin/java"; fi; \
+	if [ -z "$$java_bin" ]; then \
+		echo "segfit: the Spark engine needs a Java 17 runtime and none was found. On Debian/Ubuntu:" \
+		     "sudo apt-get install -y openjdk-17-jre-headless (or set JAVA_HOME)" >&2; exit 2; fi; \
+	version=$$("$$java_bin" -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n 1); \
+	if [ -z "$$version" ] || [ "$$version" -lt 17 ]; then \
+		echo "segfit: the Spark engine needs Java 17 or newer; $$java_bin is version '$$version'. On Debian/Ubuntu:" \
+		     "sudo apt-get install -y openjdk-17-jre-headless (or set JAVA_HOME)" >&2; exit 2; fi
+
+$(SPARK_STAMP): $(STAMP) requirements-spark.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-spark.lock
+	touch $(SPARK_STAMP)
+
+install-spark: java-check $(SPARK_STAMP)  ## add the Spark engine (dbt-spark, pyspark; needs Java 17) to .venv
 
 run: $(STAMP)                ## demo end to end: seeds -> dbt build -> checks -> report
 	$(BIN)/segfit run
@@ -28,6 +47,9 @@ report: $(STAMP)             ## report from the existing warehouse
 
 test: $(STAMP)               ## every test: pytest (dbt builds, unit tests, GX, oracle), ruff, sqlfluff
 	$(BIN)/python -m pytest
+
+test-spark: install-spark   ## the Spark identity suite: the same marts on DuckDB and Spark (tests/spark)
+	SEGFIT_TEST_SPARK=1 $(BIN)/python -m pytest -n 0 tests/spark
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -104,3 +104,13 @@
         else try_cast({{ expression }} as timestamp)
     end
 {%- endmacro %}
+
+{#- numerator / denominator as a double, null when the denominator is 0 or null. Written out because
+    engines differ: `x * 1.0 / y` is a double on DuckDB but a DECIMAL rounded to 6 places on Spark (1.0 is
+    a decimal literal there), so every ratio in the models goes through this macro. -#}
+{% macro segfit_ratio(numerator, denominator) -%}
+    {{ return(adapter.dispatch('segfit_ratio', 'segfit')(numerator, denominator)) }}
+{%- endmacro %}
+{% macro default__segfit_ratio(numerator, denominator) -%}
+    cast({{ numerator }} as {{ segfit_double() }}) / nullif(cast({{ denominator }} as {{ segfit_double() }}), 0)
+{%- endmacro %}

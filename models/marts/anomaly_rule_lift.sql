@@ -41,8 +41,8 @@ rates as (
 
     select
         hits.*,
-        anomaly_hits * 1.0 / nullif(anomaly_total, 0) as anomaly_hit_rate,
-        normal_hits * 1.0 / nullif(normal_total, 0) as normal_hit_rate
+        {{ segfit_ratio('anomaly_hits', 'anomaly_total') }} as anomaly_hit_rate,
+        {{ segfit_ratio('normal_hits', 'normal_total') }} as normal_hit_rate
     from hits
 
 ),

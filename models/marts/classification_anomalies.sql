@@ -12,7 +12,10 @@ anomalies as (
 
     select
         fit.*,
-        row_number() over (order by abs_retention_deviation desc, customer_record_id asc) as anomaly_rank
+        cast(
+            row_number() over (order by abs_retention_deviation desc, customer_record_id asc)
+            as {{ dbt.type_bigint() }}
+        ) as anomaly_rank
     from fit
     where is_classification_anomaly
 
