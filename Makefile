@@ -49,7 +49,7 @@ test: $(STAMP)               ## every test: pytest (dbt builds, unit tests, GX, 
 	$(BIN)/python -m pytest
 
 test-spark: install-spark   ## the Spark identity suite: the same marts on DuckDB and Spark (tests/spark)
-	SEGFIT_TEST_SPARK=1 $(BIN)/python -m pytest -n 0 tests/spark
+	SEGFIT_TEST_SPARK=1 SEGFIT_SPARK_CASES="$(SEGFIT_SPARK_CASES)" $(BIN)/python -m pytest -n 0 -s tests/spark
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -352,3 +352,16 @@
     when abs({{ expression }}) > {{ bounds.max_abs_value }}
         then '{{ name }} is beyond the plausible bound |{{ name }}| <= {{ bounds.max_abs_value_text }} (var max_abs_value)'
 {%- endmacro %}
+
+{#- The clean-rows models (int_customers_validated, int_transactions_validated) are views on DuckDB (the big
+    input is not copied once more). On Spark they are tables: a view lives only in the session that built
+    it, and the checks read the clean rows after the build, from their Parquet files. -#}
+{% macro segfit_clean_rows_materialization() -%}
+    {{ return(adapter.dispatch('segfit_clean_rows_materialization', 'segfit')()) }}
+{%- endmacro %}
+{% macro default__segfit_clean_rows_materialization() -%}
+    {{ return('view') }}
+{%- endmacro %}
+{% macro spark__segfit_clean_rows_materialization() -%}
+    {{ return('table') }}
+{%- endmacro %}

@@ -62,9 +62,8 @@ def _rows(table: list[dict], key: tuple[str, ...]) -> list[dict]:
 
 def duckdb_mart(path: Path, mart: str) -> list[dict]:
     with duckdb.connect(str(path), read_only=True) as con:
-        relation = con.sql(f"select * from marts.{mart}")
-        return relation.arrow().read_all().to_pylist() if hasattr(relation.arrow(), "read_all") \
-            else relation.arrow().to_pylist()
+        table = con.sql(f"select * from marts.{mart}").arrow()
+        return (table.read_all() if hasattr(table, "read_all") else table).to_pylist()
 
 
 def spark_mart(warehouse: Path, mart: str) -> list[dict]:
