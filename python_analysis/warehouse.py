@@ -157,8 +157,23 @@ def _fetch_frame(result: duckdb.DuckDBPyConnection, vectors_per_chunk: int = 10)
     return chunks[0] if len(chunks) == 1 else pd.concat(chunks, ignore_index=True)
 
 
+# The row order the report reads the record-grain marts in: the input's order (a unique, engine-independent
+# key). A table has no row order of its own, and the report's cross-validation folds follow the row order,
+# so without it the same marts stored by another engine (Spark writes its rows in partition order) would
+# give other folds and other scores.
+READ_ORDER: dict[str, str] = {
+    "customer_segment_fit": "source_row_number",
+    "classification_anomalies": "anomaly_rank",
+}
+
+
 def read_marts(path: Path) -> dict[str, pd.DataFrame]:
-    return read_tables(path, {name: f"marts.{name}" for name in MARTS})
+    frames = {}
+    with read_only(path) as con:
+        for name in MARTS:
+            order = f" order by {READ_ORDER[name]}" if name in READ_ORDER else ""
+            frames[name] = _fetch_frame(con.execute(f"select * from marts.{name}{order}"))  # noqa: S608 - fixed names
+    return frames
 
 
 @contextlib.contextmanager

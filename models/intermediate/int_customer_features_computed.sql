@@ -127,7 +127,9 @@ stability as (
 
     select
         seasonality.*,
-        case when quarter_total > 0 then seasonality_entropy_raw end as seasonality_entropy_norm,
+        {#- rounded to 12 decimal places: ln() differs in the last bit between engines, and the report's rank
+            tests must see the same ties on DuckDB and Spark -#}
+        case when quarter_total > 0 then round(seasonality_entropy_raw, 12) end as seasonality_entropy_norm,
         {{ segfit_ratio('customer_age_days', '30') }} as months_active,
         avg_transactions_per_month * {{ segfit_ratio('customer_age_days', '30') }} as expected_transactions,
         transaction_count - quarter_total as quarterly_coverage_gap

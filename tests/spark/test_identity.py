@@ -46,6 +46,18 @@ def _bad_inputs(folder: Path) -> pipeline.BuildOptions:
                                  extra_vars=(("allowed_segments", "Gold,Tin,Lonely"),))
 
 
+def _shared_parquet(folder: Path) -> pipeline.BuildOptions:
+    """The shared extract as a typed Parquet file (DuckDB's types: doubles, bigints, a timestamp), so the
+    Parquet reader, its row index and the typed-column casts are compared too."""
+    import duckdb
+
+    path = folder / "customers.parquet"
+    with duckdb.connect() as con:
+        con.execute("copy (select * from read_csv(?)) to '" + str(path).replace("'", "''") + "' (format parquet)",
+                    [str(SHARED_EXTRACT)])
+    return pipeline.BuildOptions(customers=path)
+
+
 CASES = {
     "shared_all": lambda folder: pipeline.BuildOptions(customers=SHARED_EXTRACT),
     "shared_latest": lambda folder: pipeline.BuildOptions(customers=SHARED_EXTRACT, grain="latest"),
@@ -54,6 +66,11 @@ CASES = {
     "demo_precomputed_all": lambda folder: pipeline.BuildOptions(demo_variant="precomputed"),
     "demo_precomputed_latest": lambda folder: pipeline.BuildOptions(demo_variant="precomputed", grain="latest"),
     "bad_inputs": _bad_inputs,
+    "shared_parquet": _shared_parquet,
+    # history over builds: the second build carries the first one's snapshot forward, and
+    # customer_fit_changes lists the customers whose flag changed with the threshold
+    "shared_history": lambda folder: [pipeline.BuildOptions(customers=SHARED_EXTRACT),
+                                      pipeline.BuildOptions(customers=SHARED_EXTRACT, threshold=0.10)],
 }
 
 
@@ -78,13 +95,16 @@ class Builds:
     def _build(self, case: str) -> tuple[Path, Path, pipeline.BuildOptions]:
         folder = self.root / case
         folder.mkdir()
-        options = CASES[case](folder)
+        made = CASES[case](folder)
+        sequence = made if isinstance(made, list) else [made]  # a list: builds in turn (history)
         started = time.perf_counter()
-        duck = pipeline.build(options, folder / "duckdb" / "segfit.duckdb", echo=lambda line: None)
+        for options in sequence:
+            duck = pipeline.build(options, folder / "duckdb" / "segfit.duckdb", echo=lambda line: None)
         middle = time.perf_counter()
         lines: list[str] = []
         try:
-            spark = spark_engine.build(options, folder / "spark" / "warehouse", echo=lines.append, tests=False)
+            for options in sequence:
+                spark = spark_engine.build(options, folder / "spark" / "warehouse", echo=lines.append, tests=False)
         except Exception as exc:
             raise AssertionError(f"{case}: Spark build failed:\n" + "\n".join(lines[-60:])) from exc
         TIMINGS[case] = {"duckdb_build_s": round(middle - started, 1),
