@@ -6,6 +6,7 @@ STAMP  := $(VENV)/.installed
 export DO_NOT_TRACK := 1
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export MPLBACKEND := Agg
+LINT_FORMAT ?= human         # `make lint LINT_FORMAT=json`: sqlfluff's per-file results (tests/test_dbt_environments.py)
 
 .PHONY: install install-spark test-spark java-check run build report test lint bench docs seeds clean
 
@@ -51,12 +52,13 @@ test: $(STAMP)               ## every test: pytest (dbt builds, unit tests, GX, 
 test-spark: install-spark   ## the Spark identity suite: the same marts on DuckDB and Spark (tests/spark)
 	SEGFIT_TEST_SPARK=1 SEGFIT_SPARK_CASES="$(SEGFIT_SPARK_CASES)" $(BIN)/python -m pytest -n 0 -s tests/spark
 
-lint: $(STAMP)
+lint: $(STAMP)               ## ruff; sqlfluff on models and snapshots (dbt templater) and macros (jinja templater)
 	$(BIN)/ruff check .
-	$(BIN)/sqlfluff lint models snapshots
+	$(BIN)/sqlfluff lint --format $(LINT_FORMAT) models snapshots
+	$(BIN)/sqlfluff lint --format $(LINT_FORMAT) macros --templater jinja
 
-docs: $(STAMP)               ## dbt docs generate (into target/) against a demo build
-	$(BIN)/segfit build --warehouse $(CURDIR)/warehouse/docs.duckdb
+docs: $(STAMP)               ## dbt docs generate (into target/) against a demo build with its report's analysis tables
+	$(BIN)/segfit run --warehouse $(CURDIR)/warehouse/docs.duckdb --out $(CURDIR)/reports/docs
 	SEGFIT_DUCKDB_PATH=$(CURDIR)/warehouse/docs.duckdb DBT_PROFILES_DIR=profiles $(BIN)/dbt docs generate
 
 bench: $(STAMP)              ## `segfit run` step by step vs the floor, time + customer order (benchmarks/README.md)

@@ -31,7 +31,8 @@
         ~ "and schema_name = 'snapshots' and table_name = '" ~ history ~ "'").columns[0].values()[0] -%}
     {%- if exists_there > 0 -%}
         {%- do run_query("create schema if not exists snapshots") -%}
-        {%- do run_query("create table snapshots." ~ history ~ " as select * from segfit_previous.snapshots." ~ history) -%}
+        {%- do run_query("create table snapshots." ~ history
+                         ~ " as select * from segfit_previous.snapshots." ~ history) -%}
         {#- dbt listed the relations before this hook ran: tell its cache, so the snapshot updates the table -#}
         {%- do adapter.cache_added(api.Relation.create(database=target.database, schema='snapshots',
                                                         identifier=history, type='table')) -%}
@@ -55,7 +56,8 @@
     {%- else -%}
         {%- set label = 'demo seeds (' ~ cfg['demo_variant'] ~ ' variant)' -%}
     {%- endif -%}
-    {%- set measured = (fromjson(env_var('SEGFIT_INPUT_FINGERPRINTS', '{}')) or {}).get(kind, {}) if path != '' else {} -%}
+    {%- set fingerprints = fromjson(env_var('SEGFIT_INPUT_FINGERPRINTS', '{}')) or {} -%}
+    {%- set measured = fingerprints.get(kind, {}) if path != '' else {} -%}
     {%- set size = measured.get('size_bytes') -%}
     {{ return({
         'label': segfit_sql_string(label),
@@ -63,4 +65,16 @@
         'size_bytes': (size | int) if size is not none else 'null',
         'sha256': segfit_sql_string(measured['sha256']) if measured.get('sha256') else 'null',
     }) }}
+{%- endmacro %}
+
+{#- build_metadata's input label from a staged row's input_label (see segfit_input): the path for a file,
+    "demo seeds (<variant> variant)" for the demo seeds. -#}
+{% macro segfit_metadata_label(staged_label) -%}
+    case
+        when {{ staged_label }} = 'demo seed demo_customers_precomputed' then 'demo seeds (precomputed variant)'
+        when {{ staged_label }} like 'demo seed %' then 'demo seeds (transactions variant)'
+        when {{ staged_label }} like 'customers file %' then substr({{ staged_label }}, {{ 'customers file ' | length + 1 }})
+        when {{ staged_label }} like 'transactions file %'
+            then substr({{ staged_label }}, {{ 'transactions file ' | length + 1 }})
+    end
 {%- endmacro %}

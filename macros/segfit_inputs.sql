@@ -56,7 +56,8 @@
 {%- endmacro %}
 
 {% macro default__segfit_file_reader(path, row_numbers=true) -%}
-    {{ segfit_fail("reading files is implemented for DuckDB only; on " ~ target.type ~ " load the file into a table and point the seeds at it (" ~ path ~ ")") }}
+    {{ segfit_fail("reading files is implemented for DuckDB only; on " ~ target.type
+                   ~ " load the file into a table and point the seeds at it (" ~ path ~ ")") }}
 {%- endmacro %}
 
 {#- DuckDB expands glob characters in a file name (c[1].csv would read c1.csv, c*.csv a whole folder):
@@ -91,7 +92,9 @@
     {%- set label = '' -%}
     {%- set present = true -%}
     {%- if path != '' -%}
-        {%- set relation = segfit_file_reader(path) -%}
+        {#- the dbt source segfit_inputs.<kind> (models/staging/_staging__sources.yml): lineage starts at the
+            file, and `--empty` reads none of it. The probe reads only the header (`describe`). -#}
+        {%- set relation = segfit_source_relation(kind, path) -%}
         {%- set probe_relation = segfit_file_reader(path, row_numbers=false) -%}
         {%- set label = kind ~ " file " ~ path -%}
     {%- elif cfg['customers_path'] != '' -%}
@@ -118,16 +121,19 @@
     {%- set columns = {} -%}
     {%- set types = {} -%}
     {%- set row_number_sql = segfit_row_number_sql(path) if present else none -%}
-    {%- if present and execute -%}
+    {%- set probe_available = present and execute and segfit_input_exists(path, relation) -%}
+    {%- if probe_available -%}
         {%- set probe = run_query("describe select * from " ~ (probe_relation if path != '' else relation)) -%}
         {%- for row in probe.rows -%}
             {%- set original = row[0] -%}
             {%- set normalized = ((original | replace('\ufeff', '')) | trim | lower) -%}
             {%- if normalized in columns -%}
-                {{ segfit_fail(label ~ " has two columns named '" ~ normalized ~ "' (headers are matched case-insensitively)") }}
+                {{ segfit_fail(label ~ " has two columns named '" ~ normalized
+                               ~ "' (headers are matched case-insensitively)") }}
             {%- endif -%}
             {%- if normalized in segfit_reserved_columns(path) -%}
-                {{ segfit_fail(label ~ " has a column named '" ~ normalized ~ "', a name segfit reserves for its own use; rename the column") }}
+                {{ segfit_fail(label ~ " has a column named '" ~ normalized
+                               ~ "', a name segfit reserves for its own use; rename the column") }}
             {%- endif -%}
             {%- do columns.update({normalized: original}) -%}
             {%- do types.update({normalized: (row[1] | string) | upper}) -%}
@@ -138,13 +144,35 @@
             {%- endif -%}
         {%- endfor -%}
     {%- elif present -%}
-        {#- parse time: assume the full contract so the model compiles -#}
+        {#- parse time, or nothing to probe yet (an empty warehouse before the demo seeds are loaded, or a
+            file that is not there at compile time): assume the contract's columns, so `dbt compile`,
+            `dbt docs generate` and sqlfluff never need data. A build still needs the file (see
+            segfit_input_exists). -#}
         {%- for name in known['required'] + known['optional'] -%}
             {%- do columns.update({name: name}) -%}
         {%- endfor -%}
     {%- endif -%}
     {{ return({'relation': relation, 'label': label, 'columns': columns, 'types': types, 'present': present,
                'known': known, 'row_number_sql': row_number_sql}) }}
+{%- endmacro %}
+
+{#- Can the input be probed for its columns now? A demo seed: when its table exists (not before `dbt seed`
+    on an empty warehouse). A file: when it exists. For a command that runs models (build, run, test,
+    snapshot, ...) a missing file stops the run with one line naming it; compile, docs and the linter
+    fall back to the contract's columns. -#}
+{% macro segfit_input_exists(path, relation) -%}
+    {{ return(adapter.dispatch('segfit_input_exists', 'segfit')(path, relation)) }}
+{%- endmacro %}
+{% macro default__segfit_input_exists(path, relation) -%}
+    {%- if path == '' -%}
+        {{ return(adapter.get_relation(relation.database, relation.schema, relation.identifier) is not none) }}
+    {%- endif -%}
+    {%- set pattern = segfit_sql_string(segfit_literal_file_pattern(path)) -%}
+    {%- set found = run_query("select count(*) from glob(" ~ pattern ~ ")").columns[0].values()[0] -%}
+    {%- if found == 0 and flags.WHICH not in ('compile', 'docs', 'generate', 'parse', 'list', 'ls', 'show') -%}
+        {{ segfit_fail("input file not found: " ~ path) }}
+    {%- endif -%}
+    {{ return(found > 0) }}
 {%- endmacro %}
 
 {#- Column names an input may not use: staging's own columns (the row number, the label, the `_raw` text
@@ -326,7 +354,8 @@
     20M rows. -#}
 {% macro segfit_plausible_bounds() -%}
     {%- set cfg = segfit_config() -%}
-    {%- set run_start = "cast('" ~ run_started_at.strftime('%Y-%m-%d %H:%M:%S') ~ "' as " ~ dbt.type_timestamp() ~ ")" -%}
+    {%- set run_start = "cast('" ~ run_started_at.strftime('%Y-%m-%d %H:%M:%S') ~ "' as "
+                        ~ dbt.type_timestamp() ~ ")" -%}
     {{ return({
         'earliest_date': "cast('" ~ cfg['earliest_plausible_date'] ~ "' as " ~ dbt.type_timestamp() ~ ")",
         'earliest_date_text': cfg['earliest_plausible_date'],
@@ -364,4 +393,14 @@
 {%- endmacro %}
 {% macro spark__segfit_clean_rows_materialization() -%}
     {{ return('table') }}
+{%- endmacro %}
+
+{#- The relation an input file is read from: the dbt source segfit_inputs.<kind> (DuckDB reads it in place
+    through dbt-duckdb's external_location). dbt-spark has no external sources: on Spark the file reader is
+    used directly, and the source() call keeps the file in the lineage. -#}
+{% macro segfit_source_relation(kind, path) -%}
+    {{ return(adapter.dispatch('segfit_source_relation', 'segfit')(kind, path)) }}
+{%- endmacro %}
+{% macro default__segfit_source_relation(kind, path) -%}
+    {{ return(source('segfit_inputs', kind)) }}
 {%- endmacro %}

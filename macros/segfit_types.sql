@@ -114,3 +114,41 @@
 {% macro default__segfit_ratio(numerator, denominator) -%}
     cast({{ numerator }} as {{ segfit_double() }}) / nullif(cast({{ denominator }} as {{ segfit_double() }}), 0)
 {%- endmacro %}
+
+{#- A parsed number as text the way it was most likely written: the shortest text that reads back as the
+    same value, without a trailing `.0` (a retention given as `45` shows as 45, not 45.0). -#}
+{% macro segfit_number_text(expression) -%}
+    {{ return(adapter.dispatch('segfit_number_text', 'segfit')(expression)) }}
+{%- endmacro %}
+
+{% macro default__segfit_number_text(expression) -%}
+    regexp_replace(cast({{ expression }} as {{ segfit_text() }}), '\.0$', '')
+{%- endmacro %}
+
+{#- Distinct-month counting with a bit mask (int_customer_transactions_aggregated): a month index
+    (segfit_month_index) sets bit (month mod 126) of a 126-bit mask kept in two signed 64-bit integers
+    (bits 0..62 each; no unsigned type needed). `word` 0 holds positions 0..62, word 1 positions 63..125.
+    The bit count is the number of distinct months when the months span fewer than 126. -#}
+{% macro segfit_month_mask_width() -%}
+    {{ return(126) }}
+{%- endmacro %}
+
+{% macro segfit_month_bits(month, word) -%}
+    {{ return(adapter.dispatch('segfit_month_bits', 'segfit')(month, word)) }}
+{%- endmacro %}
+{% macro default__segfit_month_bits(month, word) -%}
+    {%- set position = '(' ~ month ~ ' % ' ~ segfit_month_mask_width() ~ ')' -%}
+    bit_or(
+        case
+            when {{ position }} {{ '<' if word == 0 else '>=' }} 63
+                then cast(1 as {{ dbt.type_bigint() }}) << ({{ position }}{{ '' if word == 0 else ' - 63' }})
+        end
+    )
+{%- endmacro %}
+
+{% macro segfit_bit_count(expression) -%}
+    {{ return(adapter.dispatch('segfit_bit_count', 'segfit')(expression)) }}
+{%- endmacro %}
+{% macro default__segfit_bit_count(expression) -%}
+    coalesce(bit_count({{ expression }}), 0)
+{%- endmacro %}

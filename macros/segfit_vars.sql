@@ -58,7 +58,8 @@
         {{ return('') }}
     {%- endif -%}
     {%- if modules.re.search("[\\x00-\\x1f\\x7f]", value) -%}
-        {{ segfit_fail("var '" ~ name ~ "' contains a control character (e.g. a newline), which is not allowed in a path: " ~ (value | replace('\n', '\\n'))) }}
+        {{ segfit_fail("var '" ~ name ~ "' contains a control character (e.g. a newline), which is not allowed"
+                       ~ " in a path: " ~ (value | replace('\n', '\\n'))) }}
     {%- endif -%}
     {%- if not modules.re.search('\\.(csv|tsv|txt|csv\\.gz|parquet|pq)$', value | lower) -%}
         {{ segfit_fail("var '" ~ name ~ "' must name a .csv, .csv.gz, .tsv, .txt or .parquet file, got " ~ value) }}
@@ -84,7 +85,8 @@
     {%- for item in raw -%}
         {%- set text = (item | string) | trim -%}
         {%- if modules.re.search("['\";\\n\\r\\x00]", text) -%}
-            {{ segfit_fail("var '" ~ name ~ "' value '" ~ text ~ "' contains a quote, semicolon or control character") }}
+            {{ segfit_fail("var '" ~ name ~ "' value '" ~ text
+                           ~ "' contains a quote, semicolon or control character") }}
         {%- endif -%}
         {%- do values.append(text) -%}
     {%- endfor -%}
@@ -99,7 +101,7 @@
         'allowed_segments': segfit_text_list_var('allowed_segments'),
         'customer_grain': segfit_choice_var('customer_grain', ['all', 'latest']),
         'anomaly_threshold': segfit_number_var('anomaly_threshold', 0, none),
-        'anomaly_threshold_mode': segfit_choice_var('anomaly_threshold_mode', ['absolute', 'relative']),
+        'anomaly_threshold_mode': segfit_choice_var('anomaly_threshold_mode', ['absolute', 'relative', 'zscore']),
         'rule_seasonality_cv': segfit_number_var('rule_seasonality_cv'),
         'rule_transaction_value_volatility': segfit_number_var('rule_transaction_value_volatility'),
         'rule_txn_consistency_error': segfit_number_var('rule_txn_consistency_error'),

@@ -4,11 +4,15 @@ One expectation suite per table (``expectation_suites``), run with GX's **pandas
 GX's SQL datasource is not used: on DuckDB it reports every expectation as failed with an IndexError hidden
 in ``exception_info``. The column lists and type checks are generated from the dbt YAML (``contract_columns``).
 
-Bounded memory: a table is a DataFrame or a ``RelationSource`` (a DuckDB table or view, streamed in one pass).
-A table larger than ``chunk_cells`` cells is validated in chunks, each chunk its own GX batch with every
-row-level expectation; the expectations that need the whole table (``TABLE_LEVEL``: uniqueness, row count,
-mean, sum) are computed by segfit over the whole table (uniqueness in SQL, the others accumulated over the
-chunks) and reported in the same form. A table that fits in one chunk is one batch with its whole suite.
+Bounded memory and time: a table is a DataFrame or a ``RelationSource`` (a DuckDB table or view). A table
+of at most ``chunk_cells`` cells is one GX batch with its whole suite. A larger ``RelationSource`` whose
+expectations all have a SQL form (``SQL_ROW_LEVEL``, ``TABLE_LEVEL``; derived columns in
+``SQL_DERIVATIONS``) is validated in SQL over every row (``_sql_row_level``: one scan counts the unexpected
+rows of every expectation, with GX's pandas semantics - missing = null or NaN); it is listed in
+``CheckReport.validated_in_sql`` and is not in Data Docs. Any other large table is validated in chunks, each
+chunk its own GX batch with every row-level expectation. Either way the expectations that need the whole
+table (uniqueness, row count, mean, sum) are computed by segfit over the whole table (uniqueness in SQL, via
+64-bit hash candidates) and reported in the same form.
 
 Rules of the run:
 
@@ -60,7 +64,7 @@ __all__ = [
 ]
 
 SEVERITIES = ("error", "warning")
-THRESHOLD_MODES = ("absolute", "relative")
+THRESHOLD_MODES = ("absolute", "relative", "zscore")
 _EPS = 1e-9
 
 # --------------------------------------------------------------------------------------------------------
@@ -215,6 +219,8 @@ class CheckReport:
     evaluated: int
     data_docs_index: Path | None = None
     skipped: int = 0
+    # tables validated in SQL over every row (not in Data Docs): {table: rows}
+    validated_in_sql: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -226,6 +232,9 @@ class CheckReport:
             f"{len(self.errors)} error(s), {len(self.warnings)} warning(s)"
         ]
         lines += [f"- {failed.describe()}" for failed in self.errors + self.warnings]
+        if self.validated_in_sql:
+            lines.append("validated in SQL over every row (not in Data Docs): " + ", ".join(
+                f"{table} ({rows:,} rows)" for table, rows in self.validated_in_sql.items()))
         if self.data_docs_index is not None:
             lines.append(f"Data Docs: {self.data_docs_index}")
         return "\n".join(lines)
@@ -416,7 +425,8 @@ def expectation_suites(config: CheckConfig) -> dict[str, list[Any]]:
             at_most("anomaly_hits", "anomaly_total"),
             at_most("normal_hits", "normal_total"),
             *between(("anomaly_hit_rate", "normal_hit_rate"), 0, 1),
-            *between(("lift_pp",), -100, 100),
+            *between(("hit_rate_difference_pp",), -100, 100),
+            *between(("lift", "odds_ratio", "mh_odds_ratio"), 0, None),
         ],
         "data_quality_issues": [
             *types("data_quality_issues"),
@@ -480,6 +490,9 @@ def expected_anomaly_flag(fit: pd.DataFrame, config: CheckConfig) -> pd.Series:
     if config.anomaly_threshold_mode == "relative":
         average = _numeric(fit["segment_avg_retention"])
         deviation = deviation / average.where(average != 0)
+    elif config.anomaly_threshold_mode == "zscore":
+        sd = _numeric(fit["segment_sd_retention"])
+        deviation = deviation / sd.where(sd != 0)
     flag = deviation.round(10) > float(config.anomaly_threshold)
     return pd.Series(np.where(deviation.isna(), False, flag), index=fit.index, dtype=bool)
 
@@ -620,6 +633,14 @@ class RelationSource:
             described = self.con.execute(f"select * from {self.relation} limit 0").description  # noqa: S608
             self._columns = [d[0] for d in described]
         return self._columns
+
+    def column_types(self) -> dict[str, str]:
+        described = self.con.execute(f"describe select * from {self.relation}").fetchall()  # noqa: S608
+        return {str(row[0]): str(row[1]) for row in described}
+
+    def row_count(self) -> int:
+        (count,), = self.query("select count(*) from {t}", [])
+        return int(count)
 
     def chunks(self, rows: int) -> Iterator[pd.DataFrame]:
         """One pass over the relation in insertion order (DuckDB's default), ``rows`` rows per frame.
@@ -894,16 +915,22 @@ def _duplicates(source: Source, table: str, columns: list[str], limit: int) -> t
     quoted = [_quote(c) for c in columns]
     not_all_null = " or ".join(f"{c} is not null" for c in quoted)
     # identifiers: fixed suite column names, quoted; {t} is a fixed schema.table name
-    repeated = (f"select {', '.join(quoted)} from {{t}} where {not_all_null} "  # noqa: S608
+    # 64-bit hashes are grouped first (far cheaper than grouping millions of strings); only the rows whose
+    # hash repeats (true repeats and the rare collisions) are then grouped by their values, exactly
+    hashed = f"hash({', '.join(quoted)})"
+    candidates = (f"{hashed} in (select {hashed} from {{t}} where {not_all_null} "  # noqa: S608
+                  f"group by {hashed} having count(*) > 1)")
+    repeated = (f"select {', '.join(quoted)} from {{t}} where {not_all_null} and {candidates} "  # noqa: S608
                 f"group by {', '.join(quoted)} having count(*) > 1")
     join = " and ".join(f"src.{c} is not distinct from rep.{c}" for c in quoted)
     order = ", ".join(f"src.{_quote(c)}" for c in shown)
     try:
         (count,), = source.query(f"select coalesce(sum(n), 0) from (select count(*) as n from {{t}} "  # noqa: S608
-                                 f"where {not_all_null} group by {', '.join(quoted)} having count(*) > 1)",
+                                 f"where {not_all_null} and {candidates} group by {', '.join(quoted)} "
+                                 f"having count(*) > 1)",
                                  list(dict.fromkeys(shown)))
         rows = source.query(f"select {order} from {{t}} as src join ({repeated}) as rep on {join} "  # noqa: S608
-                            f"order by {order} limit ?", list(dict.fromkeys(shown)), [max(limit, 1) * 4])
+                            f"order by {order} limit ?", list(dict.fromkeys(shown)), [max(limit, 1) * 4]) if count else []
     except Exception as exc:  # noqa: BLE001 - a missing column or a SQL error is a failure of the run
         raise ChecksError(f"{table}: uniqueness of {', '.join(columns)} could not be computed: {exc}") from exc
     labels: list[str] = []
@@ -966,6 +993,199 @@ def _table_level(expectation: Any, source: Source, table: str, totals: _Totals,
     return _Finding(offending, count_)
 
 
+# row-level expectations segfit can evaluate in SQL over a whole table (see _sql_row_level)
+SQL_ROW_LEVEL = frozenset({
+    "expect_table_columns_to_match_set",
+    "expect_column_values_to_be_in_type_list",
+    "expect_column_values_to_not_be_null",
+    "expect_column_values_to_be_between",
+    "expect_column_values_to_be_in_set",
+    "expect_column_pair_values_to_be_equal",
+    "expect_column_pair_values_a_to_be_greater_than_b",
+})
+
+# DuckDB column types -> the column kinds of TYPE_LISTS (what the pandas frame of such a column holds)
+_DUCKDB_KINDS: dict[str, str] = {
+    "VARCHAR": TEXT,
+    "BIGINT": INT, "INTEGER": INT, "SMALLINT": INT, "TINYINT": INT, "HUGEINT": INT, "UBIGINT": INT,
+    "UINTEGER": INT, "USMALLINT": INT, "UTINYINT": INT,
+    "DOUBLE": FLOAT, "FLOAT": FLOAT,
+    "BOOLEAN": BOOL,
+    "TIMESTAMP": TIMESTAMP, "TIMESTAMP_NS": TIMESTAMP, "TIMESTAMP_MS": TIMESTAMP, "TIMESTAMP_S": TIMESTAMP,
+}
+
+
+def _number(column: str) -> str:
+    """SQL: a column as a double, NaN as null (pandas' to_numeric(...).isna() view of it)."""
+    value = f"try_cast({_quote(column)} as double)"
+    return f"(case when isnan({value}) then null else {value} end)"
+
+
+def _sql_derived_fit(config: CheckConfig) -> str:
+    """The derived check columns of _derive_fit as a SQL select list (same definitions: numpy's
+    round-half-to-even at 10 decimals, missing = null or NaN)."""
+    shares = [_number(f"{q}_share") for q in QUARTERS]
+    deviation = _number("retention_deviation")
+    magnitude = f"abs({deviation})"
+    if config.anomaly_threshold_mode == "relative":
+        average = _number("segment_avg_retention")
+        magnitude = f"({magnitude} / (case when {average} <> 0 then {average} end))"
+    threshold = repr(float(config.anomaly_threshold))  # a validated float, not text from the data
+    flag = _quote("is_classification_anomaly")
+    return ", ".join([
+        "(" + " + ".join(f"(case when {v} is null then 1 else 0 end)" for v in shares) + ") as q_share_nulls",
+        "(" + " + ".join(shares) + ") as q_share_sum",
+        f"(case when {deviation} is null then null when round_even({deviation}, 10) < 0 then 'below' "
+        f"else 'above' end) as expected_direction",
+        f"coalesce(round_even({magnitude}, 10) > {threshold}, false) as expected_flag",
+        f"cast(try_cast({flag} as boolean) as double) as anomaly_flag_numeric",
+    ])
+
+
+# derived check columns with a SQL form (the other DERIVATIONS are on small summary tables)
+SQL_DERIVATIONS: dict[str, Callable[[CheckConfig], str]] = {
+    "customer_segment_fit": _sql_derived_fit,
+    "classification_anomalies": _sql_derived_fit,
+}
+
+
+def _sql_checkable(table: str, source: Source, expectations: list[Any]) -> bool:
+    """A table can be validated in SQL (instead of GX batches of chunks) when its derived check columns,
+    if any, have a SQL form and every expectation of its suite has a SQL form here."""
+    return ((table not in DERIVATIONS or table in SQL_DERIVATIONS)
+            and all(e.expectation_type in SQL_ROW_LEVEL | TABLE_LEVEL for e in expectations))
+
+
+def _with_derived(source: RelationSource, table: str, config: CheckConfig) -> RelationSource:
+    derive = SQL_DERIVATIONS.get(table)
+    if derive is None:
+        return source
+    return RelationSource(source.con, f"(select *, {derive(config)} from {source.relation})")  # noqa: S608
+
+
+def _missing(column: str, kinds: Mapping[str, str]) -> str:
+    """SQL: the value is missing as pandas/GX sees it (null, or NaN in a float column)."""
+    quoted = _quote(column)
+    if kinds.get(column) == FLOAT:
+        return f"({quoted} is null or isnan({quoted}))"
+    return f"({quoted} is null)"
+
+
+def _violation(expectation: Any, kwargs: Mapping[str, Any], kinds: Mapping[str, str],
+               params: list[Any]) -> str | None:
+    """SQL condition true for a row GX would count as unexpected; ``None`` for a column-level expectation.
+    Literal values are appended to ``params`` (never pasted into the SQL)."""
+    kind = expectation.expectation_type
+    if kind == "expect_column_values_to_not_be_null":
+        return _missing(kwargs["column"], kinds)
+    if kind == "expect_column_values_to_be_between":
+        column = _quote(kwargs["column"])
+        outside = []
+        for bound, operator in (("min_value", "<"), ("max_value", ">")):
+            if kwargs.get(bound) is not None:
+                if kwargs.get("strict_min" if bound == "min_value" else "strict_max"):
+                    operator += "="
+                outside.append(f"{column} {operator} ?")
+                params.append(float(kwargs[bound]))
+        if not outside:
+            return "false"
+        return f"(not {_missing(kwargs['column'], kinds)} and ({' or '.join(outside)}))"
+    if kind == "expect_column_values_to_be_in_set":
+        params.append(list(kwargs["value_set"]))
+        return f"(not {_missing(kwargs['column'], kinds)} and not list_contains(?, {_quote(kwargs['column'])}))"
+    if kind in ("expect_column_pair_values_to_be_equal", "expect_column_pair_values_a_to_be_greater_than_b"):
+        a, b = kwargs["column_A"], kwargs["column_B"]
+        both_missing = f"({_missing(a, kinds)} and {_missing(b, kinds)})"
+        if kind == "expect_column_pair_values_to_be_equal":
+            differs = f"({_missing(a, kinds)} or {_missing(b, kinds)} or {_quote(a)} <> {_quote(b)})"
+        else:
+            operator = ">=" if kwargs.get("or_equal") else ">"
+            differs = f"not coalesce({_quote(a)} {operator} {_quote(b)}, false)"
+        return f"(not {both_missing} and {differs})"
+    return None
+
+
+def _label(values: Mapping[str, Any], keys: list[str], columns: list[str]) -> str:
+    """An offending row as GX results are shown (see _offending): key=value, then the checked values."""
+    label = "/".join(f"{k}={_text(values[k])}" for k in keys) or "row"
+    extra = [f"{c}={_text(values[c])}" for c in columns if c not in keys]
+    if extra:
+        label += ": " + ", ".join(extra)
+    return label
+
+
+def _sql_row_level(expectations: list[tuple[int, Any]], source: Source, table: str,
+                   parameters: Mapping[str, float], config: CheckConfig,
+                   column_types: Mapping[str, str]) -> tuple[dict[int, _Finding], _Totals]:
+    """Evaluate row-level expectations over every row of the table in SQL: one scan counts the unexpected
+    rows of all of them; a failing one is then queried for its first offending rows in key order. Same
+    semantics as GX on a pandas frame: missing = null or NaN; between/in-set ignore missing values; pair
+    checks ignore rows where both values are missing."""
+    kinds = {name: _DUCKDB_KINDS.get(kind.upper().split("(")[0], kind) for name, kind in column_types.items()}
+    findings: dict[int, _Finding] = {}
+    conditions: list[tuple[int, Any, dict[str, Any], str, list[Any]]] = []
+    for position, expectation in expectations:
+        kwargs = _resolved(expectation.configuration.kwargs, parameters)
+        kind = expectation.expectation_type
+        if kind == "expect_table_columns_to_match_set":
+            missing = [c for c in kwargs["column_set"] if c not in column_types]
+            if missing:
+                findings[position] = _Finding([f"missing column {c}" for c in missing][:config.max_offending_keys],
+                                              len(missing))
+            continue
+        targets = _target_columns(kwargs)
+        absent = [c for c in targets if c not in column_types]
+        if absent:
+            raise ChecksError(f"{table}: {kind}({', '.join(targets)}) raised: column {absent[0]} is missing")
+        if kind == "expect_column_values_to_be_in_type_list":
+            wanted = {k for k, names in TYPE_LISTS.items() if set(names) & set(kwargs["type_list"])}
+            if kinds[kwargs["column"]] not in wanted:
+                findings[position] = _Finding([f"observed={column_types[kwargs['column']]}"][:config.max_offending_keys],
+                                              None)
+            continue
+        params: list[Any] = []
+        condition = _violation(expectation, kwargs, kinds, params)
+        if condition is None:
+            raise ChecksError(f"{table}: {kind} has no SQL form")
+        conditions.append((position, expectation, kwargs, condition, params))
+    all_params = [p for *_, params in conditions for p in params]
+    counted = ", ".join(f"count(*) filter (where {condition})" for *_, condition, _ in conditions)
+    try:
+        (row,) = source.query(f"select count(*){', ' + counted if counted else ''} from {{t}}",  # noqa: S608
+                              list(column_types), all_params)
+    except Exception as exc:  # noqa: BLE001 - a SQL error is a failure of the run
+        raise ChecksError(f"{table}: the row-level checks could not be computed: {exc}") from exc
+    totals = _Totals(rows=int(row[0]))
+    keys = [c for c in KEYS[table] if c in column_types]
+    for (position, _, kwargs, condition, params), count in zip(conditions, row[1:], strict=True):
+        if not count:
+            continue
+        shown = list(dict.fromkeys(keys + _target_columns(kwargs)))
+        order = ", ".join(_quote(k) for k in keys) or "1"
+        rows = source.query(f"select {', '.join(_quote(c) for c in shown)} from {{t}} "  # noqa: S608
+                            f"where {condition} order by {order} limit ?", list(column_types),
+                            [*params, max(config.max_offending_keys, 1) * 4])
+        labels: list[str] = []
+        for values in rows:
+            label = _label(dict(zip(shown, values, strict=True)), keys, _target_columns(kwargs))
+            if label not in labels and len(labels) < config.max_offending_keys:
+                labels.append(label)
+        findings[position] = _Finding(labels, int(count))
+    return findings, totals
+
+
+def _sql_totals(source: Source, table: str, columns: set[str], totals: _Totals) -> None:
+    """Sums and counts of numeric columns over the whole table, for the mean and sum expectations."""
+    for column in sorted(columns):
+        if column not in source.columns:
+            continue
+        value = f"try_cast({_quote(column)} as double)"  # a quoted suite column name
+        sql = f"select coalesce(sum(v), 0), count(v) from (select {value} as v from {{t}}) where not isnan(v)"  # noqa: S608
+        (total, count), = source.query(sql, [column])
+        totals.sums[column] = float(total)
+        totals.counts[column] = int(count)
+
+
 def _run(tables: Mapping[str, pd.DataFrame | Source], config: CheckConfig, root: Path | None,
          data_docs_dir: Path | None, chunk_cells: int) -> CheckReport:
     import great_expectations as gx
@@ -981,6 +1201,7 @@ def _run(tables: Mapping[str, pd.DataFrame | Source], config: CheckConfig, root:
     errors: list[FailedExpectation] = []
     warnings: list[FailedExpectation] = []
     evaluated = skipped = 0
+    validated_in_sql: dict[str, int] = {}
     try:
         context = _make_context(root, data_docs_dir)
         datasource = context.data_sources.add_pandas("segfit")
@@ -1002,14 +1223,21 @@ def _run(tables: Mapping[str, pd.DataFrame | Source], config: CheckConfig, root:
             continue
         source = sources[table]
         rows = max(1, chunk_cells // max(1, len(source.columns)))
-        chunks = iter(source.chunks(rows))
-        first = next(chunks)
-        second = next(chunks, None)
+        table_rows = source.row_count() if isinstance(source, RelationSource) else 0
+        in_sql = (isinstance(source, RelationSource) and _sql_checkable(table, source, expectations)
+                  and table_rows > rows)
+        if in_sql:
+            first, second, chunks = pd.DataFrame(), None, iter(())
+        else:
+            chunks = iter(source.chunks(rows))
+            first = next(chunks)
+            second = next(chunks, None)
+            table_rows = len(first)
         runnable = []
         for expectation in expectations:
             if not _parameters_of(expectation) <= parameters.keys():
                 skipped += 1
-            elif expectation.meta.get("nonempty_only") and len(first) == 0:
+            elif expectation.meta.get("nonempty_only") and table_rows == 0:
                 skipped += 1
             else:
                 runnable.append(expectation)
@@ -1017,7 +1245,21 @@ def _run(tables: Mapping[str, pd.DataFrame | Source], config: CheckConfig, root:
             continue
         findings: dict[int, _Finding] = {}
 
-        if second is None:  # the whole table is one chunk: one GX batch with every expectation
+        if in_sql:  # large: every expectation over every row in SQL, no pandas at all
+            source = _with_derived(source, table, config)
+            row_level = [(i, e) for i, e in enumerate(runnable) if e.expectation_type not in TABLE_LEVEL]
+            whole = [(i, e) for i, e in enumerate(runnable) if e.expectation_type in TABLE_LEVEL]
+            found, totals = _sql_row_level(row_level, source, table, parameters, config, source.column_types())
+            findings.update(found)
+            _sql_totals(source, table, {e.configuration.kwargs["column"] for _, e in whole if e.expectation_type
+                                        in ("expect_column_mean_to_be_between", "expect_column_sum_to_be_between")},
+                        totals)
+            for position, expectation in whole:
+                finding = _table_level(expectation, source, table, totals, parameters, config)
+                if finding is not None:
+                    findings[position] = finding
+            validated_in_sql[table] = totals.rows
+        elif second is None:  # the whole table is one chunk: one GX batch with every expectation
             frame = derived_frame(table, first, config)
             suite, validation = definition(table, runnable)
             for position, item in _validate(validation, suite, table, frame, parameters, len(runnable)).items():
@@ -1084,7 +1326,7 @@ def _run(tables: Mapping[str, pd.DataFrame | Source], config: CheckConfig, root:
         if not index.is_file():
             raise ChecksError(f"Data Docs were built but {index} is missing")
     return CheckReport(errors=errors, warnings=warnings, evaluated=evaluated, data_docs_index=index,
-                       skipped=skipped)
+                       skipped=skipped, validated_in_sql=validated_in_sql)
 
 
 def _chain(first: pd.DataFrame, second: pd.DataFrame, rest: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:

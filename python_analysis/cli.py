@@ -44,7 +44,7 @@ def _add_input_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--transactions", type=Path, help="transactions CSV or Parquet (optional)")
     parser.add_argument("--grain", default="all", help="all (every record) or latest (one per customer)")
     parser.add_argument("--threshold", type=_number, default=0.15, help="anomaly threshold (default 0.15)")
-    parser.add_argument("--threshold-mode", default="absolute", help="absolute or relative")
+    parser.add_argument("--threshold-mode", default="absolute", help="absolute, relative (share of the segment average) or zscore (segment SDs)")
     parser.add_argument(
         "--demo-variant", default="transactions", help="demo input path: transactions or precomputed"
     )

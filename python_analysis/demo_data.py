@@ -11,6 +11,16 @@ Two mean-preserving edits follow (``_make_segment_lopsided``, ``_plant_exact_thr
 normal records are made lopsided (median well above the mean), and one segment gets a pair of records at
 exactly the threshold (0.15) from its mean, which the strict ``>`` does not flag.
 
+Planted truth for the statistics (issue 9), tested in ``tests/test_inference_shared.py``:
+
+- **a real within-segment effect** (transaction stability): the anomalous customers are drawn uniformly
+  inside each segment (at ``ANOMALY_RATE``, highest in Basic) and only their single amounts get a wide spread
+  (``transaction_value_volatility``); their activity is drawn like everyone else's;
+- **a confounder** (seasonal preference): every customer of ``CONFOUNDED_SEGMENT`` (Basic) buys mostly in Q4,
+  anomalous or not. Pooled over segments the anomalies look Q4-heavy; inside each segment they do not;
+- **a constant column**: every transaction falls in a quarter, so ``quarterly_coverage_gap`` (and its ratio)
+  is 0 on every record of the transactions variant: ``not_testable``.
+
 ``DemoData.customers``, ``customers_precomputed`` and ``transactions`` hold the raw text of the CSVs
 (every column a string, ``""`` for a blank cell) exactly as written, including the planted bad rows.
 ``planted`` and ``bad_rows`` are typed ground truth.
@@ -112,7 +122,18 @@ _N_BLANK_DATE = 5
 _N_TWO_SUBSIDIARIES = 90
 _N_OLDER_SNAPSHOT = 110
 _N_CONFLICTS = 3
-_N_ANOMALY_BEHAVIOUR = 150
+# Planted truth for the statistics (issue 9): the share of each segment whose customers get anomalous
+# behaviour (a wide amount spread) and a retention far from the segment mean. Highest in Basic, which is
+# also the segment that buys mostly in Q4 (the confounder).
+ANOMALY_RATE: dict[str, float] = {
+    "Basic": 0.16,
+    "Standard": 0.08,
+    "Growing": 0.05,
+    "High Value": 0.04,
+    "Premium": 0.03,
+}
+CONFOUNDED_SEGMENT = "Basic"
+Q4_WEIGHT = 12.0  # relative month weight of Q4 months for CONFOUNDED_SEGMENT (other months 1)
 _N_PERTURBED_QUARTERS = 40
 _N_SCORE_ZERO = 2
 _BASE_RATE = 1.05  # transactions per active month (median of a lognormal)
@@ -160,6 +181,7 @@ class _Profiles:
     mean_amount: np.ndarray
     amount_sigma: np.ndarray  # lognormal sigma of single amounts
     burst_quarter: np.ndarray  # index of a 3-month window (0..9) inside the active range
+    wide_sigma: np.ndarray  # the anomalous amount spread drawn for every customer (used by the demo)
 
 
 def _draw_profiles(rng: np.random.Generator, n: int, anomalous: np.ndarray) -> _Profiles:
@@ -171,11 +193,12 @@ def _draw_profiles(rng: np.random.Generator, n: int, anomalous: np.ndarray) -> _
     end = np.where(churn, churn_end, N_MONTHS - 1).astype(np.int64)
     rate = _BASE_RATE * np.exp(rng.normal(0.0, 0.6, n))
     mean_amount = 90.0 * np.exp(rng.normal(0.0, 0.75, n))
-    sigma = np.where(anomalous, rng.uniform(0.75, 1.10, n), rng.uniform(0.12, 0.40, n))
+    wide = rng.uniform(0.75, 1.10, n)
+    sigma = np.where(anomalous, wide, rng.uniform(0.12, 0.40, n))
     q_lo = start // 3
     q_hi = end // 3
     burst = q_lo + np.floor(rng.random(n) * (q_hi - q_lo + 1)).astype(np.int64)
-    return _Profiles(start, end, rate, mean_amount, sigma, burst)
+    return _Profiles(start, end, rate, mean_amount, sigma, burst, wide)
 
 
 def _simulate_transactions(
@@ -206,14 +229,36 @@ def _simulate_transactions(
     month = np.where(in_burst, burst_month, month)
     day = np.floor(rng.random(t) * days[month]).astype(np.int64)
     date = starts[month] + day
-    sigma = profiles.amount_sigma[cust]
-    mult = np.exp(sigma * rng.standard_normal(t) - 0.5 * sigma * sigma)
-    amount = np.maximum(np.round(profiles.mean_amount[cust] * mult, 2), 1.0)
+    z = rng.standard_normal(t)
     refund = rng.random(t) < 0.006
-    amount = np.where(refund, -amount, amount)
     margin = np.clip(rng.normal(0.22, 0.06, t), 0.02, 0.60)
+    amount, profit = _amounts(profiles.mean_amount[cust], profiles.amount_sigma[cust], z, refund, margin)
+    return {"cust": cust, "date": date, "amount": amount, "profit": profit, "z": z, "refund": refund,
+            "margin": margin}
+
+
+def _amounts(mean: np.ndarray, sigma: np.ndarray, z: np.ndarray, refund: np.ndarray, margin: np.ndarray):
+    """Amounts (lognormal around ``mean`` with spread ``sigma``, mean-preserving; refunds negative) and
+    profits, both rounded to cents, from the standard-normal draws ``z``."""
+    mult = np.exp(sigma * z - 0.5 * sigma * sigma)
+    amount = np.maximum(np.round(mean * mult, 2), 1.0)
+    amount = np.where(refund, -amount, amount)
     profit = np.round(amount * margin, 2) + 0.0
-    return {"cust": cust, "date": date, "amount": amount, "profit": profit}
+    return amount, profit
+
+
+def _redraw_q4_heavy(rng: np.random.Generator, profiles: _Profiles, sim: dict[str, np.ndarray],
+                     which: np.ndarray) -> None:
+    """Redraw the dates of transactions ``which`` inside their customer's active months with Q4 months
+    weighted ``Q4_WEIGHT`` (other months 1). In place."""
+    starts, days, _ = _month_tables()
+    weights = np.where(np.arange(N_MONTHS) % 12 >= 9, Q4_WEIGHT, 1.0)
+    cum = np.concatenate([[0.0], np.cumsum(weights)])
+    cust = sim["cust"][which]
+    s, e = profiles.start_month[cust], profiles.end_month[cust]
+    u = cum[s] + rng.random(len(cust)) * (cum[e + 1] - cum[s])
+    month = np.clip(np.searchsorted(cum, u, side="right") - 1, s, e)
+    sim["date"][which] = starts[month] + np.floor(rng.random(len(cust)) * days[month]).astype(np.int64)
 
 
 def _assign_segments(rng: np.random.Generator, revenue: np.ndarray) -> np.ndarray:
@@ -439,9 +484,10 @@ def generate_demo(seed: int = DEFAULT_SEED) -> DemoData:
     rest = rest[_N_CONFLICTS:]
     older_pool = rest[: 3 * _N_OLDER_SNAPSHOT]
     rest_after_pool = rest[3 * _N_OLDER_SNAPSHOT :]
-    anomalous = np.zeros(n, dtype=bool)
-    anomalous[rng.choice(rest_after_pool, _N_ANOMALY_BEHAVIOUR, replace=False)] = True
-    profiles = _draw_profiles(rng, n, anomalous)
+    # Behaviour is drawn for everyone first (narrow amount spread); the anomalous customers are chosen
+    # after the segments, at a different rate per segment (ANOMALY_RATE), and only their amounts are redrawn
+    # with the wide spread from the same normal draws (planted truth: see the module docstring).
+    profiles = _draw_profiles(rng, n, np.zeros(n, dtype=bool))
     # Older snapshots need history before 2024-12-31 and activity after it.
     eligible_older = older_pool[
         (profiles.start_month[older_pool] <= 18) & (profiles.end_month[older_pool] == 29)
@@ -453,27 +499,43 @@ def generate_demo(seed: int = DEFAULT_SEED) -> DemoData:
     active_months = (profiles.end_month - profiles.start_month + 1).astype(float)
     n_txn = rng.poisson(profiles.rate * active_months).astype(np.int64)
     n_txn = np.maximum(n_txn, 1)
-    n_txn[anomalous] = np.maximum(n_txn[anomalous], 8)
     n_txn[older] = np.maximum(n_txn[older], 4)
     n_txn[zero_txn] = 0
 
-    sim = _simulate_transactions(rng, profiles, anomalous, n_txn)
-    # Guarantee that the latest transaction date of the whole data is LAST_DATE.
-    steady_full = np.flatnonzero(~anomalous & (profiles.end_month == N_MONTHS - 1) & (n_txn > 0))
-    anchor_cust = steady_full[0]
-    sim["date"][np.flatnonzero(sim["cust"] == anchor_cust)[0]] = LAST_DATE
-
+    sim = _simulate_transactions(rng, profiles, np.zeros(n, dtype=bool), n_txn)
     revenue = np.bincount(sim["cust"], weights=sim["amount"], minlength=n)
     seg_level = _assign_segments(rng, revenue)
     segment = np.array(_SEGMENTS_LOW_TO_HIGH)[seg_level]
     base_score = _scores(rng, revenue)
 
-    # Planted anomaly customers: the anomalous-behaviour ones, an even number per segment.
-    planted_cust = anomalous.copy()
+    # Planted within-segment effect (transaction stability): anomalous customers, drawn uniformly inside
+    # each segment from the plain single-record customers, an even number per segment, get a wide amount
+    # spread. Their activity (counts, months) is drawn exactly like everyone else's.
+    plain = np.zeros(n, dtype=bool)
+    plain[rest_after_pool] = True
+    anomalous = np.zeros(n, dtype=bool)
     for seg in SEGMENTS:
-        members = np.flatnonzero(planted_cust & (segment == seg))
-        if len(members) % 2:
-            planted_cust[rng.choice(members)] = False
+        members = np.flatnonzero(plain & (segment == seg))
+        take = 2 * int(round(ANOMALY_RATE[seg] * np.sum(segment == seg) / 2))
+        anomalous[rng.choice(members, take, replace=False)] = True
+    on_anomalous = anomalous[sim["cust"]]
+    wide = profiles.wide_sigma[sim["cust"][on_anomalous]]
+    sim["amount"][on_anomalous], sim["profit"][on_anomalous] = _amounts(
+        profiles.mean_amount[sim["cust"][on_anomalous]], wide, sim["z"][on_anomalous],
+        sim["refund"][on_anomalous], sim["margin"][on_anomalous],
+    )
+    # Planted confounder (seasonal preference): every customer of CONFOUNDED_SEGMENT buys mostly in Q4
+    # (dates redrawn; amounts unchanged, so the segment does not move). Its anomaly rate is the highest, so
+    # pooled over segments anomalies look Q4-heavy; inside every segment they do not differ.
+    _redraw_q4_heavy(rng, profiles, sim, segment[sim["cust"]] == CONFOUNDED_SEGMENT)
+    # Guarantee that the latest transaction date of the whole data is LAST_DATE.
+    steady_full = np.flatnonzero(
+        ~anomalous & (profiles.end_month == N_MONTHS - 1) & (n_txn > 0) & (segment != CONFOUNDED_SEGMENT)
+    )
+    anchor_cust = steady_full[0]
+    sim["date"][np.flatnonzero(sim["cust"] == anchor_cust)[0]] = LAST_DATE
+
+    planted_cust = anomalous.copy()
 
     names[rng.choice(np.flatnonzero(planted_cust))] = XSS_NAME
 

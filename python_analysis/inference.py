@@ -78,6 +78,7 @@ class InferenceSettings:
     power: float = 0.80
     sample_size: int = 3000  # records used for inference when the data is larger (stratified sample)
     random_state: int = 0
+    anomaly_definition: bool = True  # compute anomaly_definition_sensitivity per grain
 
 
 @dataclass(frozen=True)
@@ -164,6 +165,7 @@ class GrainInference:
     sampled: bool
     sample_size: int
     tests: dict[str, tuple[TestResult, ...]] = field(default_factory=dict)
+    anomaly_definition: dict[str, object] = field(default_factory=dict)  # anomaly_definition_sensitivity
 
 
 @dataclass(frozen=True)
@@ -215,12 +217,17 @@ def recompute_flags(frame: pd.DataFrame, copy: bool = True) -> pd.DataFrame:
     threshold = float(numeric_column(out, "anomaly_threshold")[0]) if len(out) else 0.15
     modes = text_column(out, "anomaly_threshold_mode").unique()
     mode = str(modes[0]) if len(modes) else "absolute"
+    sd = retention.groupby(segment).transform("std")
     if mode == "relative":
         ratio = (deviation.abs() / avg.where(avg != 0)).round(10)
+        flag = (ratio > threshold).fillna(False)
+    elif mode == "zscore":
+        ratio = (deviation.abs() / sd.where(sd != 0)).round(10)
         flag = (ratio > threshold).fillna(False)
     else:
         flag = deviation.abs() > threshold
     out["segment_avg_retention"] = avg.to_numpy()
+    out["segment_sd_retention"] = sd.to_numpy()
     out["retention_deviation"] = (retention - avg).to_numpy()
     out["deviation_direction"] = np.where(deviation < 0, "below", "above")
     out["is_classification_anomaly"] = flag.to_numpy(dtype=bool)
@@ -612,6 +619,7 @@ def infer_grain(
         sampled=sampled,
         sample_size=int(len(data)),
         tests=tests,
+        anomaly_definition=anomaly_definition_sensitivity(frame, settings) if settings.anomaly_definition else {},
     )
 
 
@@ -781,7 +789,26 @@ def grain_summary(g: GrainInference) -> dict[str, object]:
         "min_detectable_delta": g.mde,
         "sampled": g.sampled,
         "sample_records": g.sample_size,
+        "inputs": input_status(g),
+        "anomaly_definition": g.anomaly_definition,
     }
+
+
+def input_status(g: GrainInference) -> list[dict[str, object]]:
+    """One row per (dimension, input): ``testable`` when at least one of its contrasts could be tested, else
+    ``not_testable`` with the reason (constant, missing, duplicate or segment-defining column; no segment with
+    both groups)."""
+    rows = []
+    for dimension, tests in g.tests.items():
+        seen: dict[str, list[TestResult]] = {}
+        for t in tests:
+            seen.setdefault(t.input, []).append(t)
+        for name, group in seen.items():
+            testable = any(t.testable for t in group)
+            notes = sorted({t.note for t in group if t.note and not t.testable})
+            rows.append({"dimension": dimension, "input": name, "kind": group[0].kind,
+                         "status": "testable" if testable else "not_testable", "note": "; ".join(notes)})
+    return rows
 
 
 def tests_table(g: GrainInference) -> list[Mapping[str, object]]:
@@ -828,6 +855,13 @@ def _flags(retention: np.ndarray, codes: np.ndarray, threshold: float, mode: str
     if mode == "relative":
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = np.round(np.abs(deviation) / np.where(fitted != 0, fitted, np.nan), 10)
+        flags = np.nan_to_num(ratio, nan=0.0) > threshold
+    elif mode == "zscore":
+        squares = np.bincount(flat, weights=(retention[None, :] - fitted).ravel() ** 2, minlength=b * k)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            sd = np.sqrt(squares.reshape(b, k) / (counts - 1))
+            sd_of = np.take_along_axis(np.where(counts > 1, sd, np.nan), codes, axis=1)
+            ratio = np.round(np.abs(retention[None, :] - fitted) / np.where(sd_of > 0, sd_of, np.nan), 10)
         flags = np.nan_to_num(ratio, nan=0.0) > threshold
     else:
         flags = np.abs(deviation) > threshold
@@ -901,3 +935,84 @@ def resegmentations(
             values = dict((n, val) for n, _, val in _inputs(data, v.dimension, rules, set(excluded))).get(name)
         out[v.dimension] = resegment(data, v.dimension, str(name), values, settings) if name else None
     return out
+
+
+# ----------------------------------------------------------------------------------------- anomaly definition
+SWEEP = tuple(round(0.10 + 0.01 * i, 2) for i in range(11))  # absolute thresholds 0.10 .. 0.20
+Z_CUTS = (1.0, 1.5, 2.0)  # |deviation| / segment SD
+MAD_Z_CUTS = (2.0, 3.5)  # 0.6745 |x - median| / MAD (Iglewicz-Hoaglin; 3.5 is their outlier cut)
+GMM_SAMPLE = 1000  # records per segment for the bimodality check (a stated sample)
+GMM_MIN_RECORDS = 10
+
+
+def _jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    union = int(np.sum(a | b))
+    return float(np.sum(a & b) / union) if union else 1.0
+
+
+def anomaly_definition_sensitivity(frame: pd.DataFrame, settings: InferenceSettings | None = None) -> dict:
+    """How much the anomaly set depends on its definition, on every record of the grain.
+
+    Per segment: records, anomalies, share flagged, retention SD (ddof 1) and IQR, and a bimodality check (1- vs
+    2-component ``GaussianMixture`` on retention, BIC; two populations when the 2-component BIC is lower by
+    more than 10) on at most 1,000 records per segment; ``two_retention_populations`` when most (> 50 %) of the segment is
+    flagged. Overall: the flagged set under absolute thresholds 0.10-0.20, under |deviation| / segment SD > z
+    and under the robust MAD z > z, each as its size and Jaccard overlap with the build's flags."""
+    from sklearn.mixture import GaussianMixture
+
+    settings = settings or InferenceSettings()
+    if not len(frame) or "retention_probability" not in frame.columns:
+        return {}
+    segment = text_column(frame, "profitability_segment").to_numpy(dtype=object)
+    retention = numeric_column(frame, "retention_probability")
+    flags = anomaly_mask(frame)
+    codes, inverse = np.unique(segment, return_inverse=True)
+    s = pd.Series(retention)
+    by = s.groupby(inverse)
+    mean = by.transform("mean").to_numpy()
+    sd = by.transform("std").to_numpy()
+    median = by.transform("median").to_numpy()
+    mad = pd.Series(np.abs(retention - median)).groupby(inverse).transform("median").to_numpy()
+    deviation = np.round(retention - mean, 10)
+    rows = []
+    for k, name in enumerate(codes):
+        x = retention[inverse == k]
+        x = x[np.isfinite(x)]
+        n_flag = int(flags[inverse == k].sum())
+        row = {"segment": str(name), "records": int(len(x)), "anomalies": n_flag,
+               "share_flagged": n_flag / len(x) if len(x) else math.nan,
+               "retention_sd": float(np.std(x, ddof=1)) if len(x) > 1 else math.nan,
+               "retention_iqr": float(np.subtract(*np.percentile(x, [75, 25]))) if len(x) else math.nan,
+               "bic_1": math.nan, "bic_2": math.nan, "bimodal": False}
+        if len(x) >= GMM_MIN_RECORDS and np.ptp(x) > 0:
+            rng = np.random.default_rng(settings.random_state + k)
+            xs = np.sort(rng.choice(x, GMM_SAMPLE, replace=False)) if len(x) > GMM_SAMPLE else x
+            xs = xs.reshape(-1, 1)
+            bic = [GaussianMixture(c, random_state=settings.random_state).fit(xs).bic(xs) for c in (1, 2)]
+            row.update({"bic_1": float(bic[0]), "bic_2": float(bic[1]), "bimodal": bool(bic[1] < bic[0] - 10)})
+        row["two_retention_populations"] = bool(len(x) and n_flag / len(x) > 0.5)
+        rows.append(row)
+    definitions = []
+    for t in SWEEP:
+        alt = np.abs(deviation) > t
+        definitions.append({"definition": f"absolute > {t:.2f}", "kind": "absolute", "cut": t,
+                            "anomalies": int(alt.sum()), "jaccard": _jaccard(alt, flags)})
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.abs(retention - mean) / np.where(sd > 0, sd, np.nan)
+        robust = 0.6745 * np.abs(retention - median) / np.where(mad > 0, mad, np.nan)
+    for cut in Z_CUTS:
+        alt = np.nan_to_num(np.round(z, 10), nan=0.0) > cut
+        definitions.append({"definition": f"|deviation| / segment SD > {cut:g}", "kind": "zscore", "cut": cut,
+                            "anomalies": int(alt.sum()), "jaccard": _jaccard(alt, flags)})
+    for cut in MAD_Z_CUTS:
+        alt = np.nan_to_num(np.round(robust, 10), nan=0.0) > cut
+        definitions.append({"definition": f"robust MAD z > {cut:g}", "kind": "mad_z", "cut": cut,
+                            "anomalies": int(alt.sum()), "jaccard": _jaccard(alt, flags)})
+    return {
+        "records": int(len(frame)),
+        "anomalies": int(flags.sum()),
+        "segments": rows,
+        "definitions": definitions,
+        "two_population_segments": [r["segment"] for r in rows if r["two_retention_populations"]],
+        "bimodal_segments": [r["segment"] for r in rows if r["bimodal"]],
+    }

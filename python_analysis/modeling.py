@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 from sklearn.base import clone
+from sklearn.calibration import CalibratedClassifierCV
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 from sklearn.exceptions import ConvergenceWarning
@@ -27,6 +28,7 @@ from sklearn.tree import DecisionTreeClassifier, export_text
 from threadpoolctl import threadpool_limits
 
 from .analysis import anomaly_mask, bounded_indices, numeric_column, text_column
+from .assessment import AssessmentSettings, assess
 from .config import (
     BEHAVIOUR_CATEGORICAL,
     BEHAVIOUR_NUMERIC,
@@ -38,7 +40,13 @@ from .config import (
     ReportConfig,
 )
 from .errors import SegfitError
-from .validation import RepeatedCV, paired_difference, repeated_grouped_cv
+from .validation import (
+    RepeatedCV,
+    customer_sample,
+    grouped_stratified_splits,
+    paired_difference,
+    repeated_grouped_cv,
+)
 
 MISSING = "(missing)"
 OTHER = "(other)"
@@ -472,16 +480,11 @@ def model_feature_sets(config: ReportConfig) -> dict[str, tuple[list[str], list[
 def leakage_flags(
     importances: pd.DataFrame, cv_auc: float | None, n_sources: int, config: ReportConfig
 ) -> list[str]:
-    """Reasons to suspect leakage: one feature with >= leak_importance of the importance (only meaningful
-    when the model had more than one feature to choose from) or a CV ROC-AUC >= leak_auc."""
+    """A CV ROC-AUC >= leak_auc. (Columns derived from the label's inputs are excluded from the fair models by
+    name, RETENTION_DERIVED_*; single features with near-perfect out-of-fold ROC-AUC are flagged by the
+    grouped assessment. The old "one feature >= 90 % of the importance" heuristic is gone: a dominant
+    feature is not evidence of leakage.)"""
     flags = []
-    if n_sources > 1 and len(importances):
-        top = importances.sort_values(["importance", "feature"], ascending=[False, True]).iloc[0]
-        if float(top["importance"]) >= config.leak_importance:
-            flags.append(
-                f"{top['feature']} alone carries {float(top['importance']):.0%} of the importance "
-                f"(>= {config.leak_importance:.0%})"
-            )
     if cv_auc is not None and math.isfinite(cv_auc) and cv_auc >= config.leak_auc:
         flags.append(f"cross-validated ROC-AUC {cv_auc:.3f} >= {config.leak_auc}")
     return flags
@@ -539,6 +542,7 @@ class AnomalyModel:
     full_proba: np.ndarray | None = None
     cv_repeated: RepeatedCV | None = None
     vs_baseline: dict[str, float] | None = None  # paired split-by-split ROC-AUC difference
+    assessment: dict | None = None  # assessment.assess (fair model only)
 
 
 @dataclass
@@ -653,13 +657,23 @@ def anomaly_models(
         if m.cv_repeated is not None and base is not None and base.cv_repeated is not None:
             m.vs_baseline = paired_difference(m.cv_repeated, base.cv_repeated)
     fair = models["fair"]
+    _assess(fit, matrix, models, y, groups, config)
     ids = text_column(fit, "customer_record_id", missing="").to_numpy(dtype=object)
+    calibrated = None
+    if not fair.skipped and fair.oof_proba is not None:
+        fm = matrix.select([*model_feature_sets(config)["fair"][0], *model_feature_sets(config)["fair"][1]])
+        calibrated = calibrated_oof_proba(fm.X, y, groups, config)
+        del fm
     if fair.skipped:
         scores, source = empty_scores(), "none (fair model skipped)"
     else:
-        proba = fair.oof_proba if fair.oof_proba is not None else fair.full_proba
+        proba = calibrated if calibrated is not None else (
+            fair.oof_proba if fair.oof_proba is not None else fair.full_proba)
         source = (
-            "fair model, out-of-fold (cross-validated)"
+            "fair model, out-of-fold (customer-grouped folds), calibrated (CalibratedClassifierCV, sigmoid, inner "
+            "grouped folds)"
+            if calibrated is not None
+            else "fair model, out-of-fold (cross-validated)"
             if fair.oof_proba is not None
             else "fair model, in-sample (cross-validation impossible)"
         )
@@ -680,6 +694,84 @@ def anomaly_models(
         scores=scores,
         scores_source=source,
     )
+
+
+def calibrated_oof_proba(X: np.ndarray, y: np.ndarray, groups: np.ndarray, config: ReportConfig) -> np.ndarray | None:
+    """Calibrated out-of-fold P(anomaly) for every record: customer-grouped stratified folds; in each, a
+    ``CalibratedClassifierCV`` of the fair tree (sigmoid, on inner grouped folds) trained on at most
+    ``cv_fit_sample_size`` records of the other folds. None when a class has too few customers."""
+    _, inverse = np.unique(groups, return_inverse=True)
+    has = np.bincount(inverse, weights=y.astype(float)) > 0
+    k = min(config.cv_folds, int(has.sum()), int((~has).sum()))
+    if k < 2:
+        return None
+    out = np.zeros(len(y))
+    for i, (train, test) in enumerate(grouped_stratified_splits(y, groups, k, config.random_state)):
+        sub = train[stratified_bounded_indices(y[train], config.cv_rows, config.random_state + i)]
+        _, inv = np.unique(groups[sub], return_inverse=True)
+        has_sub = np.bincount(inv, weights=y[sub].astype(float)) > 0
+        inner_k = min(3, int(has_sub.sum()), int((~has_sub).sum()))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if inner_k >= 2:
+                inner = grouped_stratified_splits(y[sub], groups[sub], inner_k, config.random_state + i)
+                model = CalibratedClassifierCV(_tree(config, config.class_weight), method="sigmoid", cv=inner)
+            else:
+                model = _tree(config, config.class_weight)
+            model.fit(X[sub], y[sub])
+        out[test] = model.predict_proba(X[test])[:, list(model.classes_).index(True)]
+    return out
+
+
+def _assess(fit: pd.DataFrame, matrix: FeatureMatrix, models: dict[str, AnomalyModel], y: np.ndarray,
+            groups: np.ndarray, config: ReportConfig) -> None:
+    """The grouped assessment (``assessment.assess``) of the fair tree, on a stated sample of whole customers;
+    stored in ``fair.assessment`` (and ``fair.vs_baseline``: bootstrap CI and the whole assessment), and the
+    provenance-based leakage flags (single-feature out-of-fold ROC-AUC) in every model's ``leakage``."""
+    fair, base = models.get("fair"), models.get("baseline")
+    if fair is None or base is None or fair.skipped or base.skipped:
+        return
+    sets = model_feature_sets(config)
+    fm = matrix.select([*sets["fair"][0], *sets["fair"][1]])
+    bm = matrix.select([*sets["baseline"][0], *sets["baseline"][1]])
+    settings = AssessmentSettings(random_state=config.random_state, max_rows=config.repeated_cv_sample_size,
+                                  leak_auc=config.leak_auc)
+    idx = customer_sample(y, groups, settings.max_rows, settings.random_state)
+    raw = np.column_stack([
+        numeric_column(fit, src)[idx] if kind == "numeric" else fm.X[idx, i]
+        for i, (src, kind) in enumerate(zip(fm.sources, fm.kinds, strict=True))
+    ]) if fm.X.shape[1] else fm.X[idx]
+    full_numeric, full_categorical = sets["full"]
+    single_values: dict[str, np.ndarray] = {}
+    kinds: dict[str, str] = {}
+    for name in full_numeric:
+        if name in fit.columns and name not in config.extra_excluded_features:
+            single_values[name], kinds[name] = numeric_column(fit, name)[idx], "numeric"
+    for name in full_categorical:
+        if name in fit.columns and name not in config.extra_excluded_features:
+            single_values[name], kinds[name] = text_column(fit, name).to_numpy(dtype=object)[idx], "categorical"
+    with threadpool_limits(limits=1):
+        result = assess(
+            X_fair=fm.X[idx], X_fair_raw=raw, columns=fm.columns, sources=fm.sources, X_base=bm.X[idx], y=y[idx],
+            groups=groups[idx], segment=text_column(fit, "profitability_segment").to_numpy(dtype=object)[idx],
+            single_values=single_values, single_kinds=kinds, config=config, total_records=len(y),
+            settings=settings,
+        )
+    if result is None:
+        return
+    fair.assessment = result
+    # metrics.json: anomaly_models.models.fair.cv_repeated_grouped.roc_auc_minus_baseline.{bootstrap,
+    # grouped_assessment} (the report serialises vs_baseline; see /work/notes/report-needs-9.md)
+    fair.vs_baseline = {**(fair.vs_baseline or {}), "bootstrap": result["roc_auc_minus_baseline"]["fair"],
+                        "grouped_assessment": result}
+    for m in models.values():
+        if m.skipped:
+            continue
+        own = set(m.features)
+        flags = [f"{r['feature']} alone has out-of-fold ROC-AUC {r['roc_auc']:.3f} (>= {settings.leak_auc})"
+                 for r in result["single_feature_auc"]
+                 if r["feature"] in own and math.isfinite(r["roc_auc"]) and r["roc_auc"] >= settings.leak_auc]
+        m.leakage = flags + [f for f in m.leakage if f.startswith("cross-validated ROC-AUC")]
 
 
 # ============================================================================================ clustering
@@ -741,8 +833,97 @@ def empty_assignments() -> pd.DataFrame:
     )
 
 
+CLUSTER_PRUNE_SPEARMAN = 0.9  # a clustering feature this correlated with an earlier one is dropped
+SEASONAL_MIN_TRANSACTIONS = 8  # fewer transactions cannot show a seasonal pattern (1 or 2 look concentrated)
+CLUSTER_BOOTSTRAPS = 20
+CLUSTER_NULL_PERMUTATIONS = 5
+CLUSTER_STABILITY_ROWS = 1000
+
+
+def _prune_correlated(fm: FeatureMatrix, idx: np.ndarray) -> FeatureMatrix:
+    """Drop clustering columns with |Spearman| >= CLUSTER_PRUNE_SPEARMAN to an earlier kept column (noted)."""
+    if fm.X.shape[1] < 2:
+        return fm
+    rho = pd.DataFrame(fm.X[idx]).corr(method="spearman").abs().fillna(0.0).to_numpy()
+    keep: list[int] = []
+    notes = list(fm.notes)
+    note_sources = list(fm.note_sources)
+    for j in range(fm.X.shape[1]):
+        twin = next((i for i in keep if rho[i, j] >= CLUSTER_PRUNE_SPEARMAN), None)
+        if twin is None:
+            keep.append(j)
+        else:
+            notes.append(f"{fm.columns[j]}: dropped before KMeans, |Spearman| {rho[twin, j]:.2f} with "
+                         f"{fm.columns[twin]}")
+            note_sources.append(fm.sources[j])
+    if len(keep) == fm.X.shape[1]:
+        return fm
+    return FeatureMatrix(X=fm.X[:, keep], columns=[fm.columns[i] for i in keep], sources=[fm.sources[i] for i in keep],
+                         kinds=[fm.kinds[i] for i in keep], notes=notes,
+                         dropped=fm.dropped + [fm.columns[j] for j in range(fm.X.shape[1]) if j not in keep],
+                         note_sources=note_sources)
+
+
+def _cluster_stability(Z: np.ndarray, models: dict[int, KMeans], k_scores: pd.DataFrame, segment: np.ndarray,
+                       config: ReportConfig) -> pd.DataFrame:
+    """Per K: the share of bootstrap resamples whose silhouette picks this K (``bootstrap_k_share``), the mean
+    ARI of the bootstrap partition with the full-data partition (``bootstrap_ari``), the ARI with the segment
+    (``ari_vs_segment``), and the mean silhouette on column-wise permuted data (``null_silhouette``: a null
+    reference with no cluster structure). On at most CLUSTER_STABILITY_ROWS records (stated in the note)."""
+    from sklearn.metrics import adjusted_rand_score
+
+    rng = np.random.default_rng(config.random_state)
+    rows = np.arange(len(Z))
+    if len(rows) > CLUSTER_STABILITY_ROWS:
+        rows = np.sort(rng.choice(rows, CLUSTER_STABILITY_ROWS, replace=False))
+    Zs = Z[rows]
+    ks = [int(k) for k in k_scores["k"]]
+    full = {k: models[k].predict(Zs) for k in ks}
+    wins = dict.fromkeys(ks, 0)
+    ari: dict[int, list[float]] = {k: [] for k in ks}
+    null: dict[int, list[float]] = {k: [] for k in ks}
+    n_sil = min(500, len(Zs))
+
+    def silhouette_of(X: np.ndarray, labels: np.ndarray, seed: int) -> float:
+        if not 2 <= len(np.unique(labels)) <= len(X) - 1:
+            return math.nan
+        return float(silhouette_score(X, labels, sample_size=n_sil if n_sil < len(X) else None, random_state=seed))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for b in range(CLUSTER_BOOTSTRAPS):
+            pick = rng.integers(0, len(Zs), len(Zs))
+            best, best_k = -np.inf, None
+            for k in ks:
+                if len(np.unique(Zs[pick], axis=0)) <= k:
+                    continue
+                km = KMeans(n_clusters=k, n_init=3, random_state=config.random_state + b).fit(Zs[pick])
+                sil = silhouette_of(Zs[pick], km.labels_, config.random_state + b)
+                ari[k].append(float(adjusted_rand_score(full[k], km.predict(Zs))))
+                if math.isfinite(sil) and sil > best:
+                    best, best_k = sil, k
+            if best_k is not None:
+                wins[best_k] += 1
+        for r in range(CLUSTER_NULL_PERMUTATIONS):
+            Zp = np.column_stack([rng.permutation(Zs[:, j]) for j in range(Zs.shape[1])])
+            for k in ks:
+                km = KMeans(n_clusters=k, n_init=3, random_state=config.random_state + r).fit(Zp)
+                null[k].append(silhouette_of(Zp, km.labels_, config.random_state + r))
+    out = k_scores.copy()
+    out["bootstrap_k_share"] = [wins[k] / CLUSTER_BOOTSTRAPS for k in ks]
+    out["bootstrap_ari"] = [float(np.mean(ari[k])) if ari[k] else math.nan for k in ks]
+    out["ari_vs_segment"] = [float(adjusted_rand_score(segment[rows], full[k])) for k in ks]
+    out["null_silhouette"] = [float(np.nanmean(null[k])) if np.isfinite(null[k]).any() else math.nan for k in ks]
+    return out
+
+
 def _quarter_term(anomalies: pd.DataFrame, labels: np.ndarray, cluster: int) -> str | None:
-    shares = np.column_stack([numeric_column(anomalies, f"q{q}_share") for q in range(1, 5)])
+    """'Qn-heavy' when the cluster's mean quarter share (add-one shrunk: (q + 1) / (n + 4)) of records with at
+    least SEASONAL_MIN_TRANSACTIONS transactions is >= 0.35 and >= 0.10 above the other clusters'."""
+    counts = np.column_stack([numeric_column(anomalies, f"q{q}_transactions") for q in range(1, 5)])
+    total = np.nansum(counts, axis=1)
+    enough = np.isfinite(counts).all(axis=1) & (total >= SEASONAL_MIN_TRANSACTIONS)
+    shares = np.where(enough[:, None], (counts + 1) / (total[:, None] + 4), np.nan)
     if not np.isfinite(shares).any():
         return None
     inside = labels == cluster
@@ -849,6 +1030,7 @@ def _anomaly_clusters(anomalies: pd.DataFrame, config: ReportConfig) -> Clusteri
             note="clustering skipped: every clustering feature is missing or constant",
         )
     idx = bounded_indices(n, config.cluster_rows, config.random_state)
+    fm = _prune_correlated(fm, idx)
     scaler = StandardScaler().fit(fm.X[idx])
     Z_all = scaler.transform(fm.X)
     Z_fit = Z_all[idx]
@@ -884,6 +1066,8 @@ def _anomaly_clusters(anomalies: pd.DataFrame, config: ReportConfig) -> Clusteri
         rows.append({"k": k, "silhouette": sil, "inertia": float(km.inertia_)})
         models[k] = km
     k_scores = pd.DataFrame(rows, columns=["k", "silhouette", "inertia"])
+    segment_labels = text_column(anomalies, "profitability_segment", missing=MISSING).to_numpy(dtype=object)
+    k_scores = _cluster_stability(Z_fit, models, k_scores, segment_labels[idx], config)
     if config.fixed_k is not None:
         k = min(config.fixed_k, k_cap)
         selection = f"fixed_k={config.fixed_k}" + (f" (capped to {k})" if k != config.fixed_k else "")

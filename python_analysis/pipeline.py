@@ -36,8 +36,9 @@ class BuildOptions:
     def __post_init__(self) -> None:
         if self.grain not in ("all", "latest"):
             raise SegfitError(f"--grain must be 'all' or 'latest', got {self.grain!r}")
-        if self.threshold_mode not in ("absolute", "relative"):
-            raise SegfitError(f"--threshold-mode must be 'absolute' or 'relative', got {self.threshold_mode!r}")
+        if self.threshold_mode not in ("absolute", "relative", "zscore"):
+            raise SegfitError(
+                f"--threshold-mode must be 'absolute', 'relative' or 'zscore', got {self.threshold_mode!r}")
         if not isinstance(self.threshold, int | float) or math.isnan(self.threshold) or self.threshold < 0:
             raise SegfitError(f"--threshold must be a number >= 0, got {self.threshold!r}")
         if self.demo_variant not in ("transactions", "precomputed"):

@@ -996,9 +996,10 @@ def _blocks(**kw: Any) -> list[Block]:
         b.append(
             _table(
                 rules,
-                formats={"anomaly_hit_rate": _pct, "normal_hit_rate": _pct, "lift_pp": lambda v: _num(v, 3)},
-                caption="Rule lift (anomaly_rule_lift): lift_pp = anomaly hit rate - normal hit rate, "
-                "in percentage points",
+                formats={"anomaly_hit_rate": _pct, "normal_hit_rate": _pct,
+                         "hit_rate_difference_pp": lambda v: _num(v, 3)},
+                caption="Threshold rules (anomaly_rule_lift): hit_rate_difference_pp = anomaly hit rate - normal "
+                "hit rate, in percentage points; lift = P(anomaly | rule) / P(anomaly); pooled over segments",
             )
         )
     else:
@@ -1099,9 +1100,9 @@ def _blocks(**kw: Any) -> list[Block]:
                 f"{config.max_depth}, class_weight={config.class_weight}) predict is_classification_anomaly. In-sample "
                 "metrics are on the fit rows; CV metrics are stratified k-fold out-of-fold predictions for every "
                 "record (folds = min(cv_folds, anomaly count)). The 'full' model contains the retention columns that "
-                "define the label: it is LEAKAGE, shown only to make the leak visible. A model is flagged as leaky when "
-                f"one feature carries >= {config.leak_importance:.0%} of its importance or its CV ROC-AUC is >= "
-                f"{config.leak_auc}."
+                "define the label: it is LEAKAGE, shown only to make the leak visible; the others leave every column "
+                "derived from retention out by name. A model is flagged as leaky when one of its columns alone has "
+                f"an out-of-fold ROC-AUC >= {config.leak_auc} or its CV ROC-AUC is >= {config.leak_auc}."
             )
         )
         mrows = []

@@ -39,12 +39,15 @@ def run_checks_on(path: Path, out_dir: Path, config: ReportConfig, echo=print) -
     with warehouse.checked_sources(path) as (sources, con):
         head = con.execute("select anomaly_threshold, anomaly_threshold_mode "
                            "from marts.customer_segment_fit limit 1").df()
-        echo(f"segfit: checking {len(sources)} tables with great-expectations (pandas datasource, "
-             f"chunks of at most {cells:,} cells)")
+        echo(f"segfit: checking {len(sources)} tables: great-expectations (pandas) on tables of at most "
+             f"{cells:,} cells, larger tables in SQL over every row")
         result = checks.run_checks(sources, check_config_for(head, config),
                                    data_docs_dir=out_dir / DATA_DOCS_DIR, chunk_cells=cells)
     echo(f"segfit: {result.evaluated} expectations evaluated: {len(result.errors)} errors, "
          f"{len(result.warnings)} warnings; Data Docs: {result.data_docs_index}")
+    if result.validated_in_sql:
+        echo("segfit: validated in SQL (not in Data Docs): " + ", ".join(
+            f"{table} ({rows:,} rows)" for table, rows in result.validated_in_sql.items()))
     return result
 
 

@@ -175,3 +175,30 @@ def summary_sentence(recs: Sequence[Recommendation]) -> str:
     parts = [f"{r.dimension}: {r.verdict.replace('_', ' ')}" for r in recs]
     return ("Within-segment verdicts (customer-weighted, Benjamini-Hochberg q, both grains): " + "; ".join(parts)
             + ".")
+
+
+def anomaly_definition_sentences(sensitivity: Mapping[str, Any]) -> list[str]:
+    """Sentences about the anomaly definition, from ``inference.anomaly_definition_sensitivity``."""
+    out = []
+    for row in sensitivity.get("segments", []):
+        if row.get("two_retention_populations"):
+            out.append(
+                f"{row['anomalies']} of {row['records']} records of {row['segment']} are flagged: the segment holds "
+                f"two retention populations (retention SD {row['retention_sd']:.2f}, IQR {row['retention_iqr']:.2f}"
+                + ("; a two-component mixture fits better by BIC" if row.get("bimodal") else "")
+                + "), so its average describes neither."
+            )
+    sweep = [d for d in sensitivity.get("definitions", []) if d["kind"] == "absolute"]
+    if sweep:
+        low = min(sweep, key=lambda d: d["cut"])
+        high = max(sweep, key=lambda d: d["cut"])
+        out.append(
+            f"Between thresholds {low['cut']:.2f} and {high['cut']:.2f} the flagged set has {high['anomalies']} to "
+            f"{low['anomalies']} records; Jaccard overlap with the build's flags "
+            f"{min(d['jaccard'] for d in sweep):.2f} to {max(d['jaccard'] for d in sweep):.2f}."
+        )
+    relative = [d for d in sensitivity.get("definitions", []) if d["kind"] != "absolute"]
+    if relative:
+        out.append("Segment-relative definitions: " + "; ".join(
+            f"{d['definition']}: {d['anomalies']} records, Jaccard {d['jaccard']:.2f}" for d in relative) + ".")
+    return out

@@ -206,6 +206,10 @@ def flag(frame: pd.DataFrame, threshold=THRESHOLD, mode="absolute") -> pd.DataFr
     deviation = f["retention_deviation"].abs()
     if mode == "relative":
         deviation = deviation / f["segment_avg_retention"].where(f["segment_avg_retention"] != 0)
+    elif mode == "zscore":
+        sd = f.groupby("profitability_segment")["retention_probability"].transform("std")
+        f["segment_sd_retention"] = sd
+        deviation = deviation / sd.where(sd != 0)
     f["is_classification_anomaly"] = (deviation.round(10) > threshold).fillna(False).astype(bool)
     f["deviation_direction"] = np.where(f["retention_deviation"].round(10) < 0, "below", "above")
     return f

@@ -240,7 +240,7 @@ def rule_lift_of(fit: pd.DataFrame) -> pd.DataFrame:
                 "normal_total": nt,
                 "anomaly_hit_rate": ah / at if at else None,
                 "normal_hit_rate": nh / nt if nt else None,
-                "lift_pp": ((ah / at if at else 0) - (nh / nt if nt else 0)) * 100,
+                "hit_rate_difference_pp": ((ah / at if at else 0) - (nh / nt if nt else 0)) * 100,
             }
         )
     return pd.DataFrame(rows)

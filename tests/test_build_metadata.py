@@ -40,3 +40,15 @@ def test_the_demo_build_names_its_seeds(demo_warehouse):
     assert rows["customers"]["input_label"] == "demo seeds (transactions variant)"
     assert pd.isna(rows["customers"]["file_sha256"])
     assert rows["customers"]["dbt_invocation_id"] == rows["transactions"]["dbt_invocation_id"]
+
+
+def test_the_cli_keeps_dbt_artifacts_in_the_build_directory(demo_warehouse):
+    """The CLI's dbt writes target/ and logs/ beside the build file, so plain dbt in the checkout and the
+    CLI never share (or overwrite) one target/: the manifest there is the one of this very build."""
+    build_file = demo_warehouse.resolve()
+    target = build_file.parent / "dbt_target"
+    manifest = json.loads((target / "manifest.json").read_text())
+    run_results = json.loads((target / "run_results.json").read_text())
+    invocation = _metadata(demo_warehouse)["customers"]["dbt_invocation_id"]
+    assert manifest["metadata"]["invocation_id"] == run_results["metadata"]["invocation_id"] == invocation
+    assert (target / "logs" / "dbt.log").is_file()

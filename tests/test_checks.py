@@ -21,6 +21,7 @@ from python_analysis.checks import (
 
 CONFIG = CheckConfig()
 RELATIVE = CheckConfig(anomaly_threshold=0.2, anomaly_threshold_mode="relative")
+ZSCORE = CheckConfig(anomaly_threshold=0.5, anomaly_threshold_mode="zscore")
 QUARTERS = ("q1", "q2", "q3", "q4")
 
 # 6 clean records in 2 segments. Segment A: retention 0.5, 0.5, 0.8 (avg 0.6), segment B: 0.3, 0.4, 0.5
@@ -36,6 +37,9 @@ RECORDS = [
 ]
 ABSOLUTE_FLAGS = [False, False, True, False, False, False]
 RELATIVE_FLAGS = [False, False, True, True, False, True]
+# zscore 0.5: segment SDs (sample) are sqrt(0.03) = 0.173 (A) and 0.1 (B): r1, r2 at 0.58, r3 at 1.15, r4 and r6
+# at 1.0 are anomalies; r5 (0) is not
+ZSCORE_FLAGS = [True, True, True, True, False, True]
 FEATURES = (
     "transaction_count", "avg_transactions_per_month", "transaction_value_volatility", "customer_age_days",
     "total_revenue", "net_profit", "comprehensive_customer_score", "q1_share", "q2_share", "q3_share",
@@ -88,6 +92,7 @@ def build_fit(flags: list[bool], mode: str = "absolute", threshold: float = 0.15
     group = fit.groupby("profitability_segment")["retention_probability"]
     fit["segment_record_count"] = group.transform("count").astype("int64")
     fit["segment_avg_retention"] = group.transform("mean")
+    fit["segment_sd_retention"] = group.transform("std")
     fit["retention_deviation"] = fit["retention_probability"] - fit["segment_avg_retention"]
     fit["abs_retention_deviation"] = fit["retention_deviation"].abs()
     fit["deviation_direction"] = np.where(fit["retention_deviation"] < 0, "below", "above")
@@ -173,7 +178,11 @@ def build_tables(flags: list[bool] = ABSOLUTE_FLAGS, mode: str = "absolute",
             "rule_name": f"{feature} > {threshold_}", "feature_name": feature, "operator": ">",
             "threshold": threshold_, "anomaly_hits": a_hits, "anomaly_total": a_total, "normal_hits": n_hits,
             "normal_total": n_total, "anomaly_hit_rate": a_rate, "normal_hit_rate": n_rate,
-            "lift_pp": (a_rate - n_rate) * 100,
+            "hit_rate_difference_pp": (a_rate - n_rate) * 100,
+            "lift": (a_hits / (a_hits + n_hits)) / (a_total / (a_total + n_total)) if a_hits + n_hits else math.nan,
+            "odds_ratio": a_hits * (n_total - n_hits) / ((a_total - a_hits) * n_hits)
+            if (a_total - a_hits) * n_hits else math.nan,
+            "mh_odds_ratio": math.nan, "mh_segments": 0,
         })
     lift = pd.DataFrame(lift_rows)
 
@@ -274,7 +283,7 @@ def _expectation_target(expectation) -> str | None:
     return None
 
 
-@pytest.mark.parametrize("config", [CONFIG, RELATIVE], ids=["absolute", "relative"])
+@pytest.mark.parametrize("config", [CONFIG, RELATIVE, ZSCORE], ids=["absolute", "relative", "zscore"])
 def test_only_the_intended_expectations_are_warnings(config):
     by_severity: dict[str, set] = {"error": set(), "warning": set()}
     total = 0
@@ -311,6 +320,19 @@ def test_relative_mode_flags_pass():
     assert report.ok, report.summary()
     # 3 of 6 records are anomalies: outside the default band, reported as a warning only
     assert [w.expectation_type for w in report.warnings] == ["expect_column_mean_to_be_between"]
+
+
+def test_zscore_mode_flags_pass_and_other_modes_flags_fail():
+    tables = build_tables(ZSCORE_FLAGS, mode="zscore", threshold=0.5)
+    report = run_checks(only(tables, "customer_segment_fit", "classification_anomalies",
+                             "segment_retention_summary"), ZSCORE)
+    assert report.ok, report.summary()
+    # flags made by the relative rule, checked under the zscore rule: r1 and r2 should be anomalies
+    wrong = build_tables(RELATIVE_FLAGS, mode="zscore", threshold=0.5)
+    report = run_checks(only(wrong, "customer_segment_fit"), ZSCORE)
+    failed = find(report.errors, "customer_segment_fit", "expect_column_pair_values_to_be_equal",
+                  "is_classification_anomaly,expected_flag")
+    assert [o.split(":")[0] for o in failed.offending] == ["customer_record_id=r1", "customer_record_id=r2"]
 
 
 def test_missing_tables_are_skipped():
@@ -703,3 +725,87 @@ def test_real_warehouses_pass(which, demo_warehouse, build_warehouse):
             chunked = run_checks(sources, CONFIG, chunk_cells=60_000)
             assert chunked.ok, chunked.summary()
             assert (chunked.evaluated, chunked.skipped) == (report.evaluated, report.skipped)
+
+
+def _warehouse_of(path: Path, tables: dict[str, pd.DataFrame]) -> dict[str, str]:
+    """Write the frames as DuckDB tables (int_* in schema intermediate, the rest in marts), as segfit builds
+    them; returns each table's relation name."""
+    import duckdb
+
+    relations = {}
+    with duckdb.connect(str(path)) as con:
+        con.execute("create schema intermediate; create schema marts")
+        for name, frame in tables.items():
+            relation = f"{'intermediate' if name.startswith('int_') else 'marts'}.{name}"
+            con.register("frame", frame)
+            con.execute(f"create table {relation} as select * from frame")  # noqa: S608 - fixed test names
+            con.unregister("frame")
+            relations[name] = relation
+    return relations
+
+
+@pytest.mark.parametrize("mutation", ["fit_defects", "input_defects", "relative_flag"])
+def test_sql_validation_reports_what_gx_reports_on_the_whole_table(tmp_path: Path, mutation: str):
+    """A warehouse table larger than one chunk is validated in SQL over every row. On the same DuckDB tables,
+    with defects planted, it must report exactly what one GX batch of the whole table (loaded into pandas)
+    reports: the same failed expectations, counts, offending keys, evaluated and skipped numbers."""
+    import duckdb
+
+    from python_analysis.checks import RelationSource
+
+    config = CONFIG
+    tables = build_tables()
+    fit = tables["customer_segment_fit"]
+    if mutation == "fit_defects":
+        fit.loc[1, "retention_probability"] = 1.3                 # range
+        fit.loc[1, "is_classification_anomaly"] = True             # flag != recomputed flag
+        fit.loc[3, "q2_share"] = math.nan                          # share nulls 1 (neither 0 nor 4), sum null
+        fit.loc[4, "deviation_direction"] = "sideways"             # set and direction
+        fit.loc[5, "customer_record_id"] = "r5"                    # duplicate key
+        fit.loc[0, "transaction_count"] = -1                       # negative count
+        fit.loc[2, "retention_deviation"] = math.nan               # NaN: missing for GX
+        fit.loc[0, "anomaly_threshold_mode"] = "relative"          # not the config mode
+    elif mutation == "input_defects":
+        tx = tables["int_transactions_validated"]
+        tx.loc[0, "amount"] = math.nan
+        tx.loc[2, "transaction_id"] = "t2"                         # repeated id (key order = row order)
+        tx.loc[0, "source_row_number"] = 0
+        tx.loc[1, "customer_id"] = None
+        customers = tables["int_customers_validated"]
+        customers.loc[2, "retention_probability"] = -0.1
+        customers.loc[3, "profitability_segment"] = None
+        customers.loc[4, "q3_transactions"] = -2
+        customers.loc[5, "source_row_number"] = 5                  # repeated key
+        config = CheckConfig(anomaly_rate_band=(0.5, 0.9))         # the anomaly-rate mean: a warning
+    elif mutation == "relative_flag":
+        tables = build_tables(RELATIVE_FLAGS, "relative", 0.2)
+        tables["customer_segment_fit"].loc[3, "is_classification_anomaly"] = False
+        config = RELATIVE
+    relations = _warehouse_of(tmp_path / "w.duckdb", tables)
+    with duckdb.connect(str(tmp_path / "w.duckdb")) as con:  # a NaN from pandas would arrive as null
+        if mutation == "fit_defects":
+            con.execute("update marts.customer_segment_fit set retention_deviation = 'nan'::double "
+                        "where customer_record_id = 'r4'")
+        if mutation == "input_defects":
+            con.execute("update intermediate.int_transactions_validated set profit = 'nan'::double "
+                        "where transaction_id = 't3'")
+            con.execute("update intermediate.int_customers_validated set retention_probability = 'nan'::double "
+                        "where customer_id = 'c5'")
+    with duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True) as con:
+        sources = {name: RelationSource(con, relation) for name, relation in relations.items()}
+        frames = {name: next(iter(source.chunks(10**9))) for name, source in sources.items()}
+        in_sql = run_checks(sources, config, chunk_cells=TINY)
+    in_gx = run_checks(frames, config)
+    # tables of more than one row (one-row chunks) whose checks all have a SQL form went through SQL
+    assert set(in_sql.validated_in_sql) == {name for name in (
+        "int_customers_validated", "int_transactions_validated", "customer_segment_fit",
+        "classification_anomalies", "anomaly_feature_comparison", "anomaly_rule_lift", "data_quality_issues")
+        if len(tables[name]) > 1}
+    assert {"customer_segment_fit", "int_transactions_validated"} <= set(in_sql.validated_in_sql)
+    assert in_sql.errors == in_gx.errors
+    assert in_sql.warnings == in_gx.warnings
+    assert (in_sql.evaluated, in_sql.skipped) == (in_gx.evaluated, in_gx.skipped)
+    assert not in_gx.ok
+    assert len(in_gx.errors) >= {"fit_defects": 8, "input_defects": 7, "relative_flag": 1}[mutation], in_gx.summary()
+    if mutation == "input_defects":
+        assert [w.expectation_type for w in in_gx.warnings] == ["expect_column_mean_to_be_between"]

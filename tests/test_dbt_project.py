@@ -42,6 +42,13 @@ def test_marts_carry_their_descriptions_for_bi_users(demo_warehouse):
 def test_dbt_docs_generate_works(demo_warehouse, tmp_path):
     copy = tmp_path / "docs.duckdb"
     shutil.copyfile(demo_warehouse, copy)
+    # what `segfit report` writes back (`make docs` runs the report before `dbt docs generate`)
+    with warehouse.read_only(demo_warehouse) as con:
+        ids = con.execute("select customer_record_id from marts.classification_anomalies").df()
+    warehouse.write_analysis_tables(copy, {
+        "anomaly_clusters": ids.assign(cluster_id=0, cluster_label="c0"),
+        "anomaly_model_scores": ids.assign(anomaly_probability=0.5, predicted_anomaly=True),
+    })
     result = dbt(["docs", "generate", "--target-path", str(tmp_path / "target")], copy)
     assert result.returncode == 0, result.stdout[-3000:]
     catalog = json.loads((tmp_path / "target" / "catalog.json").read_text())
@@ -50,6 +57,23 @@ def test_dbt_docs_generate_works(demo_warehouse, tmp_path):
     assert {"exposure.segfit.segfit_model_report", "exposure.segfit.segment_fit_dashboard"} <= set(
         manifest["exposures"])
     assert "source.segfit.analysis.anomaly_clusters" in manifest["sources"]
+    # lineage marts -> report -> analysis tables: the analysis tables are no orphan nodes, and are in the catalog
+    report = "exposure.segfit.segfit_model_report"
+    for table in ("anomaly_clusters", "anomaly_model_scores"):
+        source = f"source.segfit.analysis.{table}"
+        assert manifest["child_map"][source] == [report]
+        assert source in catalog["sources"]
+    assert "model.segfit.customer_segment_fit" in manifest["parent_map"][report]
+    docs_recipe = (warehouse.PROJECT_DIR / "Makefile").read_text().split("\ndocs:")[1].split("\n\n")[0]
+    assert "segfit run" in docs_recipe, "make docs must run the report so the analysis tables exist"
+    # the demo's lineage starts at the demo seeds, and no input source is enabled without a path
+    assert manifest["nodes"]["model.segfit.stg_customers"]["depends_on"]["nodes"] == ["seed.segfit.demo_customers"]
+    assert not [s for s in manifest["sources"] if s.startswith("source.segfit.segfit_inputs.")]
+    # docs blocks: a description shared by several marts is written once
+    fit_columns = manifest["nodes"]["model.segfit.customer_segment_fit"]["columns"]
+    anomaly_columns = manifest["nodes"]["model.segfit.classification_anomalies"]["columns"]
+    assert fit_columns["customer_id"]["description"] == anomaly_columns["customer_id"]["description"] != ""
+    assert "doc.segfit.segfit_customer_id" in manifest["docs"]
     # governance: every mart is public, owned by the group, contracted, and declares its key as a constraint
     assert manifest["groups"]["group.segfit.segment_fit"]["owner"]["name"] == "segfit maintainers"
     marts = [n for n in manifest["nodes"].values() if n["resource_type"] == "model" and n["schema"] == "marts"]

@@ -8,8 +8,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
-from python_analysis import inference, pipeline, warehouse
+from python_analysis import demo_data, inference, pipeline, warehouse
 from python_analysis.config import ReportConfig
 from python_analysis.report import build_report
 from tests.conftest import SHARED_EXTRACT
@@ -88,17 +89,60 @@ def test_latest_grain_derived_in_python_matches_the_latest_build(shared):
                                built["segment_avg_retention"].astype(float), rtol=1e-12)
 
 
-def test_demo_planted_behaviour_is_supported_and_value_is_not(demo_marts):
-    """The demo generator gives its planted anomaly customers a wide amount spread (volatility) and bursts
-    of transactions (seasonal concentration) in every segment, and nothing about score vs revenue."""
-    metrics = build_report(demo_marts, ReportConfig(), grain="all").metrics
-    verdicts = {r["dimension"]: r for r in metrics["recommendations"]}
-    assert verdicts["transaction stability"]["verdict"] == "supported"
-    assert verdicts["seasonal preference"]["verdict"] == "supported"
+@pytest.fixture(scope="module")
+def demo_metrics(demo_marts):
+    return build_report(demo_marts, ReportConfig(), grain="all").metrics
+
+
+def test_demo_planted_within_segment_effect_is_supported(demo_marts, demo_metrics):
+    """Planted in ``demo_data``: anomalous customers (drawn uniformly inside each segment) get a wide amount
+    spread. Independently of segfit: inside every segment, scipy's Mann-Whitney finds the anomalies'
+    transaction_value_volatility higher; segfit's verdict for transaction stability is ``supported``."""
+    fit = demo_marts["customer_segment_fit"]
+    flag = fit["is_classification_anomaly"].astype(bool)
+    for segment, part in fit.groupby("profitability_segment"):
+        a = part.loc[flag[part.index], "transaction_value_volatility"].dropna()
+        n = part.loc[~flag[part.index], "transaction_value_volatility"].dropna()
+        assert len(a) >= 4, segment
+        assert stats.mannwhitneyu(a, n, alternative="greater").pvalue < 0.01, segment
+    verdicts = {r["dimension"]: r for r in demo_metrics["recommendations"]}
+    stability = verdicts["transaction stability"]
+    assert stability["verdict"] == "supported"
+    assert stability["evidence"]["input"].startswith("transaction_value_volatility")
+    assert stability["evidence"]["ci"][0] > inference.NEGLIGIBLE
+    assert demo_metrics["sample"]["anomaly_customers"] == fit.loc[flag, "customer_id"].nunique()
+
+
+def test_demo_confounded_dimension_is_not_supported(demo_marts, demo_metrics):
+    """Planted: every Basic customer buys mostly in Q4, and Basic has the highest anomaly rate. Pooled over
+    segments (computed here with scipy) anomalies are more often 'Q4 Peak'; within segments they are not,
+    and segfit's seasonal-preference verdict is not ``supported``."""
+    fit = demo_marts["customer_segment_fit"]
+    flag = fit["is_classification_anomaly"].astype(bool)
+    rates = flag.groupby(fit["profitability_segment"]).mean()
+    assert rates.idxmax() == demo_data.CONFOUNDED_SEGMENT
+    share = fit["q4_share"]
+    pooled = stats.mannwhitneyu(share[flag].dropna(), share[~flag].dropna()).pvalue
+    assert pooled < 1e-6  # the confounded, pooled comparison "finds" seasonality
+    q4_peak = fit["seasonal_preference"].eq("Q4 Peak")
+    assert stats.chi2_contingency(pd.crosstab(flag, q4_peak)).pvalue < 1e-3
+    verdicts = {r["dimension"]: r for r in demo_metrics["recommendations"]}
+    assert verdicts["seasonal preference"]["verdict"] in ("not_supported", "inconclusive")
+    assert verdicts["seasonal preference"]["verdict"] != "supported"
     assert verdicts["value realization"]["verdict"] != "supported"
-    planted = demo_marts["customer_segment_fit"]
-    assert metrics["sample"]["anomaly_customers"] == \
-        planted.loc[planted["is_classification_anomaly"].astype(bool), "customer_id"].nunique()
+
+
+def test_demo_constant_column_is_not_testable(demo_marts, demo_metrics):
+    """Planted: every demo transaction falls in a quarter, so quarterly_coverage_gap_ratio is constant (0)."""
+    fit = demo_marts["customer_segment_fit"]
+    assert fit["quarterly_coverage_gap_ratio"].dropna().nunique() == 1
+    assert "quarterly_coverage_gap_ratio" in demo_metrics["data_profile"]["constant_columns"]
+    rows = [t for t in demo_metrics["inference"]["tests"]["all"] if t["input"] == "quarterly_coverage_gap_ratio"]
+    assert rows and not any(t["testable"] for t in rows)
+    stability = next(r for r in demo_metrics["recommendations"] if r["dimension"] == "transaction stability")
+    assert "quarterly_coverage_gap_ratio" in stability["untestable_inputs"]
+    status = {r["input"]: r["status"] for r in demo_metrics["inference"]["grains"]["all"]["inputs"]}
+    assert status["quarterly_coverage_gap_ratio"] == "not_testable"
 
 
 def test_conflicting_copies_are_named(shared, raw):

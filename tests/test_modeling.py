@@ -114,16 +114,13 @@ def test_segment_tree_skipped_with_single_segment():
     assert segment_tree(frame, CONFIG).skipped
 
 
-def test_leaky_feature_is_flagged():
+def test_leakage_is_flagged_by_out_of_fold_auc_not_by_importance_share():
     importances = pd.DataFrame(
         {"feature": ["leak", "other"], "kind": ["numeric", "numeric"], "importance": [0.95, 0.05]}
     )
-    assert any("leak alone carries 95%" in flag for flag in leakage_flags(importances, 0.7, 2, CONFIG))
+    # a dominant feature is not evidence of leakage (issue 9: provenance replaces the importance heuristic)
+    assert leakage_flags(importances, 0.7, 2, CONFIG) == []
     assert any("ROC-AUC" in flag for flag in leakage_flags(importances.iloc[::-1], 0.995, 2, CONFIG))
-    balanced = pd.DataFrame({"feature": ["a", "b"], "kind": ["numeric"] * 2, "importance": [0.5, 0.5]})
-    assert leakage_flags(balanced, 0.8, 2, CONFIG) == []
-    # a one-feature model trivially has importance 1.0: not leakage by itself
-    assert leakage_flags(importances.head(1), 0.7, 1, CONFIG) == []
 
 
 def test_anomaly_models_flag_the_full_model_and_a_planted_leak():
@@ -259,3 +256,63 @@ def test_behavioural_model_leaves_out_the_segment_defining_feature():
     assert "total_revenue" not in result.models["behavioural"].features
     assert "total_revenue" in result.models["fair"].features
     assert "total_revenue" in anomaly_models(fit, CONFIG).models["behavioural"].features
+
+
+def test_weighted_auc_matches_sklearn_with_sample_weights():
+    from sklearn.metrics import roc_auc_score
+
+    from python_analysis.assessment import weighted_auc
+
+    rng = np.random.default_rng(3)
+    y = rng.random(300) < 0.2
+    p = np.round(rng.random(300), 1)  # many ties
+    w = rng.integers(0, 3, (4, 300)).astype(float)
+    expected = [roc_auc_score(y, p, sample_weight=row) for row in w]
+    np.testing.assert_allclose(weighted_auc(y, p, w), expected, rtol=1e-12)
+
+
+def test_grouped_assessment_of_the_fair_model():
+    """The fair tree's grouped assessment: a planted leak is flagged by its single-feature out-of-fold AUC (and
+    only in the models that use it), the planted signal tops the grouped permutation importance, the nested CV
+    chooses a depth per outer fold, the paired bootstrap CI brackets the observed difference, and the
+    written-back probability is the calibrated grouped out-of-fold one."""
+    fit = make_fit(400)
+    fit["comprehensive_customer_score"] = fit["is_classification_anomaly"].astype(float) * 10  # planted leak
+    result = anomaly_models(fit, CONFIG)
+    a = result.models["fair"].assessment
+    assert a is not None and a["records"] == len(fit) and not a["sampled"]
+    assert set(a["models"]) == {"fair", "baseline", "logistic_l2", "fair_nested", "fair_calibrated"}
+    for scores in a["models"].values():
+        assert set(scores) == {"roc_auc", "pr_auc", "balanced_accuracy", "brier"}
+    assert sum(a["nested_cv"]["chosen"].values()) == a["folds"]
+    for diff in a["roc_auc_minus_baseline"].values():
+        assert diff["ci_low"] <= diff["difference"] <= diff["ci_high"]
+    single = {r["feature"]: r["roc_auc"] for r in a["single_feature_auc"]}
+    assert single["comprehensive_customer_score"] == 1.0
+    assert single["retention_probability"] < 0.99 or "retention_probability" not in result.models["fair"].features
+    assert any("comprehensive_customer_score alone" in f for f in result.models["fair"].leakage)
+    assert not any("comprehensive_customer_score" in f for f in result.models["baseline"].leakage)
+    assert "comprehensive_customer_score" in a["permutation_importance"][0]["features"]
+    assert result.scores_source.startswith("fair model, out-of-fold (customer-grouped folds), calibrated")
+    reliability = a["calibration"]["calibrated"]
+    assert len(reliability["mean_predicted"]) == len(reliability["observed_rate"]) > 1
+
+
+def test_cluster_stability_columns_and_pruning():
+    """Two blobs: K=2 wins most bootstraps with ARI near 1; the permuted-data null silhouette is far below the
+    observed one; a clustering feature duplicated (up to a monotone transform) is pruned before KMeans; and the
+    partition's ARI with the segment matches sklearn on the blob labels."""
+    from sklearn.metrics import adjusted_rand_score
+
+    frame = blobs()
+    frame["seasonality_imbalance"] = frame["seasonality_std"] * 2 + 1  # |Spearman| 1 with seasonality_std
+    result = anomaly_clusters(frame, CONFIG)
+    ks = result.k_scores.set_index("k")
+    assert ks.loc[2, "bootstrap_k_share"] >= 0.8 and ks.loc[2, "bootstrap_ari"] > 0.9
+    assert ks.loc[2, "null_silhouette"] < ks.loc[2, "silhouette"] - 0.3
+    assert "seasonality_imbalance" not in result.features
+    assert any(n.startswith("seasonality_imbalance: dropped before KMeans") for n in result.feature_notes)
+    labels = result.assignments.set_index("customer_record_id")["cluster_id"]
+    segment = frame.set_index("customer_record_id")["profitability_segment"]
+    expected = adjusted_rand_score(segment.loc[labels.index], labels)
+    assert ks.loc[2, "ari_vs_segment"] == pytest.approx(expected)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from statsmodels.stats.contingency_tables import StratifiedTable
 
 from python_analysis import pipeline, warehouse
 from python_analysis.demo_data import generate_demo
+from python_analysis.inference import recompute_flags
 from tests import oracle
 from tests.conftest import SEEDS, SHARED_EXTRACT
 
@@ -121,7 +123,28 @@ def test_summary_marts_follow_from_the_fit(case):
         assert lift.loc[feature, "anomaly_hits"] == hits_a
         assert lift.loc[feature, "normal_hits"] == hits_n
         expected_lift = (hits_a / len(groups["anomaly"]) - hits_n / len(groups["normal"])) * 100
-        np.testing.assert_allclose(lift.loc[feature, "lift_pp"], expected_lift)
+        np.testing.assert_allclose(lift.loc[feature, "hit_rate_difference_pp"], expected_lift)
+        n_a, n_n = len(groups["anomaly"]), len(groups["normal"])
+        if hits_a + hits_n:
+            np.testing.assert_allclose(lift.loc[feature, "lift"], (hits_a / (hits_a + hits_n)) / (n_a / (n_a + n_n)))
+        if (n_a - hits_a) * hits_n:
+            np.testing.assert_allclose(lift.loc[feature, "odds_ratio"],
+                                       hits_a * (n_n - hits_n) / ((n_a - hits_a) * hits_n))
+        # Mantel-Haenszel OR within segment, from statsmodels on per-segment tables (segments with both groups)
+        tables = []
+        for _, part in expected.groupby("profitability_segment"):
+            flag_s, hit_s = part["is_classification_anomaly"], part[feature] > threshold
+            if flag_s.any() and (~flag_s).any():
+                tables.append([[int((hit_s & flag_s).sum()), int((~hit_s & flag_s).sum())],
+                               [int((hit_s & ~flag_s).sum()), int((~hit_s & ~flag_s).sum())]])
+        assert lift.loc[feature, "mh_segments"] == len(tables)
+        num = sum(t[0][0] * t[1][1] / (sum(map(sum, t))) for t in tables)
+        den = sum(t[0][1] * t[1][0] / (sum(map(sum, t))) for t in tables)
+        if den:
+            np.testing.assert_allclose(lift.loc[feature, "mh_odds_ratio"],
+                                       StratifiedTable(np.dstack([np.array(t, float) for t in tables]))
+                                       .oddsratio_pooled)
+            np.testing.assert_allclose(lift.loc[feature, "mh_odds_ratio"], num / den)
 
     crosstabs = marts["anomaly_crosstabs"]
     season = crosstabs[crosstabs["dimension"] == "seasonal_preference"].set_index("dimension_value")
@@ -159,3 +182,20 @@ def test_the_shared_real_extract_builds_unchanged_and_matches_the_oracle(build_w
     quarter_rows = issues["reason"].str.startswith("quarter counts")
     q = keys[["q1_transactions", "q2_transactions", "q3_transactions", "q4_transactions"]].astype(int).sum(axis=1)
     assert int(quarter_rows.sum()) == int((q != keys["transaction_count"].astype(int)).sum())
+
+
+def test_zscore_threshold_mode_matches_the_oracle(build_warehouse):
+    """--threshold-mode zscore on the shared extract: |deviation| / segment sample SD > 1.0, flags and segment SDs
+    recomputed by the pandas oracle; also the Python recomputation the inference uses (latest grain) agrees."""
+    if not SHARED_EXTRACT.exists():
+        pytest.skip("../shared/data is not beside the checkout")
+    path = build_warehouse(pipeline.BuildOptions(customers=SHARED_EXTRACT, threshold=1.0, threshold_mode="zscore"))
+    fit = warehouse.read_marts(path)["customer_segment_fit"]
+    expected = oracle.segment_fit(SHARED_EXTRACT, threshold=1.0, mode="zscore")
+    assert_frames_agree(fit, expected, [*COMPARED, "segment_sd_retention"])
+    assert set(fit["anomaly_threshold_mode"]) == {"zscore"}
+    flags = expected["is_classification_anomaly"]
+    absolute = oracle.segment_fit(SHARED_EXTRACT)["is_classification_anomaly"]
+    assert 0 < flags.sum() < len(flags) and (flags != absolute).any()  # a different rule, not a copy
+    again = recompute_flags(fit)
+    assert again["is_classification_anomaly"].tolist() == fit["is_classification_anomaly"].astype(bool).tolist()

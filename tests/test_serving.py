@@ -46,23 +46,27 @@ def _replace_plain_file(source: Path, published: Path) -> None:
     os.replace(tmp, published)
 
 
-def _staleness_while_held(published: Path, publish_new, expected_new: int, window: float = 3.0) -> float:
-    """Seconds after a publish until a *new* connection in this process sees the new build.
+def _connections_until_new_build(published: Path, publish_new, expected_new: int, window: float = 3.0):
+    """How many *new* connections in this process, opened one after another from the moment a publish
+    returns, it takes until one sees the new build, and the seconds that took (for the log only: the
+    machine's load decides it). ``(None, inf)`` when no connection saw it within ``window`` seconds.
 
     A connection to the old build is held open the whole time, as a BI server does while a long query
-    runs. Returns ``inf`` when the new build was never seen within ``window`` seconds.
+    runs.
     """
     held = duckdb.connect(str(published), read_only=True)
     try:
         held.execute(COUNT_SQL).fetchone()
         publish_new()
         published_at = time.monotonic()
+        attempts = 0
         while time.monotonic() - published_at < window:
+            attempts += 1
             with contextlib.closing(duckdb.connect(str(published), read_only=True)) as fresh:
                 if fresh.execute(COUNT_SQL).fetchone()[0] == expected_new:
-                    return time.monotonic() - published_at
+                    return attempts, time.monotonic() - published_at
             time.sleep(0.05)
-        return float("inf")
+        return None, float("inf")
     finally:
         held.close()
 
@@ -74,15 +78,16 @@ def test_a_process_holding_a_connection_sees_the_next_build(builds, tmp_path):
     plain = tmp_path / "plain" / "segfit.duckdb"
     plain.parent.mkdir()
     shutil.copyfile(old, plain)
-    before = _staleness_while_held(plain, lambda: _replace_plain_file(new, plain), _count(new))
-    assert before == float("inf"), "the control should reproduce DuckDB's per-process instance cache"
+    before, before_s = _connections_until_new_build(plain, lambda: _replace_plain_file(new, plain), _count(new))
+    assert before is None, "the control should reproduce DuckDB's per-process instance cache"
     # segfit's publish: a link to a new file, so the next connection opens the new build
     published = tmp_path / "linked" / "segfit.duckdb"
     published.parent.mkdir()
     publish_copy(old, published)
-    after = _staleness_while_held(published, lambda: publish_copy(new, published), _count(new))
-    print(f"staleness after publish with a held connection: plain-file replace={before}s, segfit={after:.3f}s")
-    assert after < 0.5
+    after, after_s = _connections_until_new_build(published, lambda: publish_copy(new, published), _count(new))
+    print(f"staleness after publish with a held connection: plain-file replace={before_s}s, segfit={after_s:.3f}s")
+    # not a timing: the very first connection opened after the publish returns must see the new build
+    assert after == 1
 
 
 def test_sqlalchemy_with_nullpool_is_fresh_across_a_rebuild(builds, tmp_path):

@@ -180,3 +180,52 @@
     {{ log("segfit: carried the segment-fit history over from the previous build", info=true) }}
     {{ return('') }}
 {%- endmacro %}
+
+{% macro spark__segfit_source_relation(kind, path) -%}
+    {%- set lineage = source('segfit_inputs', kind) -%}
+    {{ return(segfit_file_reader(path)) }}
+{%- endmacro %}
+
+{#- Spark SQL cannot list files; the segfit CLI's pre-check has already opened the input, and plain dbt
+    stops with Spark's own "path does not exist" when it is missing. -#}
+{% macro spark__segfit_input_exists(path, relation) -%}
+    {{ return(true) }}
+{%- endmacro %}
+
+{#- Distinct-month bit mask: Spark's shiftleft for DuckDB's `<<` (same bits, same bit_or, same bit_count). -#}
+{% macro spark__segfit_month_bits(month, word) -%}
+    {%- set position = '(' ~ month ~ ' % ' ~ segfit_month_mask_width() ~ ')' -%}
+    bit_or(
+        case
+            when {{ position }} {{ '<' if word == 0 else '>=' }} 63
+                then shiftleft(cast(1 as {{ dbt.type_bigint() }}), {{ position }}{{ '' if word == 0 else ' - 63' }})
+        end
+    )
+{%- endmacro %}
+
+{#- A number as DuckDB writes it (the shortest text that reads back, `.0` dropped): Java's Double.toString
+    switches to `1.0E7` notation outside [1e-3, 1e7) where DuckDB writes plain digits up to 1e16 and
+    `1e+16` / `1e-05` beyond, and writes `Infinity` / `NaN` where DuckDB writes `inf` / `nan`. Plain range:
+    through a decimal (Spark turns a double into a decimal through its shortest text); exponent range: the
+    Java text rewritten. Timestamps and integers pass through their text unchanged, as on DuckDB. -#}
+{% macro spark__segfit_number_text(expression) -%}
+    {%- set text = 'cast(' ~ expression ~ ' as string)' -%}
+    case
+        when not ({{ text }} rlike '^-?[0-9.]+E-?[0-9]+$' or {{ text }} in ('Infinity', '-Infinity', 'NaN'))
+            then regexp_replace({{ text }}, '[.]0$', '')
+        when {{ text }} = 'Infinity' then 'inf'
+        when {{ text }} = '-Infinity' then '-inf'
+        when {{ text }} = 'NaN' then 'nan'
+        when abs(try_cast({{ text }} as double)) >= 1e16 or abs(try_cast({{ text }} as double)) < 1e-4
+            then concat(
+                regexp_replace(regexp_extract({{ text }}, '^(-?[0-9.]+)E', 1), '[.]0$', ''),
+                'e',
+                case when regexp_extract({{ text }}, 'E(-?)', 1) = '-' then '-' else '+' end,
+                lpad(regexp_extract({{ text }}, 'E-?([0-9]+)$', 1), 2, '0')
+            )
+        else regexp_replace(
+            regexp_replace(cast(try_cast(try_cast({{ text }} as double) as decimal(38, 18)) as string), '0+$', ''),
+            '[.]$', ''
+        )
+    end
+{%- endmacro %}

@@ -43,7 +43,12 @@ keyed as (
 
 final as (
 
-    select * from keyed
+    select
+        keyed.*,
+        {#- the grain this table was built in, as data: marts.build_metadata reads it from here, so a partial
+            run with other vars cannot misreport it #}
+        cast({{ segfit_sql_string(cfg['customer_grain']) }} as {{ segfit_text() }}) as customer_grain
+    from keyed
     {%- if cfg['customer_grain'] == 'latest' %}
     where latest_rank = 1
     {%- endif %}

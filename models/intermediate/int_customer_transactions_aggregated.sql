@@ -3,7 +3,7 @@
     (segmentation_date, or the latest clean transaction date in the data when that is missing).
     Customers with no transactions keep their row, with a count of 0. The heavy join and group-by use
     integer keys (the record's source_row_number, the month as year * 12 + month): grouping 20M rows by
-    a text key costs twice as much. -#}
+    a text key costs twice as much. Distinct months are counted with a bit mask (see below). -#}
 
 with
 
@@ -72,7 +72,13 @@ point_in_time as (
 
 ),
 
-aggregated as (
+{#- Distinct months without a (record, month) group-by (11M groups at 20M transactions, the costliest
+    step of this model): each month sets one bit of a 126-bit mask, at position month mod 126, held in two
+    63-bit integers. Within any 126 consecutive months the positions differ, so for a record whose months
+    span fewer than 126 (10.5 years) the number of set bits is the exact count. Records with a longer span
+    are counted exactly by long_span_months below. The quarters are counted with count(*) filter (a
+    64-bit count, where sum(case ... then 1) keeps a 128-bit sum). #}
+aggregated_in_one_pass as (
 
     select
         record_key,
@@ -81,15 +87,69 @@ aggregated as (
         sum(profit) as net_profit,
         stddev_samp(amount) as amount_stddev,
         avg(amount) as amount_mean,
-        sum(case when transaction_quarter = 1 then 1 else 0 end) as q1_transactions,
-        sum(case when transaction_quarter = 2 then 1 else 0 end) as q2_transactions,
-        sum(case when transaction_quarter = 3 then 1 else 0 end) as q3_transactions,
-        sum(case when transaction_quarter = 4 then 1 else 0 end) as q4_transactions,
+        count(*) filter (where transaction_quarter = 1) as q1_transactions,
+        count(*) filter (where transaction_quarter = 2) as q2_transactions,
+        count(*) filter (where transaction_quarter = 3) as q3_transactions,
+        count(*) filter (where transaction_quarter = 4) as q4_transactions,
         min(transaction_date) as first_transaction_date,
         max(transaction_date) as last_transaction_date,
-        count(distinct transaction_month) as active_months
+        min(transaction_month) as first_month,
+        max(transaction_month) as last_month,
+        {{ segfit_month_bits('transaction_month', 0) }} as month_bits_low,
+        {{ segfit_month_bits('transaction_month', 1) }} as month_bits_high
     from point_in_time
     group by record_key
+
+),
+
+long_span_records as (
+
+    select record_key
+    from aggregated_in_one_pass
+    where last_month - first_month >= {{ segfit_month_mask_width() }}
+
+),
+
+{#- Exact distinct months for the records spanning 126 months or more (none in most data): their
+    transactions are read again, through an import CTE of their own, and grouped by (record, month).
+    With no such record the join's build side is empty and the engine skips the probe. #}
+transactions_of_long_span_records as (
+
+    select
+        customer_id,
+        transaction_date
+    from {{ ref('int_transactions_validated') }}
+
+),
+
+long_span_months as (
+
+    select
+        long_span_records.record_key,
+        count(distinct {{ segfit_month_index('transactions_of_long_span_records.transaction_date') }})
+            as active_months
+    from long_span_records
+    inner join records_as_of
+        on long_span_records.record_key = records_as_of.record_key
+    inner join transactions_of_long_span_records
+        on records_as_of.customer_id = transactions_of_long_span_records.customer_id
+            and records_as_of.as_of_date >= transactions_of_long_span_records.transaction_date
+    group by long_span_records.record_key
+
+),
+
+aggregated as (
+
+    select
+        aggregated_in_one_pass.*,
+        coalesce(
+            long_span_months.active_months,
+            {{ segfit_bit_count('aggregated_in_one_pass.month_bits_low') }}
+            + {{ segfit_bit_count('aggregated_in_one_pass.month_bits_high') }}
+        ) as active_months
+    from aggregated_in_one_pass
+    left join long_span_months
+        on aggregated_in_one_pass.record_key = long_span_months.record_key
 
 ),
 

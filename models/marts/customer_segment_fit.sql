@@ -3,7 +3,8 @@
     The flag is strict: abs(deviation) > threshold. Deviations are rounded to 10 decimal places before
     the comparison so binary floating-point noise (0.65 - 0.5 = 0.15000000000000002) cannot decide the
     boundary. In relative mode the deviation is divided by the segment average; a segment average of 0
-    gives no relative deviation and no flag. -#}
+    gives no relative deviation and no flag. In zscore mode it is divided by the segment's sample standard
+    deviation of retention (segment_sd_retention); a segment with one record or SD 0 gives no flag. -#}
 {%- set cfg = segfit_config() -%}
 
 with
@@ -22,6 +23,7 @@ per_segment as (
     select
         profitability_segment,
         avg(retention_probability) as segment_avg_retention,
+        stddev_samp(retention_probability) as segment_sd_retention,
         count(*) as segment_record_count
     from features
     group by profitability_segment
@@ -44,6 +46,7 @@ segment_stats as (
     select
         features.*,
         per_segment.segment_avg_retention,
+        per_segment.segment_sd_retention,
         per_segment.segment_record_count,
         population.revenue_mean,
         population.revenue_std,
@@ -76,6 +79,11 @@ flagged as (
         {%- if cfg['anomaly_threshold_mode'] == 'relative' %}
         coalesce(
             round(abs(retention_deviation) / nullif(segment_avg_retention, 0), 10) > {{ cfg['anomaly_threshold'] }},
+            false
+        ) as is_classification_anomaly
+        {%- elif cfg['anomaly_threshold_mode'] == 'zscore' %}
+        coalesce(
+            round(abs(retention_deviation) / nullif(segment_sd_retention, 0), 10) > {{ cfg['anomaly_threshold'] }},
             false
         ) as is_classification_anomaly
         {%- else %}
@@ -126,6 +134,7 @@ final as (
         cast(value_mismatch_z as {{ segfit_double() }}) as value_mismatch_z,
         cast(segment_record_count as {{ dbt.type_bigint() }}) as segment_record_count,
         cast(segment_avg_retention as {{ segfit_double() }}) as segment_avg_retention,
+        cast(segment_sd_retention as {{ segfit_double() }}) as segment_sd_retention,
         cast(retention_deviation as {{ segfit_double() }}) as retention_deviation,
         cast(abs(retention_deviation) as {{ segfit_double() }}) as abs_retention_deviation,
         cast(case when round(retention_deviation, 10) < 0 then 'below' else 'above' end as {{ segfit_text() }})
