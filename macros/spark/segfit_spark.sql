@@ -103,7 +103,10 @@
     represented or are not read: such a text is "not a valid date" here (DuckDB would call year 12345 "in
     the future"). `infinity` / `-infinity` map to the ends of Spark's range (see segfit_infinite_timestamp). -#}
 {% macro spark__segfit_safe_cast_timestamp_text(expression) -%}
-    {%- set pattern = "'^\\\\s*([0-9]+)([-/ ])([0-9]{1,2})\\\\2([0-9]{1,2})(?:(?:T| +)([0-9]{1,2}):([0-9]{1,2})(?::([0-9]{1,2})(?:[.]([0-9]*))?)?)?\\\\s*(Z|UTC|([-+])([0-9]{2}):?([0-9]{2})?)?\\\\s*$'" -%}
+    {#- groups: 1 year, 3 month, 4 day, 5-8 hour, minute, second, fraction, 10-12 offset sign, hours, minutes -#}
+    {%- set pattern = "'^\\\\s*([0-9]+)([-/ ])([0-9]{1,2})\\\\2([0-9]{1,2})"
+        ~ "(?:(?:T| +)([0-9]{1,2}):([0-9]{1,2})(?::([0-9]{1,2})(?:[.]([0-9]*))?)?)?"
+        ~ "\\\\s*(Z|UTC|([-+])([0-9]{2}):?([0-9]{2})?)?\\\\s*$'" -%}
     {%- set part = [] -%}
     {%- for index in range(13) -%}
         {%- do part.append("regexp_extract(" ~ expression ~ ", " ~ pattern ~ ", " ~ index ~ ")") -%}
@@ -152,7 +155,8 @@
     {{ return(adapter.dispatch('segfit_infinite_timestamp_values', 'segfit')()) }}
 {%- endmacro %}
 {% macro default__segfit_infinite_timestamp_values() -%}
-    {{ return(["cast('infinity' as " ~ dbt.type_timestamp() ~ ")", "cast('-infinity' as " ~ dbt.type_timestamp() ~ ")"]) }}
+    {%- set timestamp = dbt.type_timestamp() -%}
+    {{ return(["cast('infinity' as " ~ timestamp ~ ")", "cast('-infinity' as " ~ timestamp ~ ")"]) }}
 {%- endmacro %}
 {% macro spark__segfit_infinite_timestamp_values() -%}
     {{ return(["timestamp'9999-12-31 23:59:59.999999'", "timestamp'0001-01-01 00:00:00'"]) }}
