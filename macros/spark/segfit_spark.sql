@@ -209,12 +209,16 @@
 
 {#- A number as DuckDB writes it (the shortest text that reads back, `.0` dropped): Java's Double.toString
     switches to `1.0E7` notation outside [1e-3, 1e7) where DuckDB writes plain digits up to 1e16 and
-    `1e+16` / `1e-05` beyond, and writes `Infinity` / `NaN` where DuckDB writes `inf` / `nan`. Plain range:
+    `1e+16` / `1e-05` beyond, and writes `Infinity` / `NaN` where DuckDB writes `inf` / `nan`; the two
+    infinite timestamps are written `infinity` / `-infinity`, as DuckDB writes its own. Plain range:
     through a decimal (Spark turns a double into a decimal through its shortest text); exponent range: the
     Java text rewritten. Timestamps and integers pass through their text unchanged, as on DuckDB. -#}
 {% macro spark__segfit_number_text(expression) -%}
     {%- set text = 'cast(' ~ expression ~ ' as string)' -%}
     case
+        {#- the infinite timestamps (segfit_infinite_timestamp_values) as DuckDB writes its real ones -#}
+        when {{ text }} = '9999-12-31 23:59:59.999999' then 'infinity'
+        when {{ text }} = '0001-01-01 00:00:00' then '-infinity'
         when not ({{ text }} rlike '^-?[0-9.]+E-?[0-9]+$' or {{ text }} in ('Infinity', '-Infinity', 'NaN'))
             then regexp_replace({{ text }}, '[.]0$', '')
         when {{ text }} = 'Infinity' then 'inf'
@@ -225,7 +229,11 @@
                 regexp_replace(regexp_extract({{ text }}, '^(-?[0-9.]+)E', 1), '[.]0$', ''),
                 'e',
                 case when regexp_extract({{ text }}, 'E(-?)', 1) = '-' then '-' else '+' end,
-                lpad(regexp_extract({{ text }}, 'E-?([0-9]+)$', 1), 2, '0')
+                case
+                    when length(regexp_extract({{ text }}, 'E-?([0-9]+)$', 1)) < 2
+                        then concat('0', regexp_extract({{ text }}, 'E-?([0-9]+)$', 1))
+                    else regexp_extract({{ text }}, 'E-?([0-9]+)$', 1)
+                end
             )
         else regexp_replace(
             regexp_replace(cast(try_cast(try_cast({{ text }} as double) as decimal(38, 18)) as string), '0+$', ''),
