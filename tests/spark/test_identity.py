@@ -150,7 +150,7 @@ def test_the_spark_marts_are_parquet_tables_at_the_managed_location(builds):
         assert list(folder.glob("part-*.parquet")), mart
 
 
-def test_the_comparison_sees_a_one_ulp_text_or_flag_change():
+def test_the_comparison_sees_a_changed_double_text_flag_or_row():
     """The comparison itself can fail: a changed flag, text or a double beyond 1e-12 is a difference;
     a double within it is not."""
     row = {"customer_record_id": "a", "x": 0.1, "flag": True, "name": "n"}
@@ -159,6 +159,12 @@ def test_the_comparison_sees_a_one_ulp_text_or_flag_change():
     for changed in ({"x": 0.1 * (1 + 1e-11)}, {"flag": False}, {"name": "N"}, {"x": None}):
         assert not compare_mart([row], [dict(row, **changed)], "customer_segment_fit").identical, changed
     assert not compare_mart([row], [], "customer_segment_fit").identical
+    # a difference column is compared at its operands' scale (1): 1e-15 apart at 0.001 is the same value,
+    # 1e-11 apart is not
+    near_zero = {"customer_record_id": "a", "value_mismatch_z": 0.001}
+    assert compare_mart([near_zero], [dict(near_zero, value_mismatch_z=0.001 + 1e-15)], "customer_segment_fit").identical
+    assert not compare_mart([near_zero], [dict(near_zero, value_mismatch_z=0.001 + 1e-11)],
+                            "customer_segment_fit").identical
 
 
 def _metrics(path: Path, grain: str, out: Path, spark: bool) -> dict:
