@@ -215,8 +215,8 @@
     Java text rewritten. Timestamps and integers pass through their text unchanged, as on DuckDB. -#}
 {% macro spark__segfit_number_text(expression) -%}
     {%- set text = 'cast(' ~ expression ~ ' as string)' -%}
+    {#- the infinite timestamps (segfit_infinite_timestamp_values) as DuckDB writes its real ones #}
     case
-        {#- the infinite timestamps (segfit_infinite_timestamp_values) as DuckDB writes its real ones -#}
         when {{ text }} = '9999-12-31 23:59:59.999999' then 'infinity'
         when {{ text }} = '0001-01-01 00:00:00' then '-infinity'
         when not ({{ text }} rlike '^-?[0-9.]+E-?[0-9]+$' or {{ text }} in ('Infinity', '-Infinity', 'NaN'))
