@@ -115,6 +115,16 @@ def test_plain_dbt_works_in_a_fresh_clone_and_never_touches_the_published_path(f
     assert build.returncode == 0, build.stdout[-3000:]
     assert "customer_segment_fit" in _tables(fresh_clone / "warehouse" / "dev.duckdb", "marts")
     assert not (fresh_clone / "warehouse" / "segfit.duckdb").exists(), "dev must not write the published path"
+    # the README's `dbt snapshot` and `dbt test` on their own, after the build
+    snapshot = _dbt(fresh_clone, "snapshot")
+    assert snapshot.returncode == 0, snapshot.stdout[-3000:]
+    tested = _dbt(fresh_clone, "test")
+    assert tested.returncode == 0, tested.stdout[-3000:]
+    with contextlib.closing(duckdb.connect(str(fresh_clone / "warehouse" / "dev.duckdb"), read_only=True)) as con:
+        customers = con.execute("select count(distinct customer_id) from marts.customer_segment_fit").fetchone()[0]
+        current = con.execute("select count(*) from snapshots.customer_segment_fit_history "
+                              "where dbt_valid_to is null").fetchone()[0]
+    assert current == customers > 0
 
 
 def test_prod_needs_an_explicit_path(fresh_clone):

@@ -72,7 +72,7 @@ point_in_time as (
 
 ),
 
-{#- Distinct months without a (record, month) group-by (11M groups at 20M transactions, the costliest
+{# Distinct months without a (record, month) group-by (11M groups at 20M transactions, the costliest
     step of this model): each month sets one bit of a 126-bit mask, at position month mod 126, held in two
     63-bit integers. Within any 126 consecutive months the positions differ, so for a record whose months
     span fewer than 126 (10.5 years) the number of set bits is the exact count. Records with a longer span
@@ -110,7 +110,7 @@ long_span_records as (
 
 ),
 
-{#- Exact distinct months for the records spanning 126 months or more (none in most data): their
+{# Exact distinct months for the records spanning 126 months or more (none in most data): their
     transactions are read again, through an import CTE of their own, and grouped by (record, month).
     With no such record the join's build side is empty and the engine skips the probe. #}
 transactions_of_long_span_records as (

@@ -77,7 +77,7 @@ hits as (
 
 ),
 
-{#- the rule list is fixed, so every rule has a row even when the fit is empty -#}
+{# the rule list is fixed, so every rule has a row even when the fit is empty -#}
 rule_list as (
     {%- for feature, threshold in rules %}
 
