@@ -133,7 +133,8 @@ final as (
             as {{ segfit_double() }}
         ) as lift,
         cast(
-            {{ segfit_ratio('anomaly_hits * (normal_total - normal_hits)', '(anomaly_total - anomaly_hits) * normal_hits') }}
+            {{ segfit_ratio('anomaly_hits * (normal_total - normal_hits)',
+                            '(anomaly_total - anomaly_hits) * normal_hits') }}
             as {{ segfit_double() }}
         ) as odds_ratio,
         cast(mh_numerator / nullif(mh_denominator, 0) as {{ segfit_double() }}) as mh_odds_ratio,
