@@ -8,7 +8,7 @@ export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export MPLBACKEND := Agg
 LINT_FORMAT ?= human         # `make lint LINT_FORMAT=json`: sqlfluff's per-file results (tests/test_dbt_environments.py)
 
-.PHONY: install install-spark test-spark java-check run build report test lint bench docs seeds clean
+.PHONY: install install-spark test-spark java-check run build report test test-fast lint bench docs seeds clean
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,9 @@ report: $(STAMP)             ## report from the existing warehouse
 
 test: $(STAMP)               ## every test: pytest (dbt builds, unit tests, GX, oracle), ruff, sqlfluff
 	$(BIN)/python -m pytest
+
+test-fast: $(STAMP)          ## the pure unit tests only (tests/unit: synthetic frames, no warehouse; < 60 s)
+	$(BIN)/python -m pytest tests/unit -m "not slow"
 
 test-spark: install-spark   ## the Spark identity suite: the same marts on DuckDB and Spark (tests/spark)
 	SEGFIT_TEST_SPARK=1 SEGFIT_SPARK_CASES="$(SEGFIT_SPARK_CASES)" $(BIN)/python -m pytest -n 0 -s tests/spark

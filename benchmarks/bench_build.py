@@ -723,7 +723,7 @@ def markdown(summaries: list[dict], scaling: dict | None) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> int:  # noqa: C901 - one flat sequence of benchmark steps and options; owned by #11
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default=None, help=f"N:M[,N:M...] (default {DEFAULT_SIZES})")
     parser.add_argument("--orders", default=DEFAULT_ORDERS,

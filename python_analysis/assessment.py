@@ -193,7 +193,8 @@ def assess(
 ) -> dict[str, object] | None:
     """All assessments of the fair tree against the baseline (see the module docstring), on the sample of
     whole customers given (``validation.customer_sample``); ``X_fair_raw``: the fair columns with missing values left
-    missing (for the logistic pipeline's own imputer)."""
+    missing (for the logistic pipeline's own imputer).
+    Long: one grouped-CV loop fills every model's out-of-fold predictions; splitting it would repeat the folds (#9)."""
     settings = settings or AssessmentSettings(random_state=config.random_state)
     X, Xr, Xb, yy, g, seg = X_fair, X_fair_raw, X_base, np.asarray(y, dtype=bool), groups, segment
     _, inverse = np.unique(g, return_inverse=True)

@@ -245,12 +245,13 @@ class CheckReport:
 # --------------------------------------------------------------------------------------------------------
 
 
-def expectation_suites(config: CheckConfig) -> dict[str, list[Any]]:
+def expectation_suites(config: CheckConfig) -> dict[str, list[Any]]:  # noqa: C901 - one declarative list of suites per table; splitting it scatters the contract
     """One list of GX expectations per table (fresh objects on every call).
 
     ``meta`` of every expectation: ``severity`` ("error" | "warning"), optionally ``nonempty_only`` (skip on an
     empty table) and ``check`` (a short human description). Cross-table expectations use suite parameters
     named in ``PARAMETERS``.
+    Long: the declarative suites of every table in one place, read as the contract (#11).
     """
     import great_expectations.expectations as gxe
 
@@ -1021,15 +1022,23 @@ def _number(column: str) -> str:
     return f"(case when isnan({value}) then null else {value} end)"
 
 
+# the flag's rule per threshold mode, as in expected_anomaly_flag: |deviation| divided by this column (None:
+# not divided). A mode missing here keeps the fit tables on the GX path.
+SQL_FLAG_DIVISORS: dict[str, str | None] = {
+    "absolute": None, "relative": "segment_avg_retention", "zscore": "segment_sd_retention",
+}
+
+
 def _sql_derived_fit(config: CheckConfig) -> str:
     """The derived check columns of _derive_fit as a SQL select list (same definitions: numpy's
     round-half-to-even at 10 decimals, missing = null or NaN)."""
     shares = [_number(f"{q}_share") for q in QUARTERS]
     deviation = _number("retention_deviation")
     magnitude = f"abs({deviation})"
-    if config.anomaly_threshold_mode == "relative":
-        average = _number("segment_avg_retention")
-        magnitude = f"({magnitude} / (case when {average} <> 0 then {average} end))"
+    divisor_column = SQL_FLAG_DIVISORS[config.anomaly_threshold_mode]
+    if divisor_column is not None:
+        divisor = _number(divisor_column)
+        magnitude = f"({magnitude} / (case when {divisor} <> 0 then {divisor} end))"
     threshold = repr(float(config.anomaly_threshold))  # a validated float, not text from the data
     flag = _quote("is_classification_anomaly")
     return ", ".join([
@@ -1049,9 +1058,11 @@ SQL_DERIVATIONS: dict[str, Callable[[CheckConfig], str]] = {
 }
 
 
-def _sql_checkable(table: str, source: Source, expectations: list[Any]) -> bool:
+def _sql_checkable(table: str, expectations: list[Any], config: CheckConfig) -> bool:
     """A table can be validated in SQL (instead of GX batches of chunks) when its derived check columns,
     if any, have a SQL form and every expectation of its suite has a SQL form here."""
+    if table in SQL_DERIVATIONS and config.anomaly_threshold_mode not in SQL_FLAG_DIVISORS:
+        return False
     return ((table not in DERIVATIONS or table in SQL_DERIVATIONS)
             and all(e.expectation_type in SQL_ROW_LEVEL | TABLE_LEVEL for e in expectations))
 
@@ -1086,7 +1097,7 @@ def _violation(expectation: Any, kwargs: Mapping[str, Any], kinds: Mapping[str, 
                 if kwargs.get("strict_min" if bound == "min_value" else "strict_max"):
                     operator += "="
                 outside.append(f"{column} {operator} ?")
-                params.append(float(kwargs[bound]))
+                params.append(kwargs[bound])
         if not outside:
             return "false"
         return f"(not {_missing(kwargs['column'], kinds)} and ({' or '.join(outside)}))"
@@ -1114,7 +1125,7 @@ def _label(values: Mapping[str, Any], keys: list[str], columns: list[str]) -> st
     return label
 
 
-def _sql_row_level(expectations: list[tuple[int, Any]], source: Source, table: str,
+def _sql_row_level(expectations: list[tuple[int, Any]], source: Source, table: str,  # noqa: C901 - one SQL translation per GX expectation type, side by side (owned by #11)
                    parameters: Mapping[str, float], config: CheckConfig,
                    column_types: Mapping[str, str]) -> tuple[dict[int, _Finding], _Totals]:
     """Evaluate row-level expectations over every row of the table in SQL: one scan counts the unexpected
@@ -1186,8 +1197,9 @@ def _sql_totals(source: Source, table: str, columns: set[str], totals: _Totals) 
         totals.counts[column] = int(count)
 
 
-def _run(tables: Mapping[str, pd.DataFrame | Source], config: CheckConfig, root: Path | None,
+def _run(tables: Mapping[str, pd.DataFrame | Source], config: CheckConfig, root: Path | None,  # noqa: C901 - GX setup, SQL and chunked validation and error collection in one place (owned by #11)
          data_docs_dir: Path | None, chunk_cells: int) -> CheckReport:
+    """Long: GX setup, the SQL and chunked paths and the error collection share one context (#11)."""
     import great_expectations as gx
 
     suites = expectation_suites(config)
@@ -1224,7 +1236,7 @@ def _run(tables: Mapping[str, pd.DataFrame | Source], config: CheckConfig, root:
         source = sources[table]
         rows = max(1, chunk_cells // max(1, len(source.columns)))
         table_rows = source.row_count() if isinstance(source, RelationSource) else 0
-        in_sql = (isinstance(source, RelationSource) and _sql_checkable(table, source, expectations)
+        in_sql = (isinstance(source, RelationSource) and _sql_checkable(table, expectations, config)
                   and table_rows > rows)
         if in_sql:
             first, second, chunks = pd.DataFrame(), None, iter(())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import re
 import signal
@@ -18,6 +19,34 @@ from python_analysis.errors import (  # noqa: F401 - the exit codes are part of 
     EXIT_USER_ERROR,
     SegfitError,
 )
+from python_analysis.pipeline import DEMO_VARIANTS, GRAINS, THRESHOLD_MODES
+
+
+class _Formatter(logging.Formatter):
+    """``segfit: <message>`` for segfit's own lines, ``  dbt | <line>`` for dbt's output, and records logged
+    with ``extra={"raw": True}`` (multi-line hints) as they are."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        if getattr(record, "raw", False):
+            return message
+        if record.name.endswith(".dbt"):
+            return "  dbt | " + message
+        return "segfit: " + message
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """Progress to stdout through the ``python_analysis`` logger (errors go to stderr from ``main``)."""
+    logger = logging.getLogger("python_analysis")
+    for handler in list(logger.handlers):
+        if getattr(handler, "segfit_cli", False):
+            logger.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(_Formatter())
+    handler.segfit_cli = True  # type: ignore[attr-defined]
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False
 
 
 class Terminated(BaseException):
@@ -42,12 +71,13 @@ def _number(text: str) -> float:
 def _add_input_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--customers", type=Path, help="customers CSV or Parquet (default: the demo seeds)")
     parser.add_argument("--transactions", type=Path, help="transactions CSV or Parquet (optional)")
-    parser.add_argument("--grain", default="all", help="all (every record) or latest (one per customer)")
+    parser.add_argument("--grain", default="all", choices=GRAINS,
+                        help="all (every record) or latest (one per customer)")
     parser.add_argument("--threshold", type=_number, default=0.15, help="anomaly threshold (default 0.15)")
-    parser.add_argument("--threshold-mode", default="absolute", help="absolute, relative (share of the segment average) or zscore (segment SDs)")
-    parser.add_argument(
-        "--demo-variant", default="transactions", help="demo input path: transactions or precomputed"
-    )
+    parser.add_argument("--threshold-mode", default="absolute", choices=THRESHOLD_MODES,
+                        help="absolute, relative (share of the segment average) or zscore (segment SDs)")
+    parser.add_argument("--demo-variant", default="transactions", choices=DEMO_VARIANTS,
+                        help="demo input path (without --customers)")
     parser.add_argument("--var", action="append", default=[], metavar="NAME=VALUE", help="extra dbt var")
     parser.add_argument("--warehouse", help="DuckDB file (default $SEGFIT_DUCKDB_PATH or warehouse/segfit.duckdb); "
                         "with --engine spark the Spark warehouse directory (default warehouse/spark)")
@@ -89,7 +119,7 @@ def parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="run the great-expectations checks on the warehouse")
     check.add_argument("--warehouse")
     _add_engine_option(check)
-    check.add_argument("--out", type=Path, default=Path("reports/latest"), help="where Data Docs go")
+    check.add_argument("--out", type=Path, default=Path("reports/latest"), help="where the checks page (checks.html) goes")
 
     report = commands.add_parser("report", help="fit the models and write the report from the marts")
     report.add_argument("--warehouse")
@@ -108,6 +138,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    configure_logging()
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         return _dispatch(args)
@@ -133,15 +164,15 @@ def _dispatch(args: argparse.Namespace) -> int:
         from python_analysis import demo_data
 
         for path in demo_data.write_seeds(demo_data.generate_demo(), args.seeds_dir):
-            print(f"segfit: wrote {path}")
-        return 0
+            logging.getLogger("python_analysis.cli").info("wrote %s", path)
+        return EXIT_OK
 
     if getattr(args, "engine", "duckdb") == "spark":
         return _dispatch_spark(args)
     published = warehouse.resolve_warehouse_path(args.warehouse)
     if args.command == "build":
         pipeline.build(_build_options(args), published, force=args.force)
-        print(serving.how_to_query(published))
+        logging.getLogger("python_analysis.cli").info("%s", serving.how_to_query(published), extra={"raw": True})
         return EXIT_OK
     from python_analysis import steps
 

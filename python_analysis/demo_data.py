@@ -462,8 +462,11 @@ def _plant_exact_threshold_pair(
 # --------------------------------------------------------------------------------------------------------
 
 
-def generate_demo(seed: int = DEFAULT_SEED) -> DemoData:
-    """Build the demo data set deterministically from ``seed``."""
+def generate_demo(seed: int = DEFAULT_SEED) -> DemoData:  # noqa: C901 - the demo's planted truth in named parts; #9 splits it into demo/ steps
+    """Build the demo data set deterministically from ``seed``.
+
+    Long: the demo's planted truth, step by step in one place (#9 plans named steps in demo/).
+    """
     rng = np.random.default_rng(seed)
     n = _N_CUSTOMERS
     cust_ids = np.array([f"C{i:06d}" for i in range(1, n + 1)])
@@ -891,7 +894,8 @@ def write_scaled_parquet(
     ``"time"`` writes them like a real transaction log: sorted by date, customers interleaved (ties in a
     fixed pseudo-random order), with ``transaction_id`` numbered in that order. Both orders hold the same
     transactions (same customers, dates, amounts, profits). The time order is made by DuckDB from the
-    customer-ordered file, sorting out of core under a 1 GB memory limit."""
+    customer-ordered file, sorting out of core under a 1 GB memory limit.
+    Long: one streaming writer for both files of a benchmark size (#11)."""
     if n_customers < 1 or n_transactions < 0:
         raise ValueError("n_customers must be >= 1 and n_transactions >= 0")
     if order not in SCALED_ORDERS:

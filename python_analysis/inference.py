@@ -561,7 +561,8 @@ def infer_grain(
     ci_for: frozenset[tuple[str, str, str]] = frozenset(),
 ) -> GrainInference:
     """Every within-segment test of every dimension on one grain's records. ``ci_for``: (dimension, input,
-    contrast) keys that get a bootstrap CI besides the ones the verdict needs (the other grain's evidence)."""
+    contrast) keys that get a bootstrap CI besides the ones the verdict needs (the other grain's evidence).
+    Long: every family of tests of one grain in one pass over the prepared frame (#9)."""
     settings = settings or InferenceSettings()
     full_mask = anomaly_mask(frame)
     ids = text_column(frame, "customer_id")
@@ -729,8 +730,9 @@ def within_segment_inference(
         with_ci = frozenset(
             (d, t.input, t.contrast) for d, ts in primary.tests.items() for t in ts if math.isfinite(t.ci_low)
         )
-        other = infer_grain(
-            latest_records(fit), "latest", rules=rules, excluded=excluded, settings=settings, ci_for=with_ci
+        other = infer_grain(  # the anomaly-definition sensitivity is reported for the report's grain only
+            latest_records(fit), "latest", rules=rules, excluded=excluded,
+            settings=replace(settings, anomaly_definition=False), ci_for=with_ci,
         )
         note = "latest grain derived from the same records (one per customer, the README's rule)"
     elif other_grain_available:
@@ -957,7 +959,8 @@ def anomaly_definition_sensitivity(frame: pd.DataFrame, settings: InferenceSetti
     2-component ``GaussianMixture`` on retention, BIC; two populations when the 2-component BIC is lower by
     more than 10) on at most 1,000 records per segment; ``two_retention_populations`` when most (> 50 %) of the segment is
     flagged. Overall: the flagged set under absolute thresholds 0.10-0.20, under |deviation| / segment SD > z
-    and under the robust MAD z > z, each as its size and Jaccard overlap with the build's flags."""
+    and under the robust MAD z > z, each as its size and Jaccard overlap with the build's flags.
+    Long: the per-segment and per-definition tables share one pass (#9)."""
     from sklearn.mixture import GaussianMixture
 
     settings = settings or InferenceSettings()
@@ -966,7 +969,7 @@ def anomaly_definition_sensitivity(frame: pd.DataFrame, settings: InferenceSetti
     segment = text_column(frame, "profitability_segment").to_numpy(dtype=object)
     retention = numeric_column(frame, "retention_probability")
     flags = anomaly_mask(frame)
-    codes, inverse = np.unique(segment, return_inverse=True)
+    inverse, codes = pd.factorize(segment, sort=True)
     s = pd.Series(retention)
     by = s.groupby(inverse)
     mean = by.transform("mean").to_numpy()

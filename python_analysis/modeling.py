@@ -112,7 +112,10 @@ def feature_matrix(
     config: ReportConfig,
     dtype: type = np.float32,
 ) -> FeatureMatrix:
-    """Build a matrix; absent/all-null/constant columns are dropped and every imputation is noted."""
+    """Build a matrix; absent/all-null/constant columns are dropped and every imputation is noted.
+
+    Long: numeric and categorical encoding of one matrix with its notes (#9).
+    """
     blocks: list[np.ndarray] = []
     columns: list[str] = []
     sources: list[str] = []
@@ -345,6 +348,7 @@ def segment_tree(
     """What defines the segment: a tree predicting profitability_segment from behaviour features.
 
     ``matrix`` (from ``model_matrix``) avoids rebuilding the features when several models are fitted.
+    Long: fit, CV, per-class metrics and rules of one tree (#9).
     """
     n = len(fit)
     if "profitability_segment" not in fit.columns or n == 0:
@@ -628,6 +632,7 @@ def anomaly_models(
     """What predicts an anomaly: full (leaky), fair, baseline and behavioural trees, in-sample and CV.
 
     ``matrix`` (from ``model_matrix``) avoids rebuilding the features for each model.
+    Long: the four models share one matrix and one CV split (#9).
     """
     n = len(fit)
     y = anomaly_mask(fit)
@@ -885,9 +890,13 @@ def _cluster_stability(Z: np.ndarray, models: dict[int, KMeans], k_scores: pd.Da
     n_sil = min(500, len(Zs))
 
     def silhouette_of(X: np.ndarray, labels: np.ndarray, seed: int) -> float:
+        # subsample first, then check: a subsample of a bootstrap can hold a single cluster (seen at 20k records)
+        if n_sil < len(X):
+            keep = np.random.default_rng(seed).choice(len(X), n_sil, replace=False)
+            X, labels = X[keep], labels[keep]
         if not 2 <= len(np.unique(labels)) <= len(X) - 1:
             return math.nan
-        return float(silhouette_score(X, labels, sample_size=n_sil if n_sil < len(X) else None, random_state=seed))
+        return float(silhouette_score(X, labels))
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -914,6 +923,7 @@ def _cluster_stability(Z: np.ndarray, models: dict[int, KMeans], k_scores: pd.Da
     out["bootstrap_ari"] = [float(np.mean(ari[k])) if ari[k] else math.nan for k in ks]
     out["ari_vs_segment"] = [float(adjusted_rand_score(segment[rows], full[k])) for k in ks]
     out["null_silhouette"] = [float(np.nanmean(null[k])) if np.isfinite(null[k]).any() else math.nan for k in ks]
+    out["stability_records"] = len(rows)  # the (sampled) anomaly records behind the four columns above
     return out
 
 
@@ -1012,7 +1022,8 @@ def anomaly_clusters(anomalies: pd.DataFrame, config: ReportConfig) -> Clusterin
         return _anomaly_clusters(anomalies, config)
 
 
-def _anomaly_clusters(anomalies: pd.DataFrame, config: ReportConfig) -> ClusteringResult:
+def _anomaly_clusters(anomalies: pd.DataFrame, config: ReportConfig) -> ClusteringResult:  # noqa: C901 - K search, fit, labels and profiles of one clustering; owned by #9
+    """Long: K search, fit, labels and profiles of one clustering (#9)."""
     n = len(anomalies)
     if n < 3:
         return ClusteringResult(

@@ -5,15 +5,19 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from python_analysis import inputs, publishing, warehouse
 from python_analysis.errors import SegfitError
 
-Echo = Callable[[str], None]
+log = logging.getLogger(__name__)
+
+GRAINS = ("all", "latest")
+THRESHOLD_MODES = ("absolute", "relative", "zscore")
+DEMO_VARIANTS = ("transactions", "precomputed")
 
 # dbt renders Jinja in --vars values: a value with a Jinja marker never reaches dbt
 _JINJA = ("{{", "{%", "{#")
@@ -34,14 +38,14 @@ class BuildOptions:
     extra_vars: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
-        if self.grain not in ("all", "latest"):
+        if self.grain not in GRAINS:
             raise SegfitError(f"--grain must be 'all' or 'latest', got {self.grain!r}")
-        if self.threshold_mode not in ("absolute", "relative", "zscore"):
+        if self.threshold_mode not in THRESHOLD_MODES:
             raise SegfitError(
                 f"--threshold-mode must be 'absolute', 'relative' or 'zscore', got {self.threshold_mode!r}")
         if not isinstance(self.threshold, int | float) or math.isnan(self.threshold) or self.threshold < 0:
             raise SegfitError(f"--threshold must be a number >= 0, got {self.threshold!r}")
-        if self.demo_variant not in ("transactions", "precomputed"):
+        if self.demo_variant not in DEMO_VARIANTS:
             raise SegfitError(f"demo variant must be 'transactions' or 'precomputed', got {self.demo_variant!r}")
         if self.transactions is not None and self.customers is None:
             raise SegfitError("--transactions needs --customers (the demo brings its own transactions)")
@@ -111,8 +115,7 @@ def validated_options(options: BuildOptions) -> BuildOptions:
     )
 
 
-def build_candidate(options: BuildOptions, published: Path, echo: Echo = print, force: bool = False
-                    ) -> publishing.Slot:
+def build_candidate(options: BuildOptions, published: Path, force: bool = False) -> publishing.Slot:
     """Run ``dbt build`` into a fresh, locked build directory beside ``published``; not yet published.
 
     On any failure or interrupt the directory is removed and the published warehouse is untouched.
@@ -121,19 +124,18 @@ def build_candidate(options: BuildOptions, published: Path, echo: Echo = print, 
     publishing.check_warehouse_target(published, tuple(p for p in (options.customers, options.transactions) if p),
                                       force=force)
     for stale in publishing.sweep(published):
-        echo(f"segfit: removed leftover build {stale}")
+        log.info("removed leftover build %s", stale)
     previous = publishing.current_target(published)
     if previous is not None and not publishing.has_marts(previous):
         previous = None  # a foreign file replaced with --force has no history to carry over
     slot = publishing.new_slot(published)
     try:
-        echo(f"segfit: building {options.describe()}")
+        log.info("building %s", options.describe())
         build_env = {**options.dbt_env(), "SEGFIT_INPUT_FINGERPRINTS": json.dumps(options.input_fingerprints())}
         if previous is not None:
             build_env["SEGFIT_PREVIOUS_BUILD"] = str(previous)
         with publishing.reading(previous) if previous else contextlib.nullcontext():
-            code = warehouse.run_dbt(["build", "--vars", json.dumps(options.dbt_vars())], slot.target, echo=echo,
-                                     build=build_env)
+            code = warehouse.run_dbt(["build", "--vars", json.dumps(options.dbt_vars())], slot.target, build=build_env)
         if code != 0:
             raise SegfitError(f"dbt build failed (exit {code}); the published warehouse {published} is unchanged")
     except BaseException:
@@ -142,12 +144,12 @@ def build_candidate(options: BuildOptions, published: Path, echo: Echo = print, 
     return slot
 
 
-def build(options: BuildOptions, published: Path, echo: Echo = print, force: bool = False) -> Path:
-    slot = build_candidate(options, published, echo, force=force)
+def build(options: BuildOptions, published: Path, force: bool = False) -> Path:
+    slot = build_candidate(options, published, force=force)
     try:
         publishing.publish(published, slot)
     except BaseException:
         slot.discard()
         raise
-    echo(f"segfit: published {published}")
+    log.info("published %s", published)
     return published

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import math
 import textwrap
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import matplotlib
 
@@ -26,6 +26,8 @@ from .modeling import AnomalyModel, ClusteringResult, top_importances  # noqa: E
 ANOMALY_COLOR = "#d62728"
 NORMAL_COLOR = "#7f7f7f"
 QUARTER_COLORS = ("#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd")
+# categorical colours for clusters: tab10 without its red (anomaly) and grey (normal)
+CLUSTER_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf")
 
 
 def _figure(config: ReportConfig, size: tuple[float, float] | None = None) -> Figure:
@@ -90,45 +92,50 @@ def transaction_behaviour(fit: pd.DataFrame, config: ReportConfig) -> Figure:
 
 
 def volatility(fit: pd.DataFrame, config: ReportConfig) -> Figure:
+    """Histograms up to the 99th percentile; the records above it are counted in the axis label, never piled
+    into the last bin (which drew a false spike at the right edge)."""
     values = numeric_column(fit, "transaction_value_volatility")
     mask = anomaly_mask(fit)
     fig = _figure(config)
     ax = fig.add_subplot()
     finite = values[np.isfinite(values)]
+    hidden = 0
+    lo = hi = 0.0
     if len(finite):
-        lo, hi = np.quantile(finite, [0.0, 0.99])
+        lo, hi = (float(v) for v in np.quantile(finite, [0.0, 0.99]))
         hi = hi if hi > lo else lo + 1.0
+        hidden = int((finite > hi).sum())
         bins = np.linspace(lo, hi, 40)
         for group, sel, color in (("normal", ~mask, NORMAL_COLOR), ("anomaly", mask, ANOMALY_COLOR)):
             v = values[sel]
             v = v[np.isfinite(v)]
             if len(v):
-                ax.hist(
-                    np.clip(v, lo, hi),
-                    bins=bins,
-                    density=True,
-                    alpha=0.5,
-                    color=color,
-                    label=f"{group} (n={len(v)}, median={np.median(v):.3g})",
-                )
+                ax.hist(v[v <= hi], bins=bins, density=True, alpha=0.5, color=color,
+                        label=f"{group} (n={len(v):,}, median={np.median(v):.3g})")
         ax.legend(loc="best")
-    ax.set_xlabel("transaction_value_volatility (values above the 99th percentile clipped)")
+    note = f"; {hidden:,} records above the 99th percentile ({hi:.3g}) not drawn" if hidden else ""
+    ax.set_xlabel(f"transaction value volatility{note}")
     ax.set_ylabel("density")
     ax.set_title("Transaction value volatility: anomalies vs normal records")
     ax.grid(alpha=0.3)
     return fig
 
 
-def seasonal_distribution(seasonal: pd.DataFrame, config: ReportConfig) -> Figure:
+def seasonal_distribution(seasonal: pd.DataFrame, config: ReportConfig, order: Sequence[str] = ()) -> Figure:
+    """Quarterly shares per segment (value order) and group; each tick names the group's number of records."""
     frame = seasonal.copy()
     frame["grouping_level"] = text_column(frame, "grouping_level")
     frame["profitability_segment"] = text_column(frame, "profitability_segment", missing="(all)")
     frame["anomaly_group"] = text_column(frame, "anomaly_group")
     seg = frame[(frame["grouping_level"] == "segment") & frame["anomaly_group"].isin(["anomaly", "normal"])]
-    seg = seg.sort_values(["profitability_segment", "anomaly_group"], kind="mergesort")
-    labels = [f"{s}\n{g}" for s, g in zip(seg["profitability_segment"], seg["anomaly_group"], strict=True)]
+    rank = {s: i for i, s in enumerate(order)}
+    seg = seg.assign(_rank=seg["profitability_segment"].map(lambda s: rank.get(s, len(rank))))
+    seg = seg.sort_values(["_rank", "profitability_segment", "anomaly_group"], kind="mergesort")
+    sizes = pd.to_numeric(seg.get("record_count"), errors="coerce").fillna(0).astype(int)
+    labels = [f"{s}\n{g}\nn={n:,}" for s, g, n in zip(seg["profitability_segment"], seg["anomaly_group"], sizes,
+                                                         strict=True)]
     width_in = max(config.figure_size[0], 1.1 * len(labels) + 1.5)
-    fig = _figure(config, (width_in, config.figure_size[1]))
+    fig = _figure(config, (width_in, config.figure_size[1] + 0.4))
     ax = fig.add_subplot()
     x = np.arange(len(labels))
     for q in range(4):
@@ -139,7 +146,7 @@ def seasonal_distribution(seasonal: pd.DataFrame, config: ReportConfig) -> Figur
     ax.axhline(0.25, color="black", linestyle="--", linewidth=1, label="even (0.25)")
     ax.set_xticks(x, labels, fontsize=8)
     ax.set_ylabel("mean share of transactions in quarter")
-    ax.set_xlabel("profitability_segment / group")
+    ax.set_xlabel("segment (value order) / group / records in the group")
     ax.set_title("Quarterly transaction shares per segment: anomalies vs normal")
     ax.legend(loc="upper right", ncols=5, fontsize=8)
     ax.grid(axis="y", alpha=0.3)
@@ -172,6 +179,7 @@ def value_realization(fit: pd.DataFrame, pearson: float, spearman: float, config
 
 
 def anomaly_rate(summary: pd.DataFrame, config: ReportConfig) -> Figure:
+    """Anomaly rate per segment, in the order of ``summary`` (value order)."""
     fig = _figure(config, (max(config.figure_size[0], 0.9 * len(summary) + 2), config.figure_size[1]))
     ax = fig.add_subplot()
     rates = summary["anomaly_rate"].fillna(0).to_numpy(dtype=float)
@@ -186,11 +194,67 @@ def anomaly_rate(summary: pd.DataFrame, config: ReportConfig) -> Figure:
             fontsize=8,
         )
     ax.set_xticks(x, summary["profitability_segment"].tolist(), rotation=20, ha="right")
-    ax.set_xlabel("profitability_segment")
-    ax.set_ylabel("anomaly rate (anomalies / records)")
+    ax.set_xlabel("segment (value order)")
+    ax.set_ylabel("anomaly rate (anomaly records / records)")
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     ax.set_ylim(0, max(0.05, float(rates.max()) * 1.2 if len(rates) else 0.05))
-    ax.set_title("Classification anomaly rate per segment (labels: anomalies/records)")
+    ax.set_title("Classification anomaly rate per segment (labels: anomaly records / records)")
+    ax.grid(axis="y", alpha=0.3)
+    return fig
+
+
+def _band(mean: float, threshold: float, mode: str, sd: float = math.nan) -> tuple[float, float]:
+    """The retention range that fits: mean ± threshold (absolute), ± threshold × |mean| (relative) or
+    ± threshold × the segment's sample SD (zscore)."""
+    width = threshold * abs(mean) if mode == "relative" else threshold * sd if mode == "zscore" else threshold
+    return mean - width, mean + width
+
+
+BAND_LABELS = {"relative": " × mean", "zscore": " × segment SD"}
+
+
+def retention_by_segment(fit: pd.DataFrame, order: Sequence[str], threshold: float | None, mode: str | None,
+                         config: ReportConfig) -> Figure:
+    """Every record's retention (jittered strip) per segment in value order, the segment mean and the band
+    inside which a record fits (mean ± threshold); anomalies, outside the band, in the anomaly colour."""
+    segment = text_column(fit, "profitability_segment").to_numpy()
+    retention = numeric_column(fit, "retention_probability")
+    mask = anomaly_mask(fit)
+    customers = text_column(fit, "customer_id").to_numpy() if "customer_id" in fit.columns else None
+    fig = _figure(config, (max(config.figure_size[0], 1.3 * len(order) + 2), config.figure_size[1] + 0.5))
+    ax = fig.add_subplot()
+    idx = _plot_positions(len(fit), config)
+    jitter = np.random.default_rng(config.random_state).uniform(-0.28, 0.28, len(idx))
+    pos = {s: i for i, s in enumerate(order)}
+    x = np.array([pos.get(s, -1) for s in segment[idx]], dtype=float)
+    keep = x >= 0
+    sel_idx, xs, js = idx[keep], x[keep], jitter[keep]
+    anomaly = mask[sel_idx]
+    ax.scatter(xs[~anomaly] + js[~anomaly], retention[sel_idx][~anomaly], s=7, alpha=0.35, color=NORMAL_COLOR,
+               linewidths=0, label="fits its segment")
+    ax.scatter(xs[anomaly] + js[anomaly], retention[sel_idx][anomaly], s=14, alpha=0.85, color=ANOMALY_COLOR,
+               linewidths=0, label="classification anomaly")
+    labels = []
+    for i, name in enumerate(order):
+        in_seg = segment == name
+        mean = float(np.nanmean(retention[in_seg])) if in_seg.any() else math.nan
+        if math.isfinite(mean):
+            ax.hlines(mean, i - 0.4, i + 0.4, color="black", linewidth=2, label="segment mean" if i == 0 else None)
+            sd = float(np.nanstd(retention[in_seg], ddof=1)) if in_seg.sum() > 1 else math.nan
+            if threshold is not None and math.isfinite(_band(mean, threshold, mode or "absolute", sd)[0]):
+                low, high = _band(mean, threshold, mode or "absolute", sd)
+                ax.fill_between([i - 0.4, i + 0.4], low, high, color="#4c78a8", alpha=0.12, linewidth=0,
+                                label=f"fits: mean ± {threshold:g}{BAND_LABELS.get(mode or '', '')}"
+                                if i == 0 else None)
+        n_cust = len(set(customers[in_seg])) if customers is not None else 0
+        labels.append(f"{name}\n{n_cust:,} customers\n{int(in_seg.sum()):,} records")
+    ax.set_xticks(np.arange(len(order)), labels, fontsize=8)
+    ax.set_xlim(-0.6, len(order) - 0.4)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_ylabel("retention probability")
+    ax.set_xlabel("segment (value order)")
+    ax.set_title("Retention by segment: the mean, the band that fits, and the anomalies outside it")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=4, fontsize=8, frameon=False)
     ax.grid(axis="y", alpha=0.3)
     return fig
 
@@ -220,7 +284,6 @@ def clusters(result: ClusteringResult, config: ReportConfig) -> Figure:
     fig = _figure(config, (config.figure_size[0] + 1, config.figure_size[1] + 1.5))
     ax = fig.add_subplot()
     proj = result.projection
-    cmap = matplotlib.colormaps["tab10"]
     labels = dict(zip(result.profiles["cluster_id"], result.profiles["cluster_label"], strict=True))
     sizes = dict(zip(result.profiles["cluster_id"], result.profiles["size"], strict=True))
     for c in sorted(labels):
@@ -230,7 +293,7 @@ def clusters(result: ClusteringResult, config: ReportConfig) -> Figure:
             proj.loc[sel, "pc2"],
             s=10,
             alpha=0.5,
-            color=cmap(c % 10),
+            color=CLUSTER_COLORS[c % len(CLUSTER_COLORS)],
             linewidths=0,
             label=textwrap.shorten(f"{c} (n={sizes[c]}): {labels[c]}", width=110, placeholder="..."),
         )
@@ -253,24 +316,45 @@ def clusters(result: ClusteringResult, config: ReportConfig) -> Figure:
     return fig
 
 
+def _readable(name: str) -> str:
+    """A one-hot column 'lifecycle_stage=Mature' or a feature name, with spaces instead of underscores."""
+    return name.replace("_", " ")
+
+
 def decision_tree(model: AnomalyModel, config: ReportConfig) -> Figure:
+    """The first ``tree_plot_depth`` levels of the fair tree; boxes coloured by the majority class in the
+    report's colours (anomaly red, normal grey), shaded by how pure the node is."""
     fig = _figure(config, config.tree_figure_size)
     ax = fig.add_subplot()
-    plot_tree(
+    annotations = plot_tree(
         model.estimator,
         max_depth=config.tree_plot_depth,
-        feature_names=model.feature_names,
+        feature_names=[_readable(f) for f in model.feature_names],
         class_names=["normal", "anomaly"],
-        filled=True,
+        filled=False,
         impurity=False,
         proportion=True,
         rounded=True,
-        fontsize=8,
+        fontsize=9,
         ax=ax,
     )
+    for annotation in annotations:
+        label = annotation.get_text()
+        box = annotation.get_bbox_patch()
+        if box is None:
+            continue
+        if "class = " not in label:  # a "(...)" stub for the levels not drawn
+            box.set_facecolor("white")
+            box.set_edgecolor(NORMAL_COLOR)
+            continue
+        color = ANOMALY_COLOR if "class = anomaly" in label else NORMAL_COLOR
+        # an opaque tint (colour mixed with white), so the arrows do not show through the text
+        tint = 0.25 * np.array(matplotlib.colors.to_rgb(color)) + 0.75
+        box.set_facecolor(tuple(tint))
+        box.set_edgecolor(color)
     ax.set_title(
-        f"Fair anomaly tree (no retention-derived features), first {config.tree_plot_depth} levels of "
-        f"max_depth={config.max_depth}; value = class proportions (class-weighted)"
+        f"Fair anomaly tree (no retention-derived feature): first {config.tree_plot_depth} of up to "
+        f"{config.max_depth} levels; 'value' = class shares after class weighting; full rules in the report"
     )
     return fig
 
@@ -283,6 +367,9 @@ def feature_importances(models: Mapping[str, AnomalyModel], config: ReportConfig
     axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.ravel()[len(shown) :]:
         ax.set_visible(False)
+    aucs = {m.name: m.cv["roc_auc"] for m in shown if m.cv and not m.leakage_by_design
+            and math.isfinite(m.cv["roc_auc"])}
+    best = max(aucs, key=lambda name: (aucs[name], name)) if aucs else None
     for ax, model in zip(axes.ravel(), shown, strict=False):
         top = top_importances(model.importances, config.top_importances)
         colors = ["#9467bd" if k == "categorical" else "#1f77b4" for k in top["kind"]]
@@ -295,11 +382,13 @@ def feature_importances(models: Mapping[str, AnomalyModel], config: ReportConfig
         ax.set_ylim(config.top_importances - 0.5, -0.5)  # largest on top, same bar height in every panel
         auc = model.cv["roc_auc"] if model.cv else math.nan
         tag = "LEAKAGE " if model.leakage_by_design else ""
+        mark = " - best without leakage" if model.name == best else ""
         ax.set_title(
-            f"{tag}{model.name} model (CV ROC-AUC {auc:.2f})"
+            f"{tag}{model.name} model (CV ROC-AUC {auc:.3f}{mark})"
             if math.isfinite(auc)
             else f"{tag}{model.name} model (no CV)",
             fontsize=10,
+            fontweight="bold" if mark else "normal",
         )
         ax.set_xlabel("importance (one-hot summed per source; zeros omitted)")
         ax.set_xlim(0, 1)

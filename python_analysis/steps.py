@@ -9,6 +9,7 @@ a copy of exactly that build, and publishes only if no other build was published
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -17,9 +18,13 @@ import pandas as pd
 
 from python_analysis import checks, pipeline, publishing, report, serving, warehouse
 from python_analysis.config import ReportConfig
-from python_analysis.errors import EXIT_CHECKS_FAILED
+from python_analysis.errors import EXIT_CHECKS_FAILED, EXIT_OK
+from python_analysis.report.checks_page import checks_page
+from python_analysis.report.runinfo import RunInfo, now_utc
 
-DATA_DOCS_DIR = "data_docs"
+log = logging.getLogger(__name__)
+
+CHECKS_PAGE = "checks.html"  # segfit's own page of every check and its result (no GX Data Docs: see checks_page)
 
 
 def check_config_for(fit: pd.DataFrame, config: ReportConfig) -> checks.CheckConfig:
@@ -32,34 +37,36 @@ def check_config_for(fit: pd.DataFrame, config: ReportConfig) -> checks.CheckCon
                               anomaly_rate_band=config.anomaly_rate_band)
 
 
-def run_checks_on(path: Path, out_dir: Path, config: ReportConfig, echo=print) -> checks.CheckReport:
+def run_checks_on(path: Path, out_dir: Path, config: ReportConfig) -> checks.CheckReport:
     """Validate a build without loading any whole large table: each table is streamed in chunks of at most
-    ``SEGFIT_CHECK_CHUNK_CELLS`` cells (see ``checks.run_checks``)."""
+    ``SEGFIT_CHECK_CHUNK_CELLS`` cells (see ``checks.run_checks``). Writes the checks page into ``out_dir``."""
     cells = checks.chunk_cells_from_env()
     with warehouse.checked_sources(path) as (sources, con):
         head = con.execute("select anomaly_threshold, anomaly_threshold_mode "
                            "from marts.customer_segment_fit limit 1").df()
-        echo(f"segfit: checking {len(sources)} tables: great-expectations (pandas) on tables of at most "
-             f"{cells:,} cells, larger tables in SQL over every row")
-        result = checks.run_checks(sources, check_config_for(head, config),
-                                   data_docs_dir=out_dir / DATA_DOCS_DIR, chunk_cells=cells)
-    echo(f"segfit: {result.evaluated} expectations evaluated: {len(result.errors)} errors, "
-         f"{len(result.warnings)} warnings; Data Docs: {result.data_docs_index}")
+        log.info("checking %d tables: great-expectations (pandas) on tables of at most %s cells, larger tables "
+                 "in SQL over every row", len(sources), f"{cells:,}")
+        check_config = check_config_for(head, config)
+        result = checks.run_checks(sources, check_config, chunk_cells=cells)
+    page = out_dir / CHECKS_PAGE
+    out_dir.mkdir(parents=True, exist_ok=True)
+    page.write_text(checks_page(result, check_config), encoding="utf-8", newline="\n")
+    log.info("%d expectations evaluated: %d errors, %d warnings; checks page: %s", result.evaluated,
+             len(result.errors), len(result.warnings), page)
     if result.validated_in_sql:
-        echo("segfit: validated in SQL (not in Data Docs): " + ", ".join(
+        log.info("validated in SQL over every row: %s", ", ".join(
             f"{table} ({rows:,} rows)" for table, rows in result.validated_in_sql.items()))
     return result
 
 
 def report_from(path: Path, out_dir: Path, config: ReportConfig, check_result: checks.CheckReport | None,
-                grain: str, echo=print) -> report.Report:
+                grain: str, started_at: str | None = None) -> report.Report:
     marts = warehouse.read_marts(path)  # read-only connection, closed before modelling starts
-    echo(f"segfit: fitting models on {len(marts['customer_segment_fit'])} records")
+    log.info("fitting models on %d records", len(marts["customer_segment_fit"]))
     warnings = [w.describe() for w in check_result.warnings] if check_result else []
-    docs = None
-    if check_result and check_result.data_docs_index:
-        docs = os.path.relpath(check_result.data_docs_index, out_dir)
-    return report.build_report(marts, config, check_warnings=warnings, data_docs_href=docs, grain=grain)
+    page = CHECKS_PAGE if (out_dir / CHECKS_PAGE).is_file() else None
+    run = RunInfo.from_marts(marts, grain=grain, started_at=started_at)
+    return report.build_report(marts, config, check_warnings=warnings, data_docs_href=page, grain=grain, run=run)
 
 
 def analysis_tables(result: report.Report) -> dict[str, pd.DataFrame]:
@@ -72,17 +79,17 @@ def _grain_of(path: Path) -> str:
     return "latest" if len(dropped) and int(dropped.fillna(0).iloc[0]) > 0 else "all"
 
 
-def check_published(published: Path, out_dir: Path, config: ReportConfig | None = None, echo=print) -> int:
-    """Validate the published build; Data Docs go to ``out_dir`` (written in place, not published)."""
+def check_published(published: Path, out_dir: Path, config: ReportConfig | None = None) -> int:
+    """Validate the published build; the checks page goes to ``out_dir`` (written in place, not published)."""
     config = config or ReportConfig()
     snapshot = publishing.check_readable_warehouse(published)
     publishing.check_out_target(out_dir, force=True)
     with publishing.reading(snapshot):
-        result = run_checks_on(snapshot, out_dir, config, echo)
+        result = run_checks_on(snapshot, out_dir, config)
     if not result.ok:
-        echo(result.summary())
+        log.error("%s", result.summary())
         return EXIT_CHECKS_FAILED
-    return 0
+    return EXIT_OK
 
 
 def _copy_database(source: Path, target: Path) -> None:
@@ -92,62 +99,65 @@ def _copy_database(source: Path, target: Path) -> None:
         shutil.copyfile(wal, target.with_name(target.name + ".wal"))
 
 
-def report_published(published: Path, out_dir: Path, config: ReportConfig | None = None, echo=print,
+def report_published(published: Path, out_dir: Path, config: ReportConfig | None = None,
                      force: bool = False) -> int:
     config = config or ReportConfig()
+    started_at = now_utc()
     snapshot = publishing.check_readable_warehouse(published)
     publishing.check_out_target(out_dir, force=force)
     with publishing.reading(snapshot):
         slot = publishing.new_slot(published)
         report_slot = publishing.new_slot(out_dir, is_dir=True)
         try:
-            result = report_from(snapshot, report_slot.target, config, None, _grain_of(snapshot), echo)
+            result = report_from(snapshot, report_slot.target, config, None, _grain_of(snapshot), started_at)
             _copy_database(snapshot, slot.target)
             warehouse.write_analysis_tables(slot.target, analysis_tables(result))
-            _write(result, report_slot.target, echo)
+            _write(result, report_slot.target)
             publishing.publish(published, slot, report=(out_dir, report_slot), expect_current=snapshot)
         finally:
             slot.discard()
             report_slot.discard()
-    echo(f"segfit: published {published} and {out_dir}")
-    return 0
+    log.info("published %s and %s", published, out_dir)
+    return EXIT_OK
 
 
 def run_all(options: pipeline.BuildOptions, published: Path, out_dir: Path,
-            config: ReportConfig | None = None, echo=print, force: bool = False) -> int:
+            config: ReportConfig | None = None, force: bool = False) -> int:
+    """Build, check and report; publish the warehouse and its report together, or nothing."""
     config = config or ReportConfig()
+    started_at = now_utc()
     publishing.check_out_target(out_dir, force=force)
-    echo("segfit: [1/3] build")
-    slot = pipeline.build_candidate(options, published, echo, force=force)
+    log.info("[1/3] build")
+    slot = pipeline.build_candidate(options, published, force=force)
     report_slot = None
     try:
         report_slot = publishing.new_slot(out_dir, is_dir=True)
-        echo("segfit: [2/3] checks")
-        check_result = run_checks_on(slot.target, report_slot.target, config, echo)
+        log.info("[2/3] checks")
+        check_result = run_checks_on(slot.target, report_slot.target, config)
         if not check_result.ok:
             failed = published.with_name(f"{published.stem}.failed{published.suffix}")
             os.replace(slot.target, failed)
             failed_docs = out_dir.with_name(f"{out_dir.name}.failed")
             shutil.rmtree(failed_docs, ignore_errors=True)
             os.replace(report_slot.target, failed_docs)
-            echo(check_result.summary())
-            echo(f"segfit: checks failed; nothing was published. The failed build is kept at {failed}, "
-                 f"its Data Docs at {failed_docs / DATA_DOCS_DIR}")
+            log.error("%s", check_result.summary())
+            log.error("checks failed; nothing was published. The failed build is kept at %s, its checks page at %s",
+                      failed, failed_docs / CHECKS_PAGE)
             return EXIT_CHECKS_FAILED
-        echo("segfit: [3/3] report")
-        result = report_from(slot.target, report_slot.target, config, check_result, options.grain, echo)
+        log.info("[3/3] report")
+        result = report_from(slot.target, report_slot.target, config, check_result, options.grain, started_at)
         warehouse.write_analysis_tables(slot.target, analysis_tables(result))
-        _write(result, report_slot.target, echo)
+        _write(result, report_slot.target)
         publishing.publish(published, slot, report=(out_dir, report_slot))
-        echo(f"segfit: published {published} and {out_dir}")
+        log.info("published %s and %s", published, out_dir)
     finally:
         slot.discard()
         if report_slot is not None:
             report_slot.discard()
-    echo(serving.how_to_query(published))
-    return 0
+    log.info("%s", serving.how_to_query(published), extra={"raw": True})
+    return EXIT_OK
 
 
-def _write(result: report.Report, out_dir: Path, echo) -> None:
+def _write(result: report.Report, out_dir: Path) -> None:
     paths = report.write_report(result, out_dir)
-    echo(f"segfit: report written: {out_dir / 'report.html'} ({len(paths)} files)")
+    log.info("report written: %s (%d files)", out_dir / "report.html", len(paths))

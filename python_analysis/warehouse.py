@@ -6,6 +6,7 @@ How a build reaches readers (a new file per build, swapped in by one rename) is 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import subprocess
@@ -22,6 +23,7 @@ from python_analysis.inputs import validate_control_free
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_WAREHOUSE = "warehouse/segfit.duckdb"
+dbt_log = logging.getLogger(__name__ + ".dbt")  # dbt's own output, line by line
 DBT_TARGET = "prod"  # profiles/profiles.yml: the CLI's builds; plain dbt defaults to `dev`
 
 MARTS = (
@@ -37,6 +39,8 @@ MARTS = (
     "duplicate_customer_keys",
 )
 CHECKED_INPUTS = ("int_customers_validated", "int_transactions_validated")
+# read by the report besides MARTS: the run metadata and the changes since the previous build (not checked by GX)
+REPORT_ONLY_MARTS = ("build_metadata", "customer_fit_changes")
 
 
 def resolve_warehouse_path(path: str | os.PathLike[str] | None = None) -> Path:
@@ -86,8 +90,8 @@ def dbt_environment(database_path: Path, build: Mapping[str, str] | None = None)
     return env
 
 
-def run_dbt(args: list[str], database_path: Path, *, echo=print, build: Mapping[str, str] | None = None) -> int:
-    """Run one dbt command against ``database_path``, streaming its output through ``echo``."""
+def run_dbt(args: list[str], database_path: Path, *, build: Mapping[str, str] | None = None) -> int:
+    """Run one dbt command against ``database_path``, streaming its output to the ``dbt`` logger."""
     command = [dbt_executable(), *args, "--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR / "profiles"),
                "--target", DBT_TARGET]
     process = subprocess.Popen(  # noqa: S603 - fixed executable, validated arguments
@@ -101,7 +105,7 @@ def run_dbt(args: list[str], database_path: Path, *, echo=print, build: Mapping[
     assert process.stdout is not None
     try:
         for line in process.stdout:
-            echo("  dbt | " + line.rstrip())
+            dbt_log.info("%s", line.rstrip())
         return process.wait()
     except BaseException:
         # Ctrl-C, SIGTERM or an error here: never leave dbt running on its own
@@ -132,12 +136,30 @@ def read_only(path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
         con.close()
 
 
-def read_tables(path: Path, tables: Mapping[str, str]) -> dict[str, pd.DataFrame]:
-    """Read ``{name: 'schema.table'}`` into DataFrames through one read-only connection."""
+@contextlib.contextmanager
+def bounded_read_only(path: Path, spill_prefix: str) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read-only connection with DuckDB's memory limit (``SEGFIT_DUCKDB_MEMORY_LIMIT``, default 1GB) that
+    spills beyond it to a private temporary directory, removed afterwards; no progress bar."""
+    memory_limit = os.environ.get("SEGFIT_DUCKDB_MEMORY_LIMIT", "1GB")
+    if not re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]i?B", memory_limit, flags=re.IGNORECASE):
+        raise SegfitError(f"SEGFIT_DUCKDB_MEMORY_LIMIT must look like 1GB or 512MB, got {memory_limit!r}")
+    with read_only(path) as con, tempfile.TemporaryDirectory(prefix=spill_prefix) as spill:
+        con.execute("set memory_limit = ?", [memory_limit])
+        con.execute("set temp_directory = ?", [spill])
+        con.execute("set enable_progress_bar = false")
+        yield con
+
+
+def read_tables(path: Path, tables: Mapping[str, str],
+                order_by: Mapping[str, str] | None = None) -> dict[str, pd.DataFrame]:
+    """Read ``{name: 'schema.table'}`` into DataFrames through one read-only connection; ``order_by`` maps a
+    name to the (fixed, trusted) column its rows are read ordered by."""
     frames = {}
+    order_by = order_by or {}
     with read_only(path) as con:
         for name, relation in tables.items():
-            frames[name] = _fetch_frame(con.execute(f"select * from {relation}"))  # noqa: S608 - fixed names
+            order = f" order by {order_by[name]}" if name in order_by else ""
+            frames[name] = _fetch_frame(con.execute(f"select * from {relation}{order}"))  # noqa: S608 - fixed names
     return frames
 
 
@@ -168,12 +190,13 @@ READ_ORDER: dict[str, str] = {
 
 
 def read_marts(path: Path) -> dict[str, pd.DataFrame]:
-    frames = {}
-    with read_only(path) as con:
-        for name in MARTS:
-            order = f" order by {READ_ORDER[name]}" if name in READ_ORDER else ""
-            frames[name] = _fetch_frame(con.execute(f"select * from marts.{name}{order}"))  # noqa: S608 - fixed names
-    return frames
+    """The marts the report reads, in ``READ_ORDER``, checked against the dbt contracts of the build that
+    wrote them."""
+    from python_analysis import contracts
+
+    marts = read_tables(path, {name: f"marts.{name}" for name in MARTS + REPORT_ONLY_MARTS}, order_by=READ_ORDER)
+    contracts.require_columns(marts, contracts.for_build(path))
+    return marts
 
 
 @contextlib.contextmanager
@@ -184,13 +207,7 @@ def checked_sources(path: Path) -> Iterator[tuple[dict[str, object], duckdb.Duck
     each table in bounded chunks (``checks.RelationSource``)."""
     from python_analysis.checks import RelationSource
 
-    memory_limit = os.environ.get("SEGFIT_DUCKDB_MEMORY_LIMIT", "1GB")
-    if not re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]i?B", memory_limit, flags=re.IGNORECASE):
-        raise SegfitError(f"SEGFIT_DUCKDB_MEMORY_LIMIT must look like 1GB or 512MB, got {memory_limit!r}")
-    with read_only(path) as con, tempfile.TemporaryDirectory(prefix="segfit-check-spill-") as spill:
-        con.execute("set memory_limit = ?", [memory_limit])
-        con.execute("set temp_directory = ?", [spill])
-        con.execute("set enable_progress_bar = false")
+    with bounded_read_only(path, "segfit-check-spill-") as con:
         relations = {name: f"marts.{name}" for name in MARTS}
         relations.update({name: f"intermediate.{name}" for name in CHECKED_INPUTS})
         yield {name: RelationSource(con, relation) for name, relation in relations.items()}, con
@@ -227,6 +244,7 @@ def read_stratified_sample(path: Path, table: str = "customer_segment_fit", *, m
     strata table has, per stratum, ``population_rows`` and ``sample_rows``: what a report states next to a
     figure computed from the sample (the sum of ``sample_rows`` can exceed ``max_rows`` by at most the
     number of strata, from rounding up).
+    Long: one SQL sampling query and its checks (#11).
     """
     for name in (table, key, *strata):
         if not _NAME.fullmatch(name):
@@ -259,13 +277,7 @@ def read_stratified_sample(path: Path, table: str = "customer_segment_fit", *, m
         select {', '.join(strata) + ',' if strata else ''} count(*) as population_rows
         from {relation} {'group by ' + by if strata else ''}
     """  # noqa: S608
-    memory_limit = os.environ.get("SEGFIT_DUCKDB_MEMORY_LIMIT", "1GB")
-    if not re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]i?B", memory_limit, flags=re.IGNORECASE):
-        raise SegfitError(f"SEGFIT_DUCKDB_MEMORY_LIMIT must look like 1GB or 512MB, got {memory_limit!r}")
-    with read_only(path) as con, tempfile.TemporaryDirectory(prefix="segfit-sample-spill-") as spill:
-        con.execute("set memory_limit = ?", [memory_limit])
-        con.execute("set temp_directory = ?", [spill])
-        con.execute("set enable_progress_bar = false")
+    with bounded_read_only(path, "segfit-sample-spill-") as con:
         sample = _fetch_frame(con.execute(sql, [seed, max_rows, max_rows]))
         population = con.execute(strata_sql).df()
     if strata:

@@ -1,11 +1,24 @@
-"""Helpers for tests that publish warehouses they already built."""
+"""Helpers for tests: copies of the project, and publishing warehouses they already built."""
 
 from __future__ import annotations
 
 import shutil
+import subprocess
 from pathlib import Path
 
-from python_analysis import publishing
+from python_analysis import publishing, warehouse
+
+
+def copy_tracked(root: Path) -> Path:
+    """A copy of the project's git-tracked files at ``root``: what a fresh clone holds (no target/, no .venv)."""
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=warehouse.PROJECT_DIR, capture_output=True,
+                             check=True).stdout.decode().split("\0")
+    for name in filter(None, tracked):
+        source = warehouse.PROJECT_DIR / name
+        if source.is_file():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, root / name)
+    return root
 
 
 def publish_copy(source: Path, published: Path, **kwargs) -> Path:

@@ -28,7 +28,7 @@ class WarehouseFactory:
         options = options or pipeline.BuildOptions()
         if options not in self.cache:
             target = self.root / f"w{len(self.cache)}" / "segfit.duckdb"
-            pipeline.build(options, target, echo=lambda line: None)
+            pipeline.build(options, target)
             self.cache[options] = target
         return self.cache[options]
 
@@ -47,3 +47,11 @@ def demo_warehouse(build_warehouse) -> Path:
 @pytest.fixture(scope="session")
 def demo_marts(demo_warehouse):
     return warehouse.read_marts(demo_warehouse)
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Layers: tests/unit are pure (synthetic frames, no warehouse); every test under tests/integration
+    builds or reads real warehouses and is marked ``slow`` (`make test-fast` runs tests/unit only)."""
+    for item in items:
+        if "integration" in Path(str(item.fspath)).parts:
+            item.add_marker(pytest.mark.slow)

@@ -135,7 +135,7 @@ def behaviour_from_transactions(records: pd.DataFrame, transactions: pd.DataFram
     return pd.DataFrame(rows)
 
 
-def features(frame: pd.DataFrame, *, derive_labels: bool, peak_share=0.30, mature_days=365,
+def features(frame: pd.DataFrame, *, derive_labels: bool, peak_share=0.30, mature_days=365,  # noqa: C901 - the independent pandas oracle mirrors the dbt model step by step
              at_risk_days=120) -> pd.DataFrame:
     f = frame.copy()
     counts = f[[f"{q}_transactions" for q in QUARTERS]].astype("float64")

@@ -77,8 +77,8 @@ hits as (
 
 ),
 
-{# the rule list is fixed, so every rule has a row even when the fit is empty -#}
 rule_list as (
+    -- the rule list is fixed, so every rule has a row even when the fit is empty
     {%- for feature, threshold in rules %}
 
         select

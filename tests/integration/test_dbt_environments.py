@@ -23,19 +23,12 @@ import pandas as pd
 import pytest
 
 from python_analysis import warehouse
+from tests.builds import copy_tracked
 
 
 @pytest.fixture(scope="module")
 def fresh_clone(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("clone") / "segfit"
-    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=warehouse.PROJECT_DIR, capture_output=True,
-                             check=True).stdout.decode().split("\0")
-    for name in filter(None, tracked):
-        source = warehouse.PROJECT_DIR / name
-        if source.is_file():
-            (root / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, root / name)
-    return root
+    return copy_tracked(tmp_path_factory.mktemp("clone") / "segfit")
 
 
 def _dbt(clone: Path, *args: str, **env: str) -> subprocess.CompletedProcess:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -17,7 +18,7 @@ except ImportError:  # tests/ is not a package
     from report_fixtures import AMP_STAGE, BOLD_SEGMENT, SCRIPT_NAME, make_marts
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-CONFIG = ReportConfig()
+CONFIG = ReportConfig(cv_repeats=2, dpi=40)  # the checks here do not need 10 repeats or sharp charts
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +81,9 @@ def test_metrics_top_level_keys_are_stable(written):
     report, _, _ = written
     assert sorted(report.metrics) == sorted(
         [
+            "anomalies",
             "anomaly_models",
+            "changes",
             "charts",
             "clustering",
             "config",
@@ -94,6 +97,7 @@ def test_metrics_top_level_keys_are_stable(written):
             "notes",
             "recommendations",
             "rule_lift",
+            "run",
             "sample",
             "schema_version",
             "segment_definition",
@@ -127,7 +131,8 @@ def test_markdown_has_tables_and_chart_links(written):
     md = (out / "report.md").read_text()
     for name in CHART_NAMES:
         assert f"(charts/{name}.png)" in md
-    assert "| customer_record_id | customer_name | segment | retention | segment avg | deviation |" in md
+    assert ("| Rank | Customer | Subsidiary | Segmentation date | Name | Segment | Retention | Segment mean | Deviation "
+            "| Cluster | Conflicting copies |") in md
     assert SCRIPT_NAME not in md  # '<' escaped for markdown renderers
     assert "LEAKAGE" in md and "close to a threshold" in md
 
@@ -179,10 +184,15 @@ def test_few_anomalies_skip_clustering_with_note(tmp_path):
     assert list(report.anomaly_clusters.columns) == ["customer_record_id", "cluster_id", "cluster_label"]
 
 
-def test_no_anomalies_skips_trees_and_clusters(tmp_path):
+@pytest.fixture(scope="module")
+def no_anomalies():
     marts = make_marts(threshold=0.95)
     assert marts["classification_anomalies"].empty
-    report = build_report(marts, CONFIG)
+    return build_report(marts, CONFIG)
+
+
+def test_no_anomalies_skips_trees_and_clusters(no_anomalies, tmp_path):
+    report = no_anomalies
     paths = write_report(report, tmp_path)
     for name in ("decision_tree", "feature_importances", "clusters", "silhouette"):
         assert f"charts/{name}.png" not in paths
@@ -191,17 +201,18 @@ def test_no_anomalies_skips_trees_and_clusters(tmp_path):
     assert "NaN" not in (tmp_path / "metrics.json").read_text()
 
 
-def test_stale_charts_are_removed(written, tmp_path):
+def test_stale_charts_are_removed(no_anomalies, tmp_path):
     (tmp_path / "charts").mkdir()
     (tmp_path / "charts" / "clusters.png").write_bytes(b"old")
-    report = build_report(make_marts(threshold=0.95), CONFIG)
-    write_report(report, tmp_path)
+    write_report(no_anomalies, tmp_path)
     assert not (tmp_path / "charts" / "clusters.png").exists()
 
 
-def test_unsafe_data_docs_href_is_not_linked():
-    report = build_report(make_marts(n=120), CONFIG, data_docs_href="javascript:alert(1)")
-    assert 'href="javascript:' not in report.html
+def test_unsafe_data_docs_href_is_not_linked(written):
+    report = dataclasses.replace(written[0])  # a shallow copy: the module's report stays as it is
+    report.context = dataclasses.replace(report.context, checks_href="javascript:alert(1)")
+    page = report.render()[0]
+    assert 'href="javascript:' not in page and "javascript:alert(1) (link not rendered: unsafe scheme)" in page
 
 
 def test_json_ready_rounds_and_nulls():

@@ -744,7 +744,7 @@ def _warehouse_of(path: Path, tables: dict[str, pd.DataFrame]) -> dict[str, str]
     return relations
 
 
-@pytest.mark.parametrize("mutation", ["fit_defects", "input_defects", "relative_flag"])
+@pytest.mark.parametrize("mutation", ["fit_defects", "input_defects", "relative_flag", "zscore_flag"])
 def test_sql_validation_reports_what_gx_reports_on_the_whole_table(tmp_path: Path, mutation: str):
     """A warehouse table larger than one chunk is validated in SQL over every row. On the same DuckDB tables,
     with defects planted, it must report exactly what one GX batch of the whole table (loaded into pandas)
@@ -781,6 +781,11 @@ def test_sql_validation_reports_what_gx_reports_on_the_whole_table(tmp_path: Pat
         tables = build_tables(RELATIVE_FLAGS, "relative", 0.2)
         tables["customer_segment_fit"].loc[3, "is_classification_anomaly"] = False
         config = RELATIVE
+    elif mutation == "zscore_flag":
+        tables = build_tables(ZSCORE_FLAGS, "zscore", 0.5)
+        tables["customer_segment_fit"].loc[0, "is_classification_anomaly"] = False
+        tables["customer_segment_fit"].loc[4, "is_classification_anomaly"] = True
+        config = ZSCORE
     relations = _warehouse_of(tmp_path / "w.duckdb", tables)
     with duckdb.connect(str(tmp_path / "w.duckdb")) as con:  # a NaN from pandas would arrive as null
         if mutation == "fit_defects":
@@ -806,6 +811,7 @@ def test_sql_validation_reports_what_gx_reports_on_the_whole_table(tmp_path: Pat
     assert in_sql.warnings == in_gx.warnings
     assert (in_sql.evaluated, in_sql.skipped) == (in_gx.evaluated, in_gx.skipped)
     assert not in_gx.ok
-    assert len(in_gx.errors) >= {"fit_defects": 8, "input_defects": 7, "relative_flag": 1}[mutation], in_gx.summary()
+    assert len(in_gx.errors) >= {"fit_defects": 8, "input_defects": 7, "relative_flag": 1, "zscore_flag": 1}[mutation], \
+        in_gx.summary()
     if mutation == "input_defects":
         assert [w.expectation_type for w in in_gx.warnings] == ["expect_column_mean_to_be_between"]

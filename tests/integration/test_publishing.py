@@ -156,7 +156,7 @@ def test_report_write_back_aborts_when_another_build_was_published(served, other
 
     monkeypatch.setattr(steps, "report_from", report_then_a_build_lands)
     with pytest.raises(SegfitError, match="republished"):
-        steps.report_published(served, out, echo=lambda line: None)
+        steps.report_published(served, out)
     assert publishing.current_target(served) == raced["target"]
     with contextlib.closing(duckdb.connect(str(served), read_only=True)) as con:
         schemas = {r[0] for r in con.execute("select schema_name from information_schema.schemata").fetchall()}
@@ -167,7 +167,7 @@ def test_report_write_back_aborts_when_another_build_was_published(served, other
 
 def test_report_writes_back_into_the_build_it_read(served, tmp_path):
     out = tmp_path / "out"
-    assert steps.report_published(served, out, echo=lambda line: None) == 0
+    assert steps.report_published(served, out) == 0
     with contextlib.closing(duckdb.connect(str(served), read_only=True)) as con:
         clusters = con.execute("select count(*) from analysis.anomaly_clusters").fetchone()[0]
         anomalies = con.execute("select count(*) from marts.classification_anomalies").fetchone()[0]
@@ -186,7 +186,7 @@ def test_run_publishes_nothing_when_the_report_cannot_be_written(served, tmp_pat
 
     monkeypatch.setattr(steps.report, "write_report", disk_full)
     with pytest.raises(OSError):
-        steps.run_all(pipeline.BuildOptions(), served, out, echo=lambda line: None)
+        steps.run_all(pipeline.BuildOptions(), served, out)
     assert publishing.current_target(served) == before
     assert not out.exists()
     assert not _unpublished(served)

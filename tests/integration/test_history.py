@@ -63,11 +63,10 @@ def rebuilt(demo_warehouse, tmp_path_factory):
     """The demo at threshold 0.15 published, then rebuilt at 0.10 and back at 0.15 on top of it."""
     published = tmp_path_factory.mktemp("history") / "segfit.duckdb"
     first = publish_copy(demo_warehouse, published)
-    quiet = {"echo": lambda line: None}
-    pipeline.build(pipeline.BuildOptions(threshold=0.10), published, **quiet)
+    pipeline.build(pipeline.BuildOptions(threshold=0.10), published)
     second = publishing.current_target(published)
     shutil.copyfile(second, published.with_name("second.duckdb"))  # keep it past the third build's sweep
-    pipeline.build(pipeline.BuildOptions(threshold=0.15), published, **quiet)
+    pipeline.build(pipeline.BuildOptions(threshold=0.15), published)
     return first, published.with_name("second.duckdb"), publishing.current_target(published)
 
 

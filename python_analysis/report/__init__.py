@@ -1,0 +1,132 @@
+"""The segment-fit report: marts in, report.html / report.md / metrics.json / charts / CSV exports out.
+
+How it is built, one module per job:
+
+- ``context``: computes every statistic and model once into a typed ``ReportContext``;
+- ``figures`` (drawing in ``plots``): the charts;
+- ``sections``: one builder per section, in reading order (the order is the numbering);
+- ``text``: every sentence; ``formats``: one number format per kind and the column labels;
+- ``render`` with ``templates/``: Jinja2 templates for HTML (autoescaped) and Markdown, and ``style.css``;
+- ``metrics``: metrics.json; ``tables``: the anomaly list and the grouped data-quality issues;
+- ``runinfo``: the run metadata (inputs, grain, threshold, versions, times).
+
+``build_report`` is pure (marts in, ``Report`` out); ``write_report`` writes the files. Only the run
+metadata (the start and end times) differs between two runs on the same warehouse.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from .. import plots
+from ..config import ReportConfig
+from .context import ReportContext, build_context, within_segment
+from .figures import CHART_NAMES, build_figures
+from .metrics import json_ready, metrics
+from .render import RunLine, render_html, render_markdown
+from .runinfo import RunInfo, now_utc
+from .sections import ANOMALIES_CSV, ISSUES_CSV, build_sections
+
+__all__ = ["CHART_NAMES", "Report", "ReportContext", "RunInfo", "build_report", "json_ready", "metrics_json",
+           "within_segment", "write_report"]
+
+TITLE = "Segment fit report: do customers behave like their profitability segment?"
+
+
+@dataclass
+class Report:
+    metrics: dict[str, Any]
+    figures: dict[str, Figure]
+    context: ReportContext
+    chart_png: dict[str, bytes] = field(default_factory=dict)
+
+    @property
+    def anomaly_clusters(self) -> pd.DataFrame:
+        return self.context.models.assignments
+
+    @property
+    def anomaly_model_scores(self) -> pd.DataFrame:
+        return self.context.models.anomaly.scores
+
+    @property
+    def run(self) -> RunInfo:
+        return self.context.run
+
+    def render(self, run: RunInfo | None = None) -> tuple[str, str]:
+        """(HTML, Markdown), with the run metadata of ``run`` (default: the context's) in the header."""
+        sections = build_sections(self.context, self.figures)
+        line = RunLine((run or self.context.run).line())
+        return render_html(TITLE, sections, self.chart_png, line), render_markdown(TITLE, sections, line)
+
+    @property
+    def html(self) -> str:
+        return self.render()[0]
+
+    @property
+    def markdown(self) -> str:
+        return self.render()[1]
+
+
+def build_report(
+    marts: Mapping[str, pd.DataFrame],
+    config: ReportConfig,
+    *,
+    check_warnings: Sequence[str] = (),
+    data_docs_href: str | None = None,
+    dq_summary: pd.DataFrame | None = None,
+    grain: str = "all",
+    run: RunInfo | None = None,
+) -> Report:
+    """Compute every statistic, model and chart. Pure and deterministic (apart from ``run``'s start time)."""
+    ctx = build_context(marts, config, check_warnings=check_warnings, checks_href=data_docs_href,
+                        dq_summary=dq_summary, grain=grain, run=run)
+    figures = build_figures(ctx)
+    chart_png = {name: plots.figure_png(fig, config.dpi) for name, fig in figures.items()}
+    return Report(metrics=json_ready(metrics(ctx, sorted(figures))), figures=figures, context=ctx, chart_png=chart_png)
+
+
+def metrics_json(payload: Mapping[str, Any], generated_at: str) -> str:
+    data = json_ready({**payload, "generated_at": generated_at})
+    return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def _csv(frame: pd.DataFrame, path: Path) -> None:
+    frame.to_csv(path, index=False, lineterminator="\n", date_format="%Y-%m-%d %H:%M:%S")
+
+
+def write_report(report: Report, out_dir: Path, *, generated_at: str | None = None) -> dict[str, Path]:
+    """Write report.md, report.html, metrics.json, charts/*.png, anomalies.csv and data_quality_issues.csv,
+    then close the figures. ``generated_at`` (else $SOURCE_DATE_EPOCH, else now, UTC) is the run's end time.
+    Chart files of known names left by an earlier run are removed."""
+    out_dir = Path(out_dir)
+    charts = out_dir / "charts"
+    charts.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+    for name in CHART_NAMES:
+        stale = charts / f"{name}.png"
+        if name not in report.figures and stale.exists():
+            stale.unlink()
+    for name, fig in report.figures.items():
+        path = charts / f"{name}.png"
+        path.write_bytes(report.chart_png.get(name) or plots.figure_png(fig, report.context.config.dpi))
+        paths[f"charts/{name}.png"] = path
+        plots.close(fig)
+    run = report.run.finished(generated_at or now_utc())
+    html, markdown = report.render(run)
+    payload = {**report.metrics, "run": run.to_dict()}
+    for filename, text in (("report.md", markdown), ("report.html", html),
+                           ("metrics.json", metrics_json(payload, run.finished_at or ""))):
+        path = out_dir / filename
+        path.write_text(text, encoding="utf-8", newline="\n")
+        paths[filename] = path
+    for filename, frame in ((ANOMALIES_CSV, report.context.anomalies), (ISSUES_CSV, report.context.dq_issues)):
+        _csv(frame, out_dir / filename)
+        paths[filename] = out_dir / filename
+    return paths

@@ -1,0 +1,214 @@
+"""Everything the report shows, computed once from the marts: the typed context every section reads.
+
+``build_context`` is pure and deterministic (marts in, ``ReportContext`` out); sections only format it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+import pandas as pd
+
+from .. import inference as inf
+from ..analysis import (
+    Correlation,
+    DataQualitySummary,
+    anomaly_mask,
+    conflicting_customers,
+    crosstab_association,
+    crosstab_table,
+    data_quality_summary,
+    feature_comparison,
+    feature_significance,
+    rule_lift_table,
+    sample_overview,
+    segment_summary,
+    text_column,
+    value_realization,
+)
+from ..config import ReportConfig
+from ..modeling import (
+    AnomalyModelsResult,
+    ClusteringResult,
+    SegmentTreeResult,
+    anomaly_clusters,
+    anomaly_models,
+    empty_assignments,
+    model_matrix,
+    segment_tree,
+)
+from ..profile import DataProfile, data_profile
+from ..verdicts import Recommendation, recommendations
+from . import tables, text
+from .runinfo import RunInfo
+
+
+@dataclass(frozen=True)
+class Statistics:
+    """The descriptive statistics: pooled feature comparison, rules, correlations, crosstabs."""
+
+    comparison: pd.DataFrame
+    significance: pd.DataFrame
+    rules: pd.DataFrame
+    correlations: list[Correlation]
+    cross: pd.DataFrame
+    associations: pd.DataFrame
+    seasonal: pd.DataFrame
+
+
+@dataclass(frozen=True)
+class Models:
+    clustering: ClusteringResult
+    seg_tree: SegmentTreeResult
+    anomaly: AnomalyModelsResult
+
+    @property
+    def assignments(self) -> pd.DataFrame:
+        return self.clustering.assignments if not self.clustering.skipped else empty_assignments()
+
+
+@dataclass(frozen=True)
+class ReportContext:
+    """Typed inputs of every section. Frames are the marts (or tables derived from them), already ordered."""
+
+    config: ReportConfig
+    grain: str
+    run: RunInfo
+    fit: pd.DataFrame
+    anomalies: pd.DataFrame  # classification_anomalies in anomaly_rank order, with export columns added
+    overview: dict[str, object]
+    summary: pd.DataFrame  # one row per segment, in value order
+    segment_order: tuple[str, ...]
+    rate_warning: str | None
+    stats: Statistics
+    profile: DataProfile
+    inference: inf.InferenceResult
+    resegmentation: Mapping[str, inf.Resegmentation | None]
+    models: Models
+    recs: tuple[Recommendation, ...]
+    dq: DataQualitySummary
+    dq_issues: pd.DataFrame  # the full data_quality_issues mart, for the CSV
+    dq_groups: pd.DataFrame  # issues grouped by reason
+    conflicts: pd.DataFrame
+    changes: pd.DataFrame | None  # customer_fit_changes, None when the mart was not provided
+    check_warnings: tuple[str, ...]
+    checks_href: str | None
+    notes: tuple[str, ...]
+    extra: Mapping[str, object] = field(default_factory=dict)
+
+
+def _mart(marts: Mapping[str, pd.DataFrame], key: str, notes: list[str]) -> pd.DataFrame:
+    frame = marts.get(key)
+    if frame is None:
+        notes.append(f"mart {key} was not provided; its section is empty")
+        return pd.DataFrame()
+    return frame
+
+
+def _statistics(marts: Mapping[str, pd.DataFrame], fit: pd.DataFrame, config: ReportConfig,
+                notes: list[str]) -> Statistics:
+    mart = _mart(marts, "anomaly_feature_comparison", notes)
+    comparison = tables.in_feature_order(feature_comparison(mart), mart)
+    crosstabs = _mart(marts, "anomaly_crosstabs", notes)
+    return Statistics(
+        comparison=comparison,
+        significance=feature_significance(fit, comparison["feature_name"].tolist(), config),
+        rules=rule_lift_table(_mart(marts, "anomaly_rule_lift", notes)),
+        correlations=value_realization(fit, config),
+        cross=crosstab_table(crosstabs),
+        associations=crosstab_association(crosstabs, config),
+        seasonal=_mart(marts, "seasonal_distribution", notes),
+    )
+
+
+def _models(fit: pd.DataFrame, anomalies: pd.DataFrame, profile: DataProfile, config: ReportConfig,
+            notes: list[str]) -> Models:
+    """Clusters of the anomalies and the decision trees; constant, all-null and identical columns are removed
+    before modelling, and the segment-defining (band) feature is kept out of the behavioural model."""
+    clustering = anomaly_clusters(anomalies, config)
+    model_config = replace(
+        config,
+        extra_excluded_features=tuple(dict.fromkeys(config.extra_excluded_features + profile.redundant_columns)),
+        segment_defining_feature=config.segment_defining_feature or profile.band_feature,
+    )
+    matrix = model_matrix(fit, model_config) if len(fit) else None
+    models = Models(clustering, segment_tree(fit, model_config, matrix), anomaly_models(fit, model_config, matrix))
+    for part in (models.clustering, models.seg_tree, models.anomaly):
+        if part.skipped:
+            notes.append(part.note)
+    return models
+
+
+def within_segment(
+    fit: pd.DataFrame, marts: Mapping[str, pd.DataFrame], profile: DataProfile, grain: str, config: ReportConfig
+) -> tuple[inf.InferenceResult, dict[str, inf.Resegmentation | None]]:
+    """Within-segment tests under both grains, and the re-segmentation simulation per dimension. The
+    segment-defining (band) feature and redundant columns are left out: inside a band the band feature only
+    restates the segment."""
+    rec = marts.get("input_row_reconciliation")
+    dropped = 0
+    if rec is not None and "dropped_by_grain" in rec.columns and len(rec):
+        rows = rec.loc[text_column(rec, "source") == "customers", "dropped_by_grain"]
+        dropped = int(pd.to_numeric(rows, errors="coerce").fillna(0).sum())
+    excluded = profile.redundant_columns + ((profile.band_feature,) if profile.band_feature else ())
+    settings = inf.InferenceSettings(random_state=config.random_state)
+    rules = inf.rules_from_mart(marts.get("anomaly_rule_lift"))
+    result = inf.within_segment_inference(
+        fit, grain, other_grain_available=dropped == 0, rules=rules, excluded=excluded, settings=settings
+    )
+    return result, inf.resegmentations(fit, result, rules, excluded, settings)
+
+
+def build_context(
+    marts: Mapping[str, pd.DataFrame],
+    config: ReportConfig,
+    *,
+    check_warnings: Sequence[str] = (),
+    checks_href: str | None = None,
+    dq_summary: pd.DataFrame | None = None,
+    grain: str = "all",
+    run: RunInfo | None = None,
+) -> ReportContext:
+    """Compute every statistic and model the report shows. Pure and deterministic."""
+    notes: list[str] = []
+    fit = _mart(marts, "customer_segment_fit", notes).reset_index(drop=True)
+    anomalies = marts.get("classification_anomalies")
+    if anomalies is None:
+        anomalies = fit[anomaly_mask(fit)]
+        notes.append("classification_anomalies not provided: anomalies taken from customer_segment_fit")
+    anomalies = anomalies.reset_index(drop=True)
+    profile = data_profile(fit)
+    order = tables.segment_order(fit, profile)
+    summary = tables.in_segment_order(segment_summary(_mart(marts, "segment_retention_summary", notes)), order)
+    inference, resegmentation = within_segment(fit, marts, profile, grain, config)
+    models = _models(fit, anomalies, profile, config, notes)
+    dq = data_quality_summary(marts.get("input_row_reconciliation"), marts.get("data_quality_issues"), dq_summary)
+    dq_issues = marts.get("data_quality_issues")
+    keys = marts.get("duplicate_customer_keys")
+    return ReportContext(
+        config=config,
+        grain=grain,
+        run=run or RunInfo.from_marts(marts, grain=grain),
+        fit=fit,
+        anomalies=tables.anomaly_export(anomalies, models.assignments, keys),
+        overview=sample_overview(fit, summary, anomalies, grain),
+        summary=summary,
+        segment_order=order,
+        rate_warning=text.rate_warning(int(summary["record_count"].sum()), int(summary["anomaly_count"].sum()),
+                                       config.anomaly_rate_band),
+        stats=_statistics(marts, fit, config, notes),
+        profile=profile,
+        inference=inference,
+        resegmentation=resegmentation,
+        models=models,
+        recs=tuple(recommendations(inference, models.clustering, resegmentation)),
+        dq=dq,
+        dq_issues=tables.issues_in_order(dq_issues),
+        dq_groups=tables.issues_by_reason(dq_issues, dq),
+        conflicts=conflicting_customers(keys, fit),
+        changes=tables.changes_in_order(marts.get("customer_fit_changes")),
+        check_warnings=tuple(check_warnings),
+        checks_href=checks_href,
+        notes=tuple(notes),
+    )

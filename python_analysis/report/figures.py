@@ -1,0 +1,49 @@
+"""The report's charts, drawn from the context (``plots`` draws each one). ``CHART_NAMES`` is their order."""
+
+from __future__ import annotations
+
+from matplotlib.figure import Figure
+
+from .. import plots
+from .context import ReportContext
+
+CHART_NAMES: tuple[str, ...] = (
+    "retention_by_segment",
+    "anomaly_rate",
+    "transaction_behaviour",
+    "volatility",
+    "seasonal_distribution",
+    "value_realization",
+    "silhouette",
+    "clusters",
+    "decision_tree",
+    "feature_importances",
+)
+
+
+def build_figures(ctx: ReportContext) -> dict[str, Figure]:
+    """Every chart the data allows, in ``CHART_NAMES`` order."""
+    fit, config, stats = ctx.fit, ctx.config, ctx.stats
+    figures: dict[str, Figure] = {}
+    if len(fit):
+        figures["retention_by_segment"] = plots.retention_by_segment(
+            fit, ctx.segment_order, ctx.run.threshold, ctx.run.threshold_mode, config)
+        figures["transaction_behaviour"] = plots.transaction_behaviour(fit, config)
+        figures["volatility"] = plots.volatility(fit, config)
+        overall = next(c for c in stats.correlations if c.group == "all")
+        figures["value_realization"] = plots.value_realization(fit, overall.pearson, overall.spearman, config)
+    if len(stats.seasonal):
+        figures["seasonal_distribution"] = plots.seasonal_distribution(stats.seasonal, config, ctx.segment_order)
+    if len(ctx.summary):
+        figures["anomaly_rate"] = plots.anomaly_rate(ctx.summary, config)
+    clustering, models = ctx.models.clustering, ctx.models.anomaly
+    if not clustering.skipped:
+        figures["silhouette"] = plots.silhouette(clustering, config)
+        figures["clusters"] = plots.clusters(clustering, config)
+    if not models.skipped:
+        fair = models.models.get("fair")
+        if fair is not None and not fair.skipped and fair.estimator is not None:
+            figures["decision_tree"] = plots.decision_tree(fair, config)
+        if any(not m.skipped for m in models.models.values()):
+            figures["feature_importances"] = plots.feature_importances(models.models, config)
+    return {name: figures[name] for name in CHART_NAMES if name in figures}
