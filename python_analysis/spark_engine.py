@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -39,7 +40,11 @@ import duckdb
 import pandas as pd
 
 from python_analysis import pipeline, publishing, warehouse
-from python_analysis.errors import SegfitError
+from python_analysis.config import ReportConfig
+from python_analysis.errors import EXIT_CHECKS_FAILED, EXIT_OK, SegfitError
+
+log = logging.getLogger(__name__)
+dbt_log = logging.getLogger(__name__ + ".dbt")  # dbt's own output, line by line (the CLI shows it as `  dbt | `)
 
 DEFAULT_WAREHOUSE = "warehouse/spark"
 WAREHOUSE_ENV = "SEGFIT_SPARK_WAREHOUSE"
@@ -63,16 +68,14 @@ def spark_available() -> str | None:
     return None
 
 
-def run_dbt(args: list[str], warehouse_dir: Path, *, echo=print, build: Mapping[str, str] | None = None) -> int:
-    """One dbt command on the Spark target, writing the warehouse ``warehouse_dir``."""
+def run_dbt(args: list[str], warehouse_dir: Path, *, build: Mapping[str, str] | None = None) -> int:
+    """One dbt command on the Spark target, writing the warehouse ``warehouse_dir``; dbt's artifacts go to
+    ``<build dir>/dbt_target/`` as for a DuckDB build (a caller's ``DBT_TARGET_PATH`` wins)."""
     command = [warehouse.dbt_executable(), *args, "--project-dir", str(warehouse.PROJECT_DIR),
                "--profiles-dir", str(warehouse.PROJECT_DIR / "profiles"), "--target", "spark"]
     env = warehouse.dbt_environment(warehouse_dir.parent / "unused.duckdb", build)
     env.pop("SEGFIT_DUCKDB_PATH", None)
     env[WAREHOUSE_ENV] = str(warehouse_dir)
-    env["DBT_TARGET_PATH"] = str(warehouse_dir.parent / "dbt_target") if "DBT_TARGET_PATH" not in os.environ \
-        else env["DBT_TARGET_PATH"]
-    env["DBT_LOG_PATH"] = str(Path(env["DBT_TARGET_PATH"]) / "logs")
     env.setdefault("PYSPARK_PYTHON", str(Path(warehouse.dbt_executable()).with_name("python")))
     process = subprocess.Popen(  # noqa: S603 - fixed executable, validated arguments
         command, cwd=warehouse.PROJECT_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -81,7 +84,7 @@ def run_dbt(args: list[str], warehouse_dir: Path, *, echo=print, build: Mapping[
     try:
         for line in process.stdout:
             if not _NOISE.match(line):
-                echo("  dbt | " + line.rstrip())
+                dbt_log.info("%s", line.rstrip())
         return process.wait()
     except BaseException:
         warehouse.stop_process(process)
@@ -107,7 +110,7 @@ def new_slot(published: Path) -> publishing.Slot:
     return slot
 
 
-def build_candidate(options: pipeline.BuildOptions, published: Path, echo=print, force: bool = False,
+def build_candidate(options: pipeline.BuildOptions, published: Path, force: bool = False,
                     tests: bool = True) -> publishing.Slot:
     """``dbt build`` on Spark into a fresh, locked warehouse directory beside ``published``; not published.
 
@@ -120,11 +123,11 @@ def build_candidate(options: pipeline.BuildOptions, published: Path, echo=print,
     options = pipeline.validated_options(options)
     check_target(published, tuple(p for p in (options.customers, options.transactions) if p), force)
     for stale in publishing.sweep(published):
-        echo(f"segfit: removed leftover build {stale}")
+        log.info("removed leftover build %s", stale)
     previous = publishing.current_target(published)
     slot = new_slot(published)
     try:
-        echo(f"segfit: building on Spark {options.describe()}")
+        log.info("building on Spark %s", options.describe())
         build_env = {**options.dbt_env(), "SEGFIT_INPUT_FINGERPRINTS": json.dumps(options.input_fingerprints())}
         if previous is not None and previous.joinpath(*_history_parts()).is_dir():
             build_env["SEGFIT_PREVIOUS_BUILD"] = str(previous)
@@ -134,7 +137,7 @@ def build_candidate(options: pipeline.BuildOptions, published: Path, echo=print,
             selection += ["resource_type:test", "resource_type:unit_test"]
         with publishing.reading(previous) if previous is not None else contextlib.nullcontext():
             code = run_dbt(["build", "--vars", json.dumps(options.dbt_vars()), *selection], slot.target,
-                           echo=echo, build=build_env)
+                           build=build_env)
         if code != 0:
             raise SegfitError(f"dbt build on Spark failed (exit {code}); the published warehouse {published} "
                               "is unchanged")
@@ -189,15 +192,14 @@ def publish(published: Path, slot: publishing.Slot, report: tuple[Path, publishi
     publishing.sweep(published)
 
 
-def build(options: pipeline.BuildOptions, published: Path, echo=print, force: bool = False,
-          tests: bool = True) -> Path:
-    slot = build_candidate(options, published, echo, force=force, tests=tests)
+def build(options: pipeline.BuildOptions, published: Path, force: bool = False, tests: bool = True) -> Path:
+    slot = build_candidate(options, published, force=force, tests=tests)
     try:
         publish(published, slot)
     except BaseException:
         slot.discard()
         raise
-    echo(f"segfit: published {published} (marts at {published / 'marts.db'}/<mart>/)")
+    log.info("published %s (marts at %s/<mart>/)", published, published / "marts.db")
     return published
 
 
@@ -219,11 +221,16 @@ def parquet_views(warehouse_dir: Path) -> Iterator[Path]:
     """A throwaway DuckDB file with one view per Parquet table of the Spark warehouse
     (``marts.<mart>`` reads ``DIR/marts.db/<mart>/*.parquet``), so every reader of a DuckDB build (the
     checks, the report) reads a Spark build unchanged, streaming from the files. Spark's timestamps
-    (instants, stored in UTC) are read as UTC wall-clock timestamps, as on DuckDB."""
+    (instants, stored in UTC) are read as UTC wall-clock timestamps, as on DuckDB. The build's dbt artifacts
+    (``<build dir>/dbt_target/``) are linked beside the file, so ``contracts.for_build`` checks the marts
+    against the manifest of the Spark build that wrote them."""
     if not (warehouse_dir / "marts.db").is_dir():
         raise SegfitError(f"no Spark warehouse at {warehouse_dir}: run `segfit build --engine spark` first")
     with tempfile.TemporaryDirectory(prefix="segfit-spark-views-") as folder:
         path = Path(folder) / "segfit.duckdb"
+        artifacts = warehouse_dir.resolve().parent / "dbt_target"
+        if artifacts.is_dir():
+            (Path(folder) / "dbt_target").symlink_to(artifacts, target_is_directory=True)
         with contextlib.closing(duckdb.connect(str(path))) as con:
             con.execute("set TimeZone = 'UTC'")
             for (schema, table), location in _relations(warehouse_dir).items():
@@ -256,21 +263,25 @@ def write_analysis_tables(warehouse_dir: Path, frames: Mapping[str, pd.DataFrame
 
 # ------------------------------------------------------------------------------------------------ steps
 
-def check_published(published: Path, out_dir: Path, echo=print) -> int:
-    from python_analysis import steps
-    from python_analysis.config import ReportConfig
-    from python_analysis.errors import EXIT_CHECKS_FAILED
-
+def _snapshot(published: Path) -> Path:
     snapshot = publishing.current_target(published)
-    if snapshot is None:
+    if snapshot is None or not snapshot.is_dir():
         raise SegfitError(f"no Spark warehouse at {published}: run `segfit build --engine spark` first")
+    return snapshot
+
+
+def check_published(published: Path, out_dir: Path, config: ReportConfig | None = None) -> int:
+    """Validate the published Spark build; the checks page goes to ``out_dir`` (written in place)."""
+    from python_analysis import steps
+
+    snapshot = _snapshot(published)
     publishing.check_out_target(out_dir, force=True)
     with publishing.reading(snapshot), parquet_views(snapshot) as views:
-        result = steps.run_checks_on(views, out_dir, ReportConfig(), echo)
+        result = steps.run_checks_on(views, out_dir, config or ReportConfig())
     if not result.ok:
-        echo(result.summary())
+        log.error("%s", result.summary())
         return EXIT_CHECKS_FAILED
-    return 0
+    return EXIT_OK
 
 
 def _copy_warehouse(source: Path, target: Path) -> None:
@@ -280,61 +291,70 @@ def _copy_warehouse(source: Path, target: Path) -> None:
     shutil.copytree(source, target, symlinks=True, copy_function=os.link)
 
 
-def report_published(published: Path, out_dir: Path, echo=print, force: bool = False) -> int:
+def report_published(published: Path, out_dir: Path, config: ReportConfig | None = None,
+                     force: bool = False) -> int:
     from python_analysis import steps
-    from python_analysis.config import ReportConfig
+    from python_analysis.report.runinfo import now_utc
 
-    snapshot = publishing.current_target(published)
-    if snapshot is None:
-        raise SegfitError(f"no Spark warehouse at {published}: run `segfit build --engine spark` first")
+    config = config or ReportConfig()
+    started_at = now_utc()
+    snapshot = _snapshot(published)
     publishing.check_out_target(out_dir, force=force)
     with publishing.reading(snapshot):
         slot = new_slot(published)
         report_slot = publishing.new_slot(out_dir, is_dir=True)
         try:
             with parquet_views(snapshot) as views:
-                result = steps.report_from(views, report_slot.target, ReportConfig(), None, steps._grain_of(views),
-                                           echo)
+                result = steps.report_from(views, report_slot.target, config, None, steps._grain_of(views),
+                                           started_at)
             _copy_warehouse(snapshot, slot.target)
             write_analysis_tables(slot.target, steps.analysis_tables(result))
-            steps._write(result, report_slot.target, echo)
+            steps._write(result, report_slot.target)
             publish(published, slot, report=(out_dir, report_slot), expect_current=snapshot)
         finally:
             slot.discard()
             report_slot.discard()
-    echo(f"segfit: published {published} and {out_dir}")
-    return 0
+    log.info("published %s and %s", published, out_dir)
+    return EXIT_OK
 
 
-def run_all(options: pipeline.BuildOptions, published: Path, out_dir: Path, echo=print, force: bool = False,
-            tests: bool = True) -> int:
+def run_all(options: pipeline.BuildOptions, published: Path, out_dir: Path, config: ReportConfig | None = None,
+            force: bool = False, tests: bool = True) -> int:
+    """Build on Spark, check and report; publish the warehouse and its report together, or nothing."""
     from python_analysis import steps
-    from python_analysis.config import ReportConfig
-    from python_analysis.errors import EXIT_CHECKS_FAILED
+    from python_analysis.report.runinfo import now_utc
 
-    config = ReportConfig()
+    config = config or ReportConfig()
+    started_at = now_utc()
     publishing.check_out_target(out_dir, force=force)
-    echo("segfit: [1/3] build (Spark)")
-    slot = build_candidate(options, published, echo, force=force, tests=tests)
+    log.info("[1/3] build (Spark)")
+    slot = build_candidate(options, published, force=force, tests=tests)
     report_slot = None
     try:
         report_slot = publishing.new_slot(out_dir, is_dir=True)
         with parquet_views(slot.target) as views:
-            echo("segfit: [2/3] checks")
-            check_result = steps.run_checks_on(views, report_slot.target, config, echo)
+            log.info("[2/3] checks")
+            check_result = steps.run_checks_on(views, report_slot.target, config)
             if not check_result.ok:
-                echo(check_result.summary())
-                echo("segfit: checks failed; nothing was published")
+                failed = published.with_name(f"{published.name}.failed")
+                shutil.rmtree(failed, ignore_errors=True)
+                os.replace(slot.target, failed)
+                failed_docs = out_dir.with_name(f"{out_dir.name}.failed")
+                shutil.rmtree(failed_docs, ignore_errors=True)
+                os.replace(report_slot.target, failed_docs)
+                log.error("%s", check_result.summary())
+                log.error("checks failed; nothing was published. The failed build is kept at %s, its checks page "
+                          "at %s", failed, failed_docs / steps.CHECKS_PAGE)
                 return EXIT_CHECKS_FAILED
-            echo("segfit: [3/3] report")
-            result = steps.report_from(views, report_slot.target, config, check_result, options.grain, echo)
+            log.info("[3/3] report")
+            result = steps.report_from(views, report_slot.target, config, check_result, options.grain, started_at)
         write_analysis_tables(slot.target, steps.analysis_tables(result))
-        steps._write(result, report_slot.target, echo)
+        steps._write(result, report_slot.target)
         publish(published, slot, report=(out_dir, report_slot))
-        echo(f"segfit: published {published} and {out_dir}")
+        log.info("published %s and %s", published, out_dir)
     finally:
         slot.discard()
         if report_slot is not None:
             report_slot.discard()
-    echo(f"segfit: the marts are Parquet tables at {published}/marts.db/<mart>/ (README, \"Spark\")")
-    return 0
+    log.info("the marts are Parquet tables at %s/marts.db/<mart>/ (README, \"Spark\")", published)
+    return EXIT_OK

@@ -7,15 +7,17 @@ the models and the snapshot without the dbt data tests (the DuckDB lane runs tho
 keeps a Spark build near a minute.
 
 Cases (SEGFIT_SPARK_CASES: a comma list, default all): the shared extract in both grains, the demo in both
-input paths and both grains, and the bad-input catalogue of tests/test_bad_inputs.py (the same rows
+input paths and both grains, and the bad-input catalogue of tests/integration/test_bad_inputs.py (the same rows
 rejected for the same reasons).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -33,8 +35,9 @@ TIMINGS: dict[str, dict[str, float]] = {}
 
 
 def _bad_inputs(folder: Path) -> pipeline.BuildOptions:
-    """The quarantine catalogue's two files, written exactly as tests/test_bad_inputs.py writes them."""
-    from tests import test_bad_inputs as bad
+    """The quarantine catalogue's two files, written exactly as tests/integration/test_bad_inputs.py writes
+    them."""
+    from tests.integration import test_bad_inputs as bad
 
     customers = folder / "customers.csv"
     transactions = folder / "transactions.csv"
@@ -83,6 +86,19 @@ def _selected() -> list[str]:
     return names
 
 
+class _ThreadLines(logging.Handler):
+    """The Spark engine's log lines (dbt's output included) of one build thread, to show when it fails."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.thread = threading.get_ident()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.thread == self.thread:
+            self.lines.append(record.getMessage())
+
+
 class Builds:
     """Every selected case built once per session on both engines, two cases at a time: a Spark build is
     mostly waiting (JVM start, one small job per model), so two of them share the two cores well."""
@@ -99,14 +115,18 @@ class Builds:
         sequence = made if isinstance(made, list) else [made]  # a list: builds in turn (history)
         started = time.perf_counter()
         for options in sequence:
-            duck = pipeline.build(options, folder / "duckdb" / "segfit.duckdb", echo=lambda line: None)
+            duck = pipeline.build(options, folder / "duckdb" / "segfit.duckdb")
         middle = time.perf_counter()
-        lines: list[str] = []
+        engine_log = logging.getLogger(spark_engine.__name__)
+        lines = _ThreadLines()
+        engine_log.addHandler(lines)
         try:
             for options in sequence:
-                spark = spark_engine.build(options, folder / "spark" / "warehouse", echo=lines.append, tests=False)
+                spark = spark_engine.build(options, folder / "spark" / "warehouse", tests=False)
         except Exception as exc:
-            raise AssertionError(f"{case}: Spark build failed:\n" + "\n".join(lines[-60:])) from exc
+            raise AssertionError(f"{case}: Spark build failed:\n" + "\n".join(lines.lines[-60:])) from exc
+        finally:
+            engine_log.removeHandler(lines)
         TIMINGS[case] = {"duckdb_build_s": round(middle - started, 1),
                          "spark_build_s": round(time.perf_counter() - middle, 1)}
         return duck, spark, options
@@ -120,6 +140,7 @@ class Builds:
 
 @pytest.fixture(scope="session")
 def builds(tmp_path_factory):
+    logging.getLogger(spark_engine.__name__).setLevel(logging.INFO)  # dbt's lines reach _ThreadLines
     built = Builds(tmp_path_factory.mktemp("identity"))
     yield built
     built.pool.shutdown(wait=True, cancel_futures=True)
@@ -170,9 +191,9 @@ def test_the_comparison_sees_a_changed_double_text_flag_or_row():
 def _metrics(path: Path, grain: str, out: Path, spark: bool) -> dict:
     if spark:
         with spark_engine.parquet_views(path) as views:
-            result = steps.report_from(views, out, ReportConfig(), None, grain, echo=lambda line: None)
+            result = steps.report_from(views, out, ReportConfig(), None, grain)
     else:
-        result = steps.report_from(path, out, ReportConfig(), None, grain, echo=lambda line: None)
+        result = steps.report_from(path, out, ReportConfig(), None, grain)
     return json.loads(json.dumps(json_ready(result.metrics), sort_keys=True))
 
 
