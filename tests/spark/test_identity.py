@@ -194,7 +194,19 @@ def _metrics(path: Path, grain: str, out: Path, spark: bool) -> dict:
             result = steps.report_from(views, out, ReportConfig(), None, grain)
     else:
         result = steps.report_from(path, out, ReportConfig(), None, grain)
-    return json.loads(json.dumps(json_ready(result.metrics), sort_keys=True))
+    return _without_run_metadata(json.loads(json.dumps(json_ready(result.metrics), sort_keys=True)))
+
+
+# Run metadata in metrics.json: when the build and the report ran, which differs between any two runs,
+# whatever the engine (the rest of metrics["run"], inputs, grain, threshold, versions, must be equal).
+RUN_METADATA_KEYS = ("built_at", "started_at", "finished_at")
+
+
+def _without_run_metadata(metrics: dict) -> dict:
+    metrics.pop("generated_at", None)
+    for key in RUN_METADATA_KEYS:
+        metrics.get("run", {}).pop(key, None)
+    return metrics
 
 
 def _differences(left, right, where="metrics") -> list[str]:
