@@ -162,6 +162,17 @@
     {{ return(["timestamp'9999-12-31 23:59:59.999999'", "timestamp'0001-01-01 00:00:00'"]) }}
 {%- endmacro %}
 
+{#- A timestamp as text: the ends of Spark's range stand for `infinity` / `-infinity` (above), so they are
+    written as DuckDB writes the infinities. -#}
+{% macro spark__segfit_timestamp_text(expression) -%}
+    {%- set ends = segfit_infinite_timestamp_values() -%}
+    case
+        when {{ expression }} = {{ ends[0] }} then 'infinity'
+        when {{ expression }} = {{ ends[1] }} then '-infinity'
+        else cast({{ expression }} as {{ segfit_text() }})
+    end
+{%- endmacro %}
+
 {#- History across builds on Spark. Every segfit build is a new warehouse directory; the CLI names the
     published one in SEGFIT_PREVIOUS_BUILD, and this hook copies its snapshot table (Parquet files at
     <previous>/snapshots.db/customer_segment_fit_history/) into the new warehouse before the snapshot
