@@ -1,6 +1,6 @@
-{#- One row per classification-anomaly record, ranked by absolute deviation (largest first; rounded to 10
-    places like the flag, so a last-bit difference between two equal deviations cannot reorder them: ties
-    go to customer_record_id on every engine). -#}
+{#- One row per classification-anomaly record, ranked by absolute deviation (largest first; ties go to
+    customer_record_id). The deviation is stored rounded to 12 places (customer_segment_fit), so a
+    last-bit difference between two equal deviations cannot reorder them on another engine. -#}
 
 with
 
@@ -15,7 +15,7 @@ anomalies as (
     select
         fit.*,
         cast(
-            row_number() over (order by round(abs_retention_deviation, 10) desc, customer_record_id asc)
+            row_number() over (order by abs_retention_deviation desc, customer_record_id asc)
             as {{ dbt.type_bigint() }}
         ) as anomaly_rank
     from fit
