@@ -4,11 +4,26 @@
     recomputed (int_customer_transactions_aggregated). Everything else is rebuilt as in a full build.
 -#}
 
+{#- The stored transaction models are incremental on DuckDB; elsewhere (Spark) plain tables, rebuilt
+    each run, until the append path is ported (its delete+insert strategy is not dbt-spark's). -#}
+{% macro segfit_transactions_materialization() -%}
+    {{ return(adapter.dispatch('segfit_transactions_materialization', 'segfit')()) }}
+{%- endmacro %}
+{% macro default__segfit_transactions_materialization() -%}
+    {{ return('table') }}
+{%- endmacro %}
+{% macro duckdb__segfit_transactions_materialization() -%}
+    {{ return('incremental') }}
+{%- endmacro %}
+
 {#- Does this run append its transactions file to the stored ones? Only with a transactions file. -#}
 {% macro segfit_transactions_append() -%}
     {%- set cfg = segfit_config() -%}
     {%- if cfg['transactions_load'] != 'append' -%}
         {{ return(false) }}
+    {%- endif -%}
+    {%- if segfit_transactions_materialization() != 'incremental' -%}
+        {{ segfit_fail("var 'transactions_load' append is implemented for DuckDB only, not " ~ target.type) }}
     {%- endif -%}
     {%- if cfg['transactions_path'] == '' -%}
         {{ segfit_fail("var 'transactions_load' is append, but no transactions file is given (var transactions_path):"

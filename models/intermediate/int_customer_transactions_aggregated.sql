@@ -12,7 +12,7 @@
     (a record without a segmentation_date is as of the latest transaction date), or when it is new. -#}
 {%- set append = segfit_transactions_append() -%}
 {{ config(
-    materialized='incremental',
+    materialized=segfit_transactions_materialization(),
     unique_key='customer_record_id',
     incremental_strategy='delete+insert',
     full_refresh=(none if append else true),
@@ -267,7 +267,7 @@ final as (
             as {{ dbt.type_bigint() }}
         ) as days_since_last_transaction,
         cast(
-            aggregated.transaction_count * 1.0 / nullif(aggregated.active_months, 0) as {{ segfit_double() }}
+            {{ segfit_ratio('aggregated.transaction_count', 'aggregated.active_months') }} as {{ segfit_double() }}
         ) as avg_transactions_per_month,
         aggregated.first_transaction_date,
         aggregated.last_transaction_date,

@@ -13,7 +13,7 @@
 -- depends_on: {{ ref('int_customer_records_deduplicated') }}
 {%- set append = segfit_transactions_append() -%}
 {{ config(
-    materialized='incremental',
+    materialized=segfit_transactions_materialization(),
     incremental_strategy='append',
     full_refresh=(none if append else true),
     on_schema_change='fail',

@@ -1,6 +1,7 @@
 {#- One row per clean input transaction (key source_row_number): the rows of int_transactions_checked
-    that passed every check. A view over the stored checked rows. -#}
-{{ config(materialized='view') }}
+    that passed every check. A view over the stored checked rows (a table where the engine needs one:
+    segfit_clean_rows_materialization). -#}
+{{ config(materialized=segfit_clean_rows_materialization()) }}
 
 with
 

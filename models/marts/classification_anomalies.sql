@@ -1,8 +1,6 @@
-{#- One row per classification-anomaly record, ranked by absolute deviation (largest first; ties by
-    customer_record_id). The deviation is rounded to 10 decimals for the rank, as for the anomaly flag: a
-    segment average is a float sum whose last bit depends on the order the rows are added in, so two
-    records with the same retention would otherwise swap ranks between two builds of the same data
-    (a full and an incremental one, for instance). -#}
+{#- One row per classification-anomaly record, ranked by absolute deviation (largest first; ties go to
+    customer_record_id). The deviation is stored rounded to 12 places (customer_segment_fit), so a
+    last-bit difference between two equal deviations cannot reorder them on another engine. -#}
 
 with
 
@@ -16,7 +14,10 @@ anomalies as (
 
     select
         fit.*,
-        row_number() over (order by round(abs_retention_deviation, 10) desc, customer_record_id asc) as anomaly_rank
+        cast(
+            row_number() over (order by abs_retention_deviation desc, customer_record_id asc)
+            as {{ dbt.type_bigint() }}
+        ) as anomaly_rank
     from fit
     where is_classification_anomaly
 
