@@ -296,6 +296,9 @@ def clusters(ctx: ReportContext, figures: Mapping[str, object]) -> Part:
         blocks.append(Bullets(tuple(c.feature_notes)))
     blocks.append(table(c.k_scores, "Silhouette and inertia per K",
                         formats_by_column={"silhouette": formats.num, "inertia": formats.num}))
+    stability = text.cluster_stability(c.k_scores, c.chosen_k, c.composition)
+    if stability:
+        blocks.append(Para(stability))
     blocks += _images(figures, ("silhouette", "Silhouette (higher is better) and inertia per K"))
     blocks.append(_profiles_table(c.profiles))
     blocks += _images(figures, ("clusters", "Anomaly clusters in a 2-D PCA projection, with centroids"))
@@ -460,6 +463,12 @@ def _anomaly_model_blocks(ctx: ReportContext, figures: Mapping[str, object]) -> 
             blocks.append(table(top_importances(m.importances, config.top_importances),
                                 f"{'LEAKAGE ' if m.leakage_by_design else ''}{name} model: largest importances"))
     blocks.append(Para(f"Written back as analysis.anomaly_model_scores: {models.scores_source}."))
+    if "reliability" in figures:
+        from .figures import written_back_reliability
+
+        blocks.append(Para(text.reliability(written_back_reliability(ctx))))
+        blocks += _images(figures, ("reliability", "Reliability of the written-back anomaly probability: observed "
+                                    "anomaly share against the mean prediction per bin (diagonal = calibrated)"))
     return blocks
 
 
