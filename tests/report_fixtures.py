@@ -262,10 +262,8 @@ def _mantel_haenszel(fit: pd.DataFrame, hits: pd.Series, anom: pd.Series) -> dic
             tables.append(table)
     if not tables:
         return {"mh_odds_ratio": None, "mh_segments": 0}
-    try:
+    with np.errstate(divide="ignore", invalid="ignore"):  # no discordant pairs: an infinite OR, reported as null
         value = float(StratifiedTable(tables).oddsratio_pooled)
-    except ZeroDivisionError:
-        value = None
     return {"mh_odds_ratio": value if value is None or np.isfinite(value) else None, "mh_segments": len(tables)}
 
 
