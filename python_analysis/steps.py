@@ -35,7 +35,7 @@ def check_config_for(fit: pd.DataFrame, config: ReportConfig) -> quality.CheckCo
         threshold = float(fit["anomaly_threshold"].iloc[0])
         mode = str(fit["anomaly_threshold_mode"].iloc[0])
     return quality.CheckConfig(anomaly_threshold=threshold, anomaly_threshold_mode=mode,
-                              anomaly_rate_band=config.anomaly_rate_band)
+                               anomaly_rate_band=config.anomaly_rate_band)
 
 
 def run_checks_on(path: Path, out_dir: Path, config: ReportConfig) -> quality.CheckReport:
