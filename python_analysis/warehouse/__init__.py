@@ -28,13 +28,21 @@ from .dbt_runner import (
     stop_process,
 )
 from .paths import DEFAULT_WAREHOUSE, PROJECT_DIR, resolve_warehouse_path
-from .reading import CHECKED_INPUTS, MARTS, REPORT_ONLY_MARTS, checked_sources, read_marts, read_tables
+from .reading import (
+    CHECKED_INPUTS,
+    MARTS,
+    READ_ORDER,
+    REPORT_ONLY_MARTS,
+    checked_sources,
+    read_marts,
+    read_tables,
+)
 from .sampling import read_stratified_sample
 from .writing import write_analysis_tables
 
 __all__ = [
     "BUILD_ENVIRONMENT", "CHECKED_INPUTS", "DBT_TARGET", "DEFAULT_WAREHOUSE", "MARTS", "PROJECT_DIR",
-    "REPORT_ONLY_MARTS", "bounded_read_only", "checked_sources", "dbt_environment", "dbt_executable", "dbt_log",
-    "read_marts", "read_only", "read_stratified_sample", "read_tables", "resolve_warehouse_path", "run_dbt",
-    "stop_process", "write_analysis_tables",
+    "READ_ORDER", "REPORT_ONLY_MARTS", "bounded_read_only", "checked_sources", "dbt_environment",
+    "dbt_executable", "dbt_log", "read_marts", "read_only", "read_stratified_sample", "read_tables",
+    "resolve_warehouse_path", "run_dbt", "stop_process", "write_analysis_tables",
 ]
