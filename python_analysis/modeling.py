@@ -627,11 +627,15 @@ def _anomaly_model(
 
 
 def anomaly_models(
-    fit: pd.DataFrame, config: ReportConfig, matrix: FeatureMatrix | None = None
+    fit: pd.DataFrame, config: ReportConfig, matrix: FeatureMatrix | None = None,
+    population: pd.DataFrame | None = None, sample_positions: np.ndarray | None = None,
 ) -> AnomalyModelsResult:
     """What predicts an anomaly: full (leaky), fair, baseline and behavioural trees, in-sample and CV.
 
-    ``matrix`` (from ``model_matrix``) avoids rebuilding the features for each model.
+    ``matrix`` (from ``model_matrix``) avoids rebuilding the features for each model. When ``fit`` is the
+    analysis sample (``sampling.analysis_sample``) of ``population`` at ``sample_positions``, the written-back
+    scores still cover every record of ``population``: the sampled records get their calibrated out-of-fold
+    probability, the others that of the same calibrated model fitted on the sample (they were not in its fit).
     Long: the four models share one matrix and one CV split (#9).
     """
     n = len(fit)
@@ -665,9 +669,13 @@ def anomaly_models(
     _assess(fit, matrix, models, y, groups, config)
     ids = text_column(fit, "customer_record_id", missing="").to_numpy(dtype=object)
     calibrated = None
+    fair_sources = [*model_feature_sets(config)["fair"][0], *model_feature_sets(config)["fair"][1]]
     if not fair.skipped and fair.oof_proba is not None:
-        fm = matrix.select([*model_feature_sets(config)["fair"][0], *model_feature_sets(config)["fair"][1]])
-        calibrated = calibrated_oof_proba(fm.X, y, groups, config)
+        fm = matrix.select(fair_sources)
+        fitted = _calibrated_folds(fm.X, y, groups, config)
+        calibrated = None if fitted is None else fitted[0]
+        if fitted is not None and population is not None and sample_positions is not None:
+            calibrated, ids = _score_population(fm, fit, fitted, population, sample_positions)
         del fm
     if fair.skipped:
         scores, source = empty_scores(), "none (fair model skipped)"
@@ -676,7 +684,10 @@ def anomaly_models(
             fair.oof_proba if fair.oof_proba is not None else fair.full_proba)
         source = (
             "fair model, out-of-fold (customer-grouped folds), calibrated (CalibratedClassifierCV, sigmoid, inner "
-            "grouped folds)"
+            "grouped folds)" + (
+                f"; fitted on the analysis sample of {len(fit):,} records, the other "
+                f"{len(ids) - len(fit):,} records (in no fit) scored by the mean of the calibrated fold models"
+                if len(ids) != len(fit) else "")
             if calibrated is not None
             else "fair model, out-of-fold (cross-validated)"
             if fair.oof_proba is not None
@@ -705,27 +716,89 @@ def calibrated_oof_proba(X: np.ndarray, y: np.ndarray, groups: np.ndarray, confi
     """Calibrated out-of-fold P(anomaly) for every record: customer-grouped stratified folds; in each, a
     ``CalibratedClassifierCV`` of the fair tree (sigmoid, on inner grouped folds) trained on at most
     ``cv_fit_sample_size`` records of the other folds. None when a class has too few customers."""
+    fitted = _calibrated_folds(X, y, groups, config)
+    return None if fitted is None else fitted[0]
+
+
+def _calibrated_folds(X: np.ndarray, y: np.ndarray, groups: np.ndarray, config: ReportConfig
+                      ) -> tuple[np.ndarray, list] | None:
+    """(calibrated out-of-fold P(anomaly), the fold models): see ``calibrated_oof_proba``."""
     _, inverse = np.unique(groups, return_inverse=True)
     has = np.bincount(inverse, weights=y.astype(float)) > 0
     k = min(config.cv_folds, int(has.sum()), int((~has).sum()))
     if k < 2:
         return None
     out = np.zeros(len(y))
+    models = []
     for i, (train, test) in enumerate(grouped_stratified_splits(y, groups, k, config.random_state)):
-        sub = train[stratified_bounded_indices(y[train], config.cv_rows, config.random_state + i)]
-        _, inv = np.unique(groups[sub], return_inverse=True)
-        has_sub = np.bincount(inv, weights=y[sub].astype(float)) > 0
-        inner_k = min(3, int(has_sub.sum()), int((~has_sub).sum()))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            if inner_k >= 2:
-                inner = grouped_stratified_splits(y[sub], groups[sub], inner_k, config.random_state + i)
-                model = CalibratedClassifierCV(_tree(config, config.class_weight), method="sigmoid", cv=inner)
-            else:
-                model = _tree(config, config.class_weight)
-            model.fit(X[sub], y[sub])
+        model = _calibrated_tree(X[train], y[train], groups[train], config, config.random_state + i)
         out[test] = model.predict_proba(X[test])[:, list(model.classes_).index(True)]
+        models.append(model)
+    return out, models
+
+
+def _calibrated_tree(X: np.ndarray, y: np.ndarray, groups: np.ndarray, config: ReportConfig, seed: int):
+    """The fair tree in a ``CalibratedClassifierCV`` (sigmoid, inner customer-grouped folds), fitted on at most
+    ``cv_fit_sample_size`` of the given records; the plain tree when too few customers for inner folds."""
+    sub = stratified_bounded_indices(y, config.cv_rows, seed)
+    _, inv = np.unique(groups[sub], return_inverse=True)
+    has_sub = np.bincount(inv, weights=y[sub].astype(float)) > 0
+    inner_k = min(3, int(has_sub.sum()), int((~has_sub).sum()))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if inner_k >= 2:
+            inner = grouped_stratified_splits(y[sub], groups[sub], inner_k, seed)
+            model = CalibratedClassifierCV(_tree(config, config.class_weight), method="sigmoid", cv=inner)
+        else:
+            model = _tree(config, config.class_weight)
+        model.fit(X[sub], y[sub])
+    return model
+
+
+def encode_like(frame: pd.DataFrame, fm: FeatureMatrix, reference: pd.DataFrame, dtype: type = np.float32
+                ) -> np.ndarray:
+    """``frame`` encoded into the columns of ``fm`` (a matrix built from ``reference``): a numeric column's
+    missing values take ``reference``'s median, as ``feature_matrix`` imputes; a level ``fm`` has no column
+    for is '(other)' when ``fm`` grouped rare levels, else all zeros."""
+    out = np.empty((len(frame), len(fm.columns)), dtype=dtype)
+    levels: dict[str, set[str]] = {}
+    for column, source, kind in zip(fm.columns, fm.sources, fm.kinds, strict=True):
+        if kind == "categorical":
+            levels.setdefault(source, set()).add(column[len(source) + 1:])
+    text_cache: dict[str, pd.Series] = {}
+    for j, (column, source, kind) in enumerate(zip(fm.columns, fm.sources, fm.kinds, strict=True)):
+        if kind == "numeric":
+            values = numeric_column(frame, source)
+            _require_modelable(frame, source, values, dtype)
+            if not np.isfinite(values).all():
+                ref = numeric_column(reference, source)
+                values = np.where(np.isfinite(values), values, float(np.median(ref[np.isfinite(ref)])))
+            out[:, j] = values
+            continue
+        if source not in text_cache:
+            values = text_column(frame, source, missing=MISSING)
+            if OTHER in levels[source]:
+                values = values.where(values.isin(levels[source]), OTHER)
+            text_cache[source] = values
+        out[:, j] = (text_cache[source] == column[len(source) + 1:]).to_numpy()
     return out
+
+
+def _score_population(fm: FeatureMatrix, fit: pd.DataFrame, fitted: tuple[np.ndarray, list],
+                      population: pd.DataFrame, sample_positions: np.ndarray, chunk: int = 200_000
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """(P(anomaly), customer_record_id) for every record of ``population``: the sample's calibrated out-of-fold
+    probabilities at ``sample_positions``; every other record (in no fit) the mean of the calibrated fold
+    models' probabilities."""
+    sample_oof, models = fitted
+    proba = np.empty(len(population))
+    proba[sample_positions] = sample_oof
+    rest = np.setdiff1d(np.arange(len(population)), sample_positions, assume_unique=True)
+    for start in range(0, len(rest), chunk):
+        part = rest[start:start + chunk]
+        X = encode_like(population.iloc[part], fm, fit)
+        proba[part] = np.mean([m.predict_proba(X)[:, list(m.classes_).index(True)] for m in models], axis=0)
+    return proba, text_column(population, "customer_record_id", missing="").to_numpy(dtype=object)
 
 
 def _assess(fit: pd.DataFrame, matrix: FeatureMatrix, models: dict[str, AnomalyModel], y: np.ndarray,

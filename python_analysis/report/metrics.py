@@ -55,6 +55,7 @@ def metrics(ctx: ReportContext, charts: list[str]) -> dict[str, Any]:
         "run": ctx.run.to_dict(),
         "grain": ctx.grain,
         "sample": ctx.overview,
+        "analysis_sample": ctx.sample.to_dict() if ctx.sample is not None else None,
         "segments": {
             "order": list(ctx.segment_order),
             "by_segment": {row["profitability_segment"]: {k: v for k, v in row.items() if k != "profitability_segment"}

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from ..config import SEASONALITY_FEATURES, STABILITY_FEATURES
+from ..sampling import sample_sentence
 from . import formats, statistics_sections, text
 from .context import ReportContext
 from .document import Block, Bullets, Image, Link, Para, Section, Subheading, table
@@ -168,6 +169,9 @@ def evidence(ctx: ReportContext, figures: Mapping[str, object]) -> Part:
         "(negligible < 0.147 ≤ small < 0.33 ≤ medium < 0.474 ≤ large) with a 95% customer-bootstrap CI; q: "
         "Benjamini-Hochberg within each dimension. 'Supported' needs q < 0.05, a CI clear of the negligible band, and "
         "the same result under both grains.")]
+    sample_note = sample_sentence(ctx.sample) if ctx.sample is not None else None
+    if sample_note:
+        blocks.append(Para(sample_note))
     sizes = [g] + ([result.other] if result.other is not None and result.other is not g else [])
     blocks.append(table(pd.DataFrame([{
         "grain": x.grain, "customers": x.customers, "records": x.records, "anomaly_customers": x.anomaly_customers,
@@ -466,7 +470,8 @@ def _anomaly_model_blocks(ctx: ReportContext, figures: Mapping[str, object]) -> 
 # ------------------------------------------------------------------------------------------------ B
 def appendix_method(ctx: ReportContext, figures: Mapping[str, object]) -> Part:
     config = ctx.config
-    notes = [
+    sample_note = sample_sentence(ctx.sample) if ctx.sample is not None else None
+    notes = ([sample_note] if sample_note else []) + [
         f"Seed {config.random_state} everywhere; charts plot at most {formats.count(config.plot_sample_size)} points.",
         f"Decision trees are fitted on at most {formats.count(config.tree_rows)} records (stratified sample), KMeans on "
         f"at most {formats.count(config.cluster_rows)} anomaly records, each CV fold model on at most "
