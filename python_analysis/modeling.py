@@ -789,15 +789,15 @@ def _score_population(fm: FeatureMatrix, fit: pd.DataFrame, fitted: tuple[np.nda
                       ) -> tuple[np.ndarray, np.ndarray]:
     """(P(anomaly), customer_record_id) for every record of ``population``: the sample's calibrated out-of-fold
     probabilities at ``sample_positions``; every other record (in no fit) the mean of the calibrated fold
-    models' probabilities."""
+    models' probabilities. Encoded and scored in slices of ``chunk`` records, reading only the model's columns."""
     sample_oof, models = fitted
+    columns = [c for c in dict.fromkeys(["customer_record_id", *fm.sources]) if c in population.columns]
     proba = np.empty(len(population))
+    for start in range(0, len(population), chunk):
+        X = encode_like(population[columns].iloc[start:start + chunk], fm, fit)
+        proba[start:start + chunk] = np.mean(
+            [m.predict_proba(X)[:, list(m.classes_).index(True)] for m in models], axis=0)
     proba[sample_positions] = sample_oof
-    rest = np.setdiff1d(np.arange(len(population)), sample_positions, assume_unique=True)
-    for start in range(0, len(rest), chunk):
-        part = rest[start:start + chunk]
-        X = encode_like(population.iloc[part], fm, fit)
-        proba[part] = np.mean([m.predict_proba(X)[:, list(m.classes_).index(True)] for m in models], axis=0)
     return proba, text_column(population, "customer_record_id", missing="").to_numpy(dtype=object)
 
 

@@ -68,9 +68,10 @@ class AnalysisSample:
 
 
 SAMPLED_PARTS = ("within-segment tests and verdicts", "anomaly-definition sensitivity", "re-segmentation simulation",
-                 "segment tree", "anomaly models (repeated grouped CV, grouped assessment, calibration)")
+                 "segment tree", "anomaly models (repeated grouped CV, grouped assessment, calibration)",
+                 "KMeans fit (on as many anomaly records as the sample holds)")
 EVERY_RECORD_PARTS = ("segment summaries", "feature comparison", "rule lift", "crosstabs", "data profile and bands",
-                      "anomaly list and clusters", "written-back anomaly_probability (scored for every record)")
+                      "anomaly list and cluster assignments", "written-back anomaly_probability (every record scored)")
 
 
 def _customer_keys(fit: pd.DataFrame) -> np.ndarray:
@@ -140,5 +141,6 @@ def sample_sentence(sample: AnalysisSample) -> str | None:
             f"above {sample.threshold:,}), so the within-segment tests, verdicts, re-segmentation, and every decision "
             f"tree and its cross-validation are computed on a stratified sample of {sample.records:,} records of "
             f"{sample.customers:,} whole customers ({sample.anomaly_customers:,} with an anomaly record): "
-            f"{METHOD}. Segment summaries, the feature comparison, rule lift, crosstabs, the data profile, the anomaly "
-            "list and clusters use every record; every record is scored in the written-back anomaly_probability.")
+            f"{METHOD}. KMeans is fitted on as many anomaly records as the sample holds. Segment summaries, the feature "
+            "comparison, rule lift, crosstabs, the data profile and bands, the anomaly list and the cluster assignments "
+            "use every record; every record is scored in the written-back anomaly_probability.")

@@ -130,7 +130,11 @@ def _models(fit: pd.DataFrame, anomalies: pd.DataFrame, profile: DataProfile, co
     """Clusters of the anomalies and the decision trees; constant, all-null and identical columns are removed
     before modelling, and the segment-defining (band) feature is kept out of the behavioural model. When
     ``fit`` is the analysis ``sample`` of ``population``, the written-back scores still cover every record."""
-    clustering = anomaly_clusters(anomalies, config)
+    cluster_config = config
+    if sample is not None and sample.sampled:  # the K search and KMeans fit on as many anomalies as the sample holds
+        cluster_config = replace(config, cluster_fit_sample_size=max(min(config.cluster_rows, sample.anomaly_records),
+                                                                      config.k_max + 1))
+    clustering = anomaly_clusters(anomalies, cluster_config)
     model_config = replace(
         config,
         extra_excluded_features=tuple(dict.fromkeys(config.extra_excluded_features + profile.redundant_columns)),
