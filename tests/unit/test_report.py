@@ -81,6 +81,7 @@ def test_metrics_top_level_keys_are_stable(written):
     report, _, _ = written
     assert sorted(report.metrics) == sorted(
         [
+            "analysis_sample",
             "anomalies",
             "anomaly_models",
             "changes",
@@ -148,6 +149,10 @@ def test_write_back_frames(written, marts):
     assert len(scores) == len(marts["customer_segment_fit"])
     assert scores["predicted_anomaly"].dtype == bool
     assert report.metrics["write_back"]["anomaly_model_scores_rows"] == len(scores)
+    # small data: nothing is sampled, and the report says no sample
+    assert report.metrics["analysis_sample"]["sampled"] is False
+    assert report.metrics["analysis_sample"]["records"] == len(marts["customer_segment_fit"])
+    assert "stratified sample of" not in report.markdown
 
 
 def test_build_and_write_twice_is_byte_identical(marts, tmp_path, monkeypatch):
