@@ -896,6 +896,7 @@ class ClusteringResult:
     projection: pd.DataFrame = field(default_factory=pd.DataFrame)
     centroids_2d: np.ndarray | None = None
     explained_variance: list[float] = field(default_factory=list)
+    label_reference: str = "other clusters"  # what the labels are named against: "population" or "other clusters"
 
 
 ASSIGNMENT_COLUMNS = ["customer_record_id", "cluster_id", "cluster_label"]
@@ -996,22 +997,29 @@ def _cluster_stability(Z: np.ndarray, models: dict[int, KMeans], k_scores: pd.Da
     return out
 
 
-def _quarter_term(anomalies: pd.DataFrame, labels: np.ndarray, cluster: int) -> str | None:
-    """'Qn-heavy' when the cluster's mean quarter share (add-one shrunk: (q + 1) / (n + 4)) of records with at
-    least SEASONAL_MIN_TRANSACTIONS transactions is >= 0.35 and >= 0.10 above the other clusters'."""
-    counts = np.column_stack([numeric_column(anomalies, f"q{q}_transactions") for q in range(1, 5)])
+def _quarter_shares(frame: pd.DataFrame) -> np.ndarray:
+    """Add-one shrunk quarter shares ((q + 1) / (n + 4)) of records with at least SEASONAL_MIN_TRANSACTIONS
+    transactions; NaN rows for the others."""
+    counts = np.column_stack([numeric_column(frame, f"q{q}_transactions") for q in range(1, 5)])
     total = np.nansum(counts, axis=1)
     enough = np.isfinite(counts).all(axis=1) & (total >= SEASONAL_MIN_TRANSACTIONS)
-    shares = np.where(enough[:, None], (counts + 1) / (total[:, None] + 4), np.nan)
+    return np.where(enough[:, None], (counts + 1) / (total[:, None] + 4), np.nan)
+
+
+def _quarter_term(anomalies: pd.DataFrame, labels: np.ndarray, cluster: int,
+                  population_shares: np.ndarray | None = None) -> str | None:
+    """'Qn-heavy' when the cluster's mean quarter share (``_quarter_shares``) is >= 0.35 and >= 0.10 above the
+    population's (``population_shares``: the mean shares of every record), else above the other clusters'."""
+    shares = _quarter_shares(anomalies)
     if not np.isfinite(shares).any():
         return None
     inside = labels == cluster
-    if inside.all() or not inside.any():
+    if not inside.any() or (population_shares is None and inside.all()):
         return None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         mine = np.nanmean(shares[inside], axis=0)
-        rest = np.nanmean(shares[~inside], axis=0)
+        rest = population_shares if population_shares is not None else np.nanmean(shares[~inside], axis=0)
     if not np.isfinite(mine).any():
         return None
     q = int(np.nanargmax(mine))
@@ -1020,14 +1028,46 @@ def _quarter_term(anomalies: pd.DataFrame, labels: np.ndarray, cluster: int) -> 
     return None
 
 
+@dataclass(frozen=True)
+class PopulationReference:
+    """Every record's median and SD per clustering feature, and mean quarter shares: what cluster labels are
+    named against (``population_reference``)."""
+
+    median: np.ndarray
+    sd: np.ndarray
+    quarter_shares: np.ndarray | None
+    records: int
+
+
+def population_reference(population: pd.DataFrame, features: Sequence[str]) -> PopulationReference:
+    """Median and SD (ddof=1) over every record of ``population`` for each feature (missing values left out)."""
+    med, sd = [], []
+    for feature in features:
+        v = numeric_column(population, feature)
+        v = v[np.isfinite(v)]
+        med.append(float(np.median(v)) if len(v) else math.nan)
+        sd.append(float(np.std(v, ddof=1)) if len(v) > 1 else math.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        shares = np.nanmean(_quarter_shares(population), axis=0) if len(population) else None
+    if shares is not None and not np.isfinite(shares).any():
+        shares = None
+    return PopulationReference(np.asarray(med), np.asarray(sd), shares, len(population))
+
+
 def cluster_labels(
     z: np.ndarray,
     labels: np.ndarray,
     features: Sequence[str],
     config: ReportConfig,
     anomalies: pd.DataFrame | None = None,
+    raw: np.ndarray | None = None,
+    reference: PopulationReference | None = None,
 ) -> tuple[dict[int, str], dict[int, list[dict[str, object]]], pd.DataFrame]:
-    """Short label per cluster from the features whose median z-score differs most from the other clusters."""
+    """Short label per cluster from the features whose cluster median differs most from the population: with a
+    ``reference`` (every record), the gap is (cluster median of ``raw`` - population median) / population SD,
+    so "high volatility" means high for a customer, not only higher than the other cluster; without one, the
+    median z-score (``z``) against the other clusters' (the old, relative naming)."""
     clusters = sorted(set(labels.tolist()))
     gaps = pd.DataFrame(index=clusters, columns=list(features), dtype=float)
     names: dict[int, str] = {}
@@ -1035,6 +1075,11 @@ def cluster_labels(
     for c in clusters:
         inside = labels == c
         for j, feature in enumerate(features):
+            if reference is not None and raw is not None:
+                sd = reference.sd[j]
+                gap = (float(np.median(raw[inside, j])) - reference.median[j]) / sd if sd > 0 else 0.0
+                gaps.loc[c, feature] = gap if math.isfinite(gap) else 0.0
+                continue
             rest = z[~inside, j]
             gaps.loc[c, feature] = float(np.median(z[inside, j]) - (np.median(rest) if len(rest) else 0.0))
         ordered = sorted(features, key=lambda f: (-abs(gaps.loc[c, f]), f))
@@ -1058,7 +1103,7 @@ def cluster_labels(
                 }
             )
         if anomalies is not None:
-            qterm = _quarter_term(anomalies, labels, c)
+            qterm = _quarter_term(anomalies, labels, c, reference.quarter_shares if reference is not None else None)
             if qterm:
                 words.append(qterm)
                 chosen.append(
@@ -1081,17 +1126,20 @@ def cluster_labels(
     return names, terms, gaps
 
 
-def anomaly_clusters(anomalies: pd.DataFrame, config: ReportConfig) -> ClusteringResult:
-    """KMeans on the anomaly records (standardised CLUSTER_FEATURES); K by silhouette or ``fixed_k``.
+def anomaly_clusters(anomalies: pd.DataFrame, config: ReportConfig,
+                     population: pd.DataFrame | None = None) -> ClusteringResult:
+    """KMeans on the anomaly records (standardised CLUSTER_FEATURES); K by silhouette or ``fixed_k``. Labels are
+    named against ``population`` (every record, e.g. the fit mart) when given, else against the other clusters.
 
     Runs single-threaded (OpenMP/BLAS): identical results on any machine, and no thread oversubscription
     slow-down when the host is busy.
     """
     with threadpool_limits(limits=1):
-        return _anomaly_clusters(anomalies, config)
+        return _anomaly_clusters(anomalies, config, population)
 
 
-def _anomaly_clusters(anomalies: pd.DataFrame, config: ReportConfig) -> ClusteringResult:  # noqa: C901 - K search, fit, labels and profiles of one clustering; owned by #9
+def _anomaly_clusters(anomalies: pd.DataFrame, config: ReportConfig,  # noqa: C901 - K search, fit, labels and profiles of one clustering; owned by #9
+                      population: pd.DataFrame | None = None) -> ClusteringResult:
     """Long: K search, fit, labels and profiles of one clustering (#9)."""
     n = len(anomalies)
     if n < 3:
@@ -1181,7 +1229,8 @@ def _anomaly_clusters(anomalies: pd.DataFrame, config: ReportConfig) -> Clusteri
         remap[old] = new
     labels_all = remap[raw]
     centers = km.cluster_centers_[order]
-    names, terms, gaps = cluster_labels(Z_all, labels_all, fm.columns, config, anomalies)
+    reference = population_reference(population, fm.columns) if population is not None else None
+    names, terms, gaps = cluster_labels(Z_all, labels_all, fm.columns, config, anomalies, fm.X, reference)
     ids = text_column(anomalies, "customer_record_id", missing="").to_numpy(dtype=object)
     assignments = pd.DataFrame(
         {
@@ -1252,4 +1301,5 @@ def _anomaly_clusters(anomalies: pd.DataFrame, config: ReportConfig) -> Clusteri
         projection=projection,
         centroids_2d=cent,
         explained_variance=[float(v) for v in pca.explained_variance_ratio_],
+        label_reference=f"population ({reference.records} records)" if reference is not None else "other clusters",
     )

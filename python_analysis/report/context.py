@@ -134,7 +134,7 @@ def _models(fit: pd.DataFrame, anomalies: pd.DataFrame, profile: DataProfile, co
     if sample is not None and sample.sampled:  # the K search and KMeans fit on as many anomalies as the sample holds
         cluster_config = replace(config, cluster_fit_sample_size=max(min(config.cluster_rows, sample.anomaly_records),
                                                                       config.k_max + 1))
-    clustering = anomaly_clusters(anomalies, cluster_config)
+    clustering = anomaly_clusters(anomalies, cluster_config, population=population if population is not None else fit)
     model_config = replace(
         config,
         extra_excluded_features=tuple(dict.fromkeys(config.extra_excluded_features + profile.redundant_columns)),

@@ -136,6 +136,7 @@ def _clustering_metrics(clustering: ClusteringResult) -> dict[str, Any]:
         "terms": {str(k): v for k, v in clustering.terms.items()},
         "composition": clustering.composition,
         "pca_explained_variance": clustering.explained_variance,
+        "label_reference": clustering.label_reference,
     })
     return out
 

@@ -293,9 +293,12 @@ def clusters(ctx: ReportContext, figures: Mapping[str, object]) -> Part:
     blocks: list[Block] = [Para(
         f"KMeans on {formats.count(c.n_records)} anomaly records (fitted on {formats.count(c.n_fit)}; n_init "
         f"{config.n_init}, seed {config.random_state}) using standardised features: {', '.join(c.features)}. K chosen "
-        f"by {c.k_selection}: K = {c.chosen_k}. Labels name the features whose cluster median z-score differs from "
-        f"the other clusters' by at least {config.label_min_z_gap}. Clusters are descriptive: they never change a "
-        "verdict.")]
+        f"by {c.k_selection}: K = {c.chosen_k}. " + (
+            f"Labels name the features whose cluster median differs from the median of every record by at least "
+            f"{config.label_min_z_gap} standard deviations of every record"
+            if c.label_reference.startswith("population") else
+            f"Labels name the features whose cluster median z-score differs from the other clusters' by at least "
+            f"{config.label_min_z_gap}") + ". Clusters are descriptive: they never change a verdict.")]
     if c.feature_notes:
         blocks.append(Bullets(tuple(c.feature_notes)))
     blocks.append(table(c.k_scores, "Silhouette and inertia per K",

@@ -316,3 +316,47 @@ def test_cluster_stability_columns_and_pruning():
     segment = frame.set_index("customer_record_id")["profitability_segment"]
     expected = adjusted_rand_score(segment.loc[labels.index], labels)
     assert ks.loc[2, "ari_vs_segment"] == pytest.approx(expected)
+
+
+def _volatile_clusters(seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(anomalies, population): two anomaly groups, both far more volatile than the population (every record)."""
+    rng = np.random.default_rng(seed)
+    normal = pd.DataFrame({"customer_record_id": [f"N{i:04d}" for i in range(600)],
+                           "transaction_value_volatility": rng.normal(0.5, 0.1, 600),
+                           "transaction_count": rng.normal(20.0, 5.0, 600)})
+    groups = []
+    for name, volatility, count in (("A", 2.0, 30.0), ("B", 1.5, 10.0)):
+        groups.append(pd.DataFrame({"customer_record_id": [f"{name}{i:03d}" for i in range(30)],
+                                    "transaction_value_volatility": rng.normal(volatility, 0.05, 30),
+                                    "transaction_count": rng.normal(count, 1.0, 30)}))
+    anomalies = pd.concat(groups, ignore_index=True)
+    for frame in (normal, anomalies):
+        frame["profitability_segment"], frame["lifecycle_stage"], frame["seasonal_preference"] = "S", "New", "Q4"
+    return anomalies, pd.concat([normal, anomalies], ignore_index=True)
+
+
+def test_cluster_labels_are_named_against_the_population():
+    """Against each other, the less volatile group is 'low volatility'; against every record both groups are
+    far above the typical customer, so both labels say 'high volatility' (gap from pandas: (cluster median -
+    population median) / population SD)."""
+    anomalies, population = _volatile_clusters()
+    config = ReportConfig(fixed_k=2)
+    result = anomaly_clusters(anomalies, config, population=population)
+    assert result.label_reference.startswith("population")
+    assignments = result.assignments.assign(group=result.assignments["customer_record_id"].str[0])
+    assert assignments.groupby("group")["cluster_id"].nunique().max() == 1  # each group is one cluster
+    labels = dict(zip(result.profiles["cluster_id"], result.profiles["cluster_label"], strict=True))
+    vol = population["transaction_value_volatility"]
+    for group, members in assignments.groupby("group"):
+        cluster = int(members["cluster_id"].iloc[0])
+        inside = anomalies.set_index("customer_record_id").loc[members["customer_record_id"],
+                                                               "transaction_value_volatility"]
+        expected = (inside.median() - vol.median()) / vol.std(ddof=1)
+        assert expected > config.label_min_z_gap
+        assert "high volatility" in labels[cluster] and "low volatility" not in labels[cluster], (group, labels)
+        gap = result.z_gaps.set_index("cluster_id").loc[cluster, "transaction_value_volatility"]
+        assert gap == pytest.approx(expected, rel=1e-5)
+    # the old naming, against the other cluster, calls one of these volatile groups "low volatility"
+    relative = anomaly_clusters(anomalies, config)
+    assert relative.label_reference == "other clusters"
+    assert any("low volatility" in label for label in relative.profiles["cluster_label"])
