@@ -804,7 +804,7 @@ def _score_population(fm: FeatureMatrix, fit: pd.DataFrame, fitted: tuple[np.nda
 def _assess(fit: pd.DataFrame, matrix: FeatureMatrix, models: dict[str, AnomalyModel], y: np.ndarray,
             groups: np.ndarray, config: ReportConfig) -> None:
     """The grouped assessment (``assessment.assess``) of the fair tree, on a stated sample of whole customers;
-    stored in ``fair.assessment`` (and ``fair.vs_baseline``: bootstrap CI and the whole assessment), and the
+    stored in ``fair.assessment`` (metrics.json ``anomaly_models.assessment``), and the
     provenance-based leakage flags (single-feature out-of-fold ROC-AUC) in every model's ``leakage``."""
     fair, base = models.get("fair"), models.get("baseline")
     if fair is None or base is None or fair.skipped or base.skipped:
@@ -837,11 +837,7 @@ def _assess(fit: pd.DataFrame, matrix: FeatureMatrix, models: dict[str, AnomalyM
         )
     if result is None:
         return
-    fair.assessment = result
-    # metrics.json: anomaly_models.models.fair.cv_repeated_grouped.roc_auc_minus_baseline.{bootstrap,
-    # grouped_assessment} (the report serialises vs_baseline; see /work/notes/report-needs-9.md)
-    fair.vs_baseline = {**(fair.vs_baseline or {}), "bootstrap": result["roc_auc_minus_baseline"]["fair"],
-                        "grouped_assessment": result}
+    fair.assessment = result  # metrics.json: anomaly_models.assessment
     for m in models.values():
         if m.skipped:
             continue

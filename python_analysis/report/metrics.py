@@ -165,8 +165,10 @@ def _segment_tree_metrics(seg_tree: SegmentTreeResult, top: int) -> dict[str, An
 
 
 def _model_metrics(models: AnomalyModelsResult, top: int) -> dict[str, Any]:
+    fair = models.models.get("fair")
     out: dict[str, Any] = {"skipped": models.skipped, "note": models.note, "n_records": models.n_records,
-                           "n_anomalies": models.n_anomalies, "scores_source": models.scores_source, "models": {}}
+                           "n_anomalies": models.n_anomalies, "scores_source": models.scores_source, "models": {},
+                           "assessment": fair.assessment if fair is not None and not fair.skipped else None}
     for name, m in models.models.items():
         entry: dict[str, Any] = {"description": m.description, "skipped": m.skipped, "note": m.note,
                                  "leakage_by_design": m.leakage_by_design}

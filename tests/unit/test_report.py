@@ -153,6 +153,11 @@ def test_write_back_frames(written, marts):
     assert report.metrics["analysis_sample"]["sampled"] is False
     assert report.metrics["analysis_sample"]["records"] == len(marts["customer_segment_fit"])
     assert "stratified sample of" not in report.markdown
+    # the grouped assessment has its own key (it sat under cv_repeated_grouped.roc_auc_minus_baseline)
+    models = report.metrics["anomaly_models"]
+    assert models["assessment"] == json_ready(report.context.models.anomaly.models["fair"].assessment)
+    assert models["assessment"]["records"] == len(marts["customer_segment_fit"])
+    assert "grouped_assessment" not in json.dumps(models)
 
 
 def test_build_and_write_twice_is_byte_identical(marts, tmp_path, monkeypatch):
