@@ -960,9 +960,13 @@ def _cluster_stability(Z: np.ndarray, models: dict[int, KMeans], k_scores: pd.Da
     n_sil = min(500, len(Zs))
 
     def silhouette_of(X: np.ndarray, labels: np.ndarray, seed: int) -> float:
+        # subsample first, then check: a subsample of a bootstrap can hold a single cluster (seen at 20k records)
+        if n_sil < len(X):
+            keep = np.random.default_rng(seed).choice(len(X), n_sil, replace=False)
+            X, labels = X[keep], labels[keep]
         if not 2 <= len(np.unique(labels)) <= len(X) - 1:
             return math.nan
-        return float(silhouette_score(X, labels, sample_size=n_sil if n_sil < len(X) else None, random_state=seed))
+        return float(silhouette_score(X, labels))
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -360,3 +360,14 @@ def test_cluster_labels_are_named_against_the_population():
     relative = anomaly_clusters(anomalies, config)
     assert relative.label_reference == "other clusters"
     assert any("low volatility" in label for label in relative.profiles["cluster_label"])
+
+
+def test_cluster_stability_survives_a_silhouette_subsample_with_one_cluster():
+    """800 records in one blob and 3 far away: K=2 splits off the 3, and the 500-record silhouette subsample of a
+    bootstrap usually holds none of them, i.e. one cluster. That crashed `segfit report` at 20k records with
+    sklearn's "Number of labels is 1"; such a bootstrap now just has no silhouette for that K."""
+    frame = blobs(n_per=800)
+    frame = pd.concat([frame.iloc[:800], frame.iloc[800:803]], ignore_index=True)
+    result = anomaly_clusters(frame, CONFIG)
+    assert len(result.assignments) == 803
+    assert result.k_scores["bootstrap_k_share"].sum() <= 1.0 + 1e-9
