@@ -158,9 +158,13 @@ def single_feature_auc(frame_values: dict[str, np.ndarray], kinds: dict[str, str
     return sorted(rows, key=lambda r: (-(r["roc_auc"] if math.isfinite(r["roc_auc"]) else -1), r["feature"]))
 
 
-def _tree(config, depth: int | None = None) -> DecisionTreeClassifier:
-    return DecisionTreeClassifier(max_depth=depth or config.max_depth, min_samples_leaf=config.min_samples_leaf,
-                                  class_weight=config.class_weight, random_state=config.random_state)
+def _tree(config, depth: int | None = None) -> Pipeline:
+    """The tree behind a median imputer fitted inside each fit (``modeling._tree``)."""
+    return Pipeline([
+        ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
+        ("tree", DecisionTreeClassifier(max_depth=depth or config.max_depth, min_samples_leaf=config.min_samples_leaf,
+                                        class_weight=config.class_weight, random_state=config.random_state)),
+    ])
 
 
 def _logistic(random_state: int) -> Pipeline:
@@ -223,9 +227,9 @@ def assess(
             oof["logistic_l2"][test] = _proba(_logistic(config.random_state).fit(Xr[train], yy[train]), Xr[test])
             if inner_k >= 2:
                 inner = grouped_stratified_splits(yy[train], g[train], inner_k, settings.random_state + f)
-                search = GridSearchCV(_tree(config), {"max_depth": list(settings.depths)}, cv=inner,
+                search = GridSearchCV(_tree(config), {"tree__max_depth": list(settings.depths)}, cv=inner,
                                       scoring="roc_auc", error_score=np.nan).fit(X[train], yy[train])
-                depths.append(int(search.best_params_["max_depth"]))
+                depths.append(int(search.best_params_["tree__max_depth"]))
                 oof["fair_nested"][test] = _proba(search.best_estimator_, X[test])
                 calibrated = CalibratedClassifierCV(_tree(config), method="sigmoid", cv=inner).fit(X[train], yy[train])
                 oof["fair_calibrated"][test] = _proba(calibrated, X[test])

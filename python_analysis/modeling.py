@@ -18,11 +18,13 @@ from sklearn.calibration import CalibratedClassifierCV
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.impute import SimpleImputer
 from sklearn.metrics import (
     roc_auc_score,
     silhouette_score,
 )
 from sklearn.model_selection import StratifiedKFold
+from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeClassifier, export_text
 from threadpoolctl import threadpool_limits
@@ -105,14 +107,28 @@ def _require_modelable(frame: pd.DataFrame, column: str, values: np.ndarray, dty
         )
 
 
+def _missing(column: str, values: np.ndarray, finite: np.ndarray, present: np.ndarray, impute: bool
+             ) -> tuple[np.ndarray, str]:
+    """(values, note) for a numeric column with missing values: median-imputed here, or left NaN for the
+    pipelines' imputers (``impute=False``)."""
+    missing = int(len(values) - finite.sum())
+    if not impute:
+        return values, (f"{column}: {missing} missing value(s), imputed inside each fit with the median of its "
+                        "training records")
+    median = float(np.median(present))
+    return np.where(finite, values, median), f"{column}: {missing} missing value(s) imputed with the median {median:.6g}"
+
+
 def feature_matrix(
     frame: pd.DataFrame,
     numeric: Sequence[str],
     categorical: Sequence[str],
     config: ReportConfig,
     dtype: type = np.float32,
+    impute: bool = True,
 ) -> FeatureMatrix:
-    """Build a matrix; absent/all-null/constant columns are dropped and every imputation is noted.
+    """Build a matrix; absent/all-null/constant columns are dropped and every imputation is noted. With
+    ``impute=False`` missing numeric values stay NaN: the trees' pipelines impute them inside each fit.
 
     Long: numeric and categorical encoding of one matrix with its notes (#9).
     """
@@ -144,11 +160,9 @@ def feature_matrix(
             notes.append(f"{column}: constant ({present[0]:.6g}), dropped")
             note_sources.append(column)
             continue
-        missing = int(n - finite.sum())
-        if missing:
-            median = float(np.median(present))
-            values = np.where(finite, values, median)
-            notes.append(f"{column}: {missing} missing value(s) imputed with the median {median:.6g}")
+        if not finite.all():
+            values, note = _missing(column, values, finite, present, impute)
+            notes.append(note)
             note_sources.append(column)
         blocks.append(values.astype(dtype).reshape(-1, 1))
         columns.append(column)
@@ -304,13 +318,14 @@ def out_of_fold_proba(
     return proba, folds, note
 
 
-def _tree(config: ReportConfig, class_weight: str | None) -> DecisionTreeClassifier:
-    return DecisionTreeClassifier(
-        max_depth=config.max_depth,
-        min_samples_leaf=config.min_samples_leaf,
-        class_weight=class_weight,
-        random_state=config.random_state,
-    )
+def _tree(config: ReportConfig, class_weight: str | None) -> Pipeline:
+    """The decision tree behind a median imputer, so every fit (each CV fold too) imputes from its own
+    training records only."""
+    return Pipeline([
+        ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
+        ("tree", DecisionTreeClassifier(max_depth=config.max_depth, min_samples_leaf=config.min_samples_leaf,
+                                        class_weight=class_weight, random_state=config.random_state)),
+    ])
 
 
 # ============================================================================================ segment tree
@@ -339,7 +354,7 @@ class SegmentTreeResult:
 def model_matrix(fit: pd.DataFrame, config: ReportConfig) -> FeatureMatrix:
     """One matrix holding every feature any tree uses (each model selects its columns from it)."""
     numeric, categorical = model_feature_sets(config)["full"]
-    return feature_matrix(fit, numeric, categorical, config)
+    return feature_matrix(fit, numeric, categorical, config, impute=False)
 
 
 def segment_tree(
@@ -369,7 +384,7 @@ def segment_tree(
     numeric = [c for c in BEHAVIOUR_NUMERIC if c not in excluded]
     categorical = [c for c in BEHAVIOUR_CATEGORICAL if c not in excluded]
     if matrix is None:
-        fm = feature_matrix(fit, numeric, categorical, config)
+        fm = feature_matrix(fit, numeric, categorical, config, impute=False)
     else:
         fm = matrix.select(numeric + categorical)
     if fm.X.shape[1] == 0:
@@ -382,8 +397,9 @@ def segment_tree(
         )
     idx = stratified_bounded_indices(y_all, config.tree_rows, config.random_state)
     X_fit, y_fit = fm.X[idx], y_all[idx]
-    model = _tree(config, None).fit(X_fit, y_fit)
-    pred_in = model.predict(X_fit)
+    pipe = _tree(config, None).fit(X_fit, y_fit)
+    model = pipe[-1]
+    pred_in = pipe.predict(X_fit)
     p_in, r_in = per_class_precision_recall(y_fit, pred_in.astype(np.int64), len(classes))
     proba, folds, cv_note = out_of_fold_proba(_tree(config, None), fm.X, y_all, config)
     support_all = np.bincount(y_all, minlength=len(classes))
@@ -420,7 +436,7 @@ def segment_tree(
             f"{share:.0%} of the tree's importance{cv_text}.{root_text} Other behaviour (stability, "
             "seasonality) plays little role in how records are assigned to segments."
         )
-    rules = leaf_rules(model, fm, X_fit, y_fit)
+    rules = leaf_rules(model, fm, pipe[:-1].transform(X_fit), y_fit)
     rules["purity"] = [
         (row.counts[row.predicted] / row.n) if row.n else math.nan for row in rules.itertuples(index=False)
     ]
@@ -591,12 +607,13 @@ def _anomaly_model(
         return model
     idx = stratified_bounded_indices(y, config.tree_rows, config.random_state)
     X_fit, y_fit = fm.X[idx], y[idx]
-    est = _tree(config, config.class_weight).fit(X_fit, y_fit)
-    pos = list(est.classes_).index(True)
+    pipe = _tree(config, config.class_weight).fit(X_fit, y_fit)
+    est = pipe[-1]
+    pos = list(pipe.classes_).index(True)
     model.estimator = est
     model.n_fit = int(len(idx))
-    model.in_sample = _binary_metrics(y_fit, est.predict_proba(X_fit)[:, pos])
-    model.full_proba = est.predict_proba(fm.X)[:, pos]
+    model.in_sample = _binary_metrics(y_fit, pipe.predict_proba(X_fit)[:, pos])
+    model.full_proba = pipe.predict_proba(fm.X)[:, pos]
     proba, folds, cv_note = out_of_fold_proba(_tree(config, config.class_weight), fm.X, y, config)
     model.cv_note = cv_note
     if proba is not None:
@@ -613,7 +630,7 @@ def _anomaly_model(
         model.importances, model.cv["roc_auc"] if model.cv else None, fm.n_sources, config
     )
     model.rules_text = export_text(est, feature_names=fm.columns, decimals=4)
-    rules = leaf_rules(est, fm, X_fit, y_fit)
+    rules = leaf_rules(est, fm, pipe[:-1].transform(X_fit), y_fit)
     total_anomalies = max(int(y_fit.sum()), 1)
     rules["anomalies"] = [int(c.get(True, 0)) for c in rules["counts"]]
     rules["anomaly_share"] = rules["anomalies"] / rules["n"].where(rules["n"] > 0)
@@ -757,9 +774,9 @@ def _calibrated_tree(X: np.ndarray, y: np.ndarray, groups: np.ndarray, config: R
 
 def encode_like(frame: pd.DataFrame, fm: FeatureMatrix, reference: pd.DataFrame, dtype: type = np.float32
                 ) -> np.ndarray:
-    """``frame`` encoded into the columns of ``fm`` (a matrix built from ``reference``): a numeric column's
-    missing values take ``reference``'s median, as ``feature_matrix`` imputes; a level ``fm`` has no column
-    for is '(other)' when ``fm`` grouped rare levels, else all zeros."""
+    """``frame`` encoded into the columns of ``fm`` (a matrix built from ``reference`` with ``impute=False``):
+    missing numeric values stay NaN (the tree pipelines impute them); a level ``fm`` has no column for is
+    '(other)' when ``fm`` grouped rare levels, else all zeros."""
     out = np.empty((len(frame), len(fm.columns)), dtype=dtype)
     levels: dict[str, set[str]] = {}
     for column, source, kind in zip(fm.columns, fm.sources, fm.kinds, strict=True):
@@ -770,9 +787,6 @@ def encode_like(frame: pd.DataFrame, fm: FeatureMatrix, reference: pd.DataFrame,
         if kind == "numeric":
             values = numeric_column(frame, source)
             _require_modelable(frame, source, values, dtype)
-            if not np.isfinite(values).all():
-                ref = numeric_column(reference, source)
-                values = np.where(np.isfinite(values), values, float(np.median(ref[np.isfinite(ref)])))
             out[:, j] = values
             continue
         if source not in text_cache:

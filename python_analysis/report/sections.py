@@ -479,7 +479,9 @@ def appendix_method(ctx: ReportContext, figures: Mapping[str, object]) -> Part:
         f"Decision trees are fitted on at most {formats.count(config.tree_rows)} records (stratified sample), KMeans on "
         f"at most {formats.count(config.cluster_rows)} anomaly records, each CV fold model on at most "
         f"{formats.count(config.cv_rows)} records.",
-        "Numeric features: missing values imputed with the column median; all-null or constant columns dropped. "
+        "Numeric features: missing values imputed with the median of the training records inside each fit (every "
+        "tree and CV fold: a SimpleImputer in the pipeline), for KMeans with the column median; all-null or constant "
+        "columns dropped. "
         "Categorical features: missing becomes '(missing)', one-hot encoded.",
     ]
     if not ctx.models.seg_tree.skipped:

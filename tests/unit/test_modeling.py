@@ -371,3 +371,33 @@ def test_cluster_stability_survives_a_silhouette_subsample_with_one_cluster():
     result = anomaly_clusters(frame, CONFIG)
     assert len(result.assignments) == 803
     assert result.k_scores["bootstrap_k_share"].sum() <= 1.0 + 1e-9
+
+
+def test_tree_models_impute_inside_each_fit():
+    """The trees' matrix keeps missing values; every tree is a pipeline whose imputer learns the median of its
+    own training records, so the repeated grouped CV equals a per-fold SimpleImputer + tree computed here."""
+    from sklearn.impute import SimpleImputer
+    from sklearn.metrics import roc_auc_score
+    from sklearn.tree import DecisionTreeClassifier
+
+    from python_analysis.modeling import _tree, model_matrix
+    from python_analysis.validation import grouped_stratified_splits, repeated_grouped_cv
+
+    fit = make_fit(300)
+    fit.loc[fit.index % 3 == 0, "transaction_value_volatility"] = np.nan
+    fm = model_matrix(fit, CONFIG).select(["transaction_value_volatility", "txn_consistency_error"])
+    assert np.isnan(fm.X[:, 0]).sum() == (fit.index % 3 == 0).sum()  # not imputed over all rows
+    assert any("imputed inside each fit" in note for note in fm.notes)
+    y = fit["is_classification_anomaly"].to_numpy(dtype=bool)
+    groups = pd.factorize(fit["customer_id"], sort=True)[0]
+    cv = repeated_grouped_cv(_tree(CONFIG, CONFIG.class_weight), fm.X, y, groups, folds=5, repeats=1,
+                             random_state=CONFIG.random_state, max_rows=10_000)
+    expected = []
+    for train, test in grouped_stratified_splits(y, groups, 5, CONFIG.random_state):
+        imputer = SimpleImputer(strategy="median").fit(fm.X[train])
+        assert imputer.statistics_[0] == pytest.approx(np.nanmedian(fm.X[train, 0]))
+        tree = DecisionTreeClassifier(max_depth=CONFIG.max_depth, min_samples_leaf=CONFIG.min_samples_leaf,
+                                      class_weight=CONFIG.class_weight, random_state=CONFIG.random_state)
+        tree.fit(imputer.transform(fm.X[train]), y[train])
+        expected.append(roc_auc_score(y[test], tree.predict_proba(imputer.transform(fm.X[test]))[:, 1]))
+    np.testing.assert_allclose(cv.scores["roc_auc"], expected, rtol=1e-12)
