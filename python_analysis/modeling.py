@@ -614,17 +614,19 @@ def _anomaly_model(
     model.n_fit = int(len(idx))
     model.in_sample = _binary_metrics(y_fit, pipe.predict_proba(X_fit)[:, pos])
     model.full_proba = pipe.predict_proba(fm.X)[:, pos]
-    proba, folds, cv_note = out_of_fold_proba(_tree(config, config.class_weight), fm.X, y, config)
-    model.cv_note = cv_note
-    if proba is not None:
-        model.oof_proba = proba[:, 1]
-        model.cv = _binary_metrics(y, model.oof_proba)
-        model.cv_folds = folds
-    if groups is not None:
-        model.cv_repeated = repeated_grouped_cv(
-            _tree(config, config.class_weight), fm.X, y, groups, folds=config.cv_folds, repeats=config.cv_repeats,
-            random_state=config.random_state, max_rows=config.repeated_cv_sample_size,
-        )
+    if groups is None:
+        groups = np.arange(len(y))
+    model.cv_repeated = repeated_grouped_cv(
+        _tree(config, config.class_weight), fm.X, y, groups, folds=config.cv_folds, repeats=config.cv_repeats,
+        random_state=config.random_state, max_rows=config.repeated_cv_sample_size,
+    )
+    if model.cv_repeated is None:
+        model.cv_note = ("cross-validation skipped: fewer than 2 customers with (or without) an anomaly record")
+    else:  # the cross-validated figures are the repeated grouped CV's means (the old single record split is gone)
+        summary = model.cv_repeated.summary()
+        model.cv = {"n": model.cv_repeated.n_records, **{k: v["mean"] for k, v in summary.items()}}
+        model.cv_folds = model.cv_repeated.folds
+        model.cv_note = model.cv_repeated.note
     model.importances = aggregate_importances(fm, est.feature_importances_)
     model.leakage = leakage_flags(
         model.importances, model.cv["roc_auc"] if model.cv else None, fm.n_sources, config
@@ -687,7 +689,7 @@ def anomaly_models(
     ids = text_column(fit, "customer_record_id", missing="").to_numpy(dtype=object)
     calibrated = None
     fair_sources = [*model_feature_sets(config)["fair"][0], *model_feature_sets(config)["fair"][1]]
-    if not fair.skipped and fair.oof_proba is not None:
+    if not fair.skipped and fair.cv_repeated is not None:
         fm = matrix.select(fair_sources)
         fitted = _calibrated_folds(fm.X, y, groups, config)
         calibrated = None if fitted is None else fitted[0]
@@ -697,8 +699,7 @@ def anomaly_models(
     if fair.skipped:
         scores, source = empty_scores(), "none (fair model skipped)"
     else:
-        proba = calibrated if calibrated is not None else (
-            fair.oof_proba if fair.oof_proba is not None else fair.full_proba)
+        proba = calibrated if calibrated is not None else fair.full_proba
         source = (
             "fair model, out-of-fold (customer-grouped folds), calibrated (CalibratedClassifierCV, sigmoid, inner "
             "grouped folds)" + (
@@ -706,8 +707,6 @@ def anomaly_models(
                 f"{len(ids) - len(fit):,} records (in no fit) scored by the mean of the calibrated fold models"
                 if len(ids) != len(fit) else "")
             if calibrated is not None
-            else "fair model, out-of-fold (cross-validated)"
-            if fair.oof_proba is not None
             else "fair model, in-sample (cross-validation impossible)"
         )
         scores = pd.DataFrame(
