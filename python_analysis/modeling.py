@@ -318,11 +318,12 @@ def out_of_fold_proba(
     return proba, folds, note
 
 
-def _tree(config: ReportConfig, class_weight: str | None) -> Pipeline:
+def _tree(config: ReportConfig, class_weight: str | None, missing: bool = True) -> Pipeline:
     """The decision tree behind a median imputer, so every fit (each CV fold too) imputes from its own
-    training records only."""
+    training records only. ``missing=False`` (the matrix has no missing value) makes the imputer a
+    passthrough: the same tree, without the imputer's cost in every fit."""
     return Pipeline([
-        ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
+        ("impute", SimpleImputer(strategy="median", keep_empty_features=True) if missing else "passthrough"),
         ("tree", DecisionTreeClassifier(max_depth=config.max_depth, min_samples_leaf=config.min_samples_leaf,
                                         class_weight=class_weight, random_state=config.random_state)),
     ])
@@ -397,11 +398,12 @@ def segment_tree(
         )
     idx = stratified_bounded_indices(y_all, config.tree_rows, config.random_state)
     X_fit, y_fit = fm.X[idx], y_all[idx]
-    pipe = _tree(config, None).fit(X_fit, y_fit)
+    missing = bool(np.isnan(fm.X).any())
+    pipe = _tree(config, None, missing).fit(X_fit, y_fit)
     model = pipe[-1]
     pred_in = pipe.predict(X_fit)
     p_in, r_in = per_class_precision_recall(y_fit, pred_in.astype(np.int64), len(classes))
-    proba, folds, cv_note = out_of_fold_proba(_tree(config, None), fm.X, y_all, config)
+    proba, folds, cv_note = out_of_fold_proba(_tree(config, None, missing), fm.X, y_all, config)
     support_all = np.bincount(y_all, minlength=len(classes))
     per_class = pd.DataFrame(
         {"segment": classes, "support": support_all, "precision_in_sample": p_in, "recall_in_sample": r_in}
@@ -607,7 +609,8 @@ def _anomaly_model(
         return model
     idx = stratified_bounded_indices(y, config.tree_rows, config.random_state)
     X_fit, y_fit = fm.X[idx], y[idx]
-    pipe = _tree(config, config.class_weight).fit(X_fit, y_fit)
+    missing = bool(np.isnan(fm.X).any())
+    pipe = _tree(config, config.class_weight, missing).fit(X_fit, y_fit)
     est = pipe[-1]
     pos = list(pipe.classes_).index(True)
     model.estimator = est
@@ -617,7 +620,7 @@ def _anomaly_model(
     if groups is None:
         groups = np.arange(len(y))
     model.cv_repeated = repeated_grouped_cv(
-        _tree(config, config.class_weight), fm.X, y, groups, folds=config.cv_folds, repeats=config.cv_repeats,
+        _tree(config, config.class_weight, missing), fm.X, y, groups, folds=config.cv_folds, repeats=config.cv_repeats,
         random_state=config.random_state, max_rows=config.repeated_cv_sample_size,
     )
     if model.cv_repeated is None:
@@ -694,7 +697,7 @@ def anomaly_models(
         fitted = _calibrated_folds(fm.X, y, groups, config)
         calibrated = None if fitted is None else fitted[0]
         if fitted is not None and population is not None and sample_positions is not None:
-            calibrated, ids = _score_population(fm, fit, fitted, population, sample_positions)
+            calibrated, ids = _score_population(fm, fit, y, groups, fitted[0], population, sample_positions, config)
         del fm
     if fair.skipped:
         scores, source = empty_scores(), "none (fair model skipped)"
@@ -704,7 +707,7 @@ def anomaly_models(
             "fair model, out-of-fold (customer-grouped folds), calibrated (CalibratedClassifierCV, sigmoid, inner "
             "grouped folds)" + (
                 f"; fitted on the analysis sample of {len(fit):,} records, the other "
-                f"{len(ids) - len(fit):,} records (in no fit) scored by the mean of the calibrated fold models"
+                f"{len(ids) - len(fit):,} records (in no fit) scored by one calibrated fair tree fitted on the sample"
                 if len(ids) != len(fit) else "")
             if calibrated is not None
             else "fair model, in-sample (cross-validation impossible)"
@@ -757,6 +760,7 @@ def _calibrated_tree(X: np.ndarray, y: np.ndarray, groups: np.ndarray, config: R
     """The fair tree in a ``CalibratedClassifierCV`` (sigmoid, inner customer-grouped folds), fitted on at most
     ``cv_fit_sample_size`` of the given records; the plain tree when too few customers for inner folds."""
     sub = stratified_bounded_indices(y, config.cv_rows, seed)
+    missing = bool(np.isnan(X).any())
     _, inv = np.unique(groups[sub], return_inverse=True)
     has_sub = np.bincount(inv, weights=y[sub].astype(float)) > 0
     inner_k = min(3, int(has_sub.sum()), int((~has_sub).sum()))
@@ -764,9 +768,9 @@ def _calibrated_tree(X: np.ndarray, y: np.ndarray, groups: np.ndarray, config: R
         warnings.simplefilter("ignore")
         if inner_k >= 2:
             inner = grouped_stratified_splits(y[sub], groups[sub], inner_k, seed)
-            model = CalibratedClassifierCV(_tree(config, config.class_weight), method="sigmoid", cv=inner)
+            model = CalibratedClassifierCV(_tree(config, config.class_weight, missing), method="sigmoid", cv=inner)
         else:
-            model = _tree(config, config.class_weight)
+            model = _tree(config, config.class_weight, missing)
         model.fit(X[sub], y[sub])
     return model
 
@@ -797,19 +801,33 @@ def encode_like(frame: pd.DataFrame, fm: FeatureMatrix, reference: pd.DataFrame,
     return out
 
 
-def _score_population(fm: FeatureMatrix, fit: pd.DataFrame, fitted: tuple[np.ndarray, list],
-                      population: pd.DataFrame, sample_positions: np.ndarray, chunk: int = 200_000
-                      ) -> tuple[np.ndarray, np.ndarray]:
+def _score_population(fm: FeatureMatrix, fit: pd.DataFrame, y: np.ndarray, groups: np.ndarray,
+                      sample_oof: np.ndarray, population: pd.DataFrame, sample_positions: np.ndarray,
+                      config: ReportConfig, chunk: int = 200_000) -> tuple[np.ndarray, np.ndarray]:
     """(P(anomaly), customer_record_id) for every record of ``population``: the sample's calibrated out-of-fold
-    probabilities at ``sample_positions``; every other record (in no fit) the mean of the calibrated fold
-    models' probabilities. Encoded and scored in slices of ``chunk`` records, reading only the model's columns."""
-    sample_oof, models = fitted
+    probabilities at ``sample_positions``; every other record (in no fit) is scored by one calibrated fair tree
+    fitted on the sample (``CalibratedClassifierCV(ensemble=False)``: the sigmoid fitted on inner grouped
+    out-of-fold predictions, one tree on the sample), encoded in slices of ``chunk`` records that read only
+    the model's columns."""
+    sub = stratified_bounded_indices(y, config.cv_rows, config.random_state)
+    _, inv = np.unique(groups[sub], return_inverse=True)
+    has_sub = np.bincount(inv, weights=y[sub].astype(float)) > 0
+    inner_k = min(3, int(has_sub.sum()), int((~has_sub).sum()))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if inner_k >= 2:
+            inner = grouped_stratified_splits(y[sub], groups[sub], inner_k, config.random_state)
+            model = CalibratedClassifierCV(_tree(config, config.class_weight), method="sigmoid", cv=inner,
+                                           ensemble=False)
+        else:
+            model = _tree(config, config.class_weight)
+        model.fit(fm.X[sub], y[sub])
+    pos = list(model.classes_).index(True)
     columns = [c for c in dict.fromkeys(["customer_record_id", *fm.sources]) if c in population.columns]
     proba = np.empty(len(population))
     for start in range(0, len(population), chunk):
         X = encode_like(population[columns].iloc[start:start + chunk], fm, fit)
-        proba[start:start + chunk] = np.mean(
-            [m.predict_proba(X)[:, list(m.classes_).index(True)] for m in models], axis=0)
+        proba[start:start + chunk] = model.predict_proba(X)[:, pos]
     proba[sample_positions] = sample_oof
     return proba, text_column(population, "customer_record_id", missing="").to_numpy(dtype=object)
 

@@ -49,7 +49,7 @@ def test_every_record_is_scored(sampled):
     assert sorted(scores["customer_record_id"]) == sorted(fit["customer_record_id"])
     p = scores["anomaly_probability"].to_numpy()
     assert np.isfinite(p).all() and ((p >= 0) & (p <= 1)).all()
-    assert "scored by the mean of the calibrated fold models" in report.metrics["anomaly_models"]["scores_source"]
+    assert "scored by one calibrated fair tree fitted on the sample" in report.metrics["anomaly_models"]["scores_source"]
     # the records outside the sample are scored by a model: their probabilities rank the anomalies
     from sklearn.metrics import roc_auc_score
     outside = ~scores["customer_record_id"].isin(fit["customer_record_id"].iloc[report.context.sample.positions])
