@@ -89,3 +89,27 @@ def test_the_sample_is_seeded():
     assert np.array_equal(a.positions, b.positions)
     other = analysis_sample(fit, ReportConfig(analysis_sample_threshold=1000, analysis_sample_size=500, random_state=1))
     assert not np.array_equal(a.positions, other.positions)
+
+
+def test_records_outside_the_sample_are_encoded_like_the_fit_and_checked():
+    """The population scoring encodes other records with the sample's columns: on the sample itself the
+    encoding equals feature_matrix's (missing values left for the pipelines' imputers), an unseen level has no
+    column, and a non-finite value outside the sample still stops the report with a one-line error."""
+    import pytest
+
+    from python_analysis.errors import SegfitError
+    from python_analysis.modeling import encode_like, feature_matrix
+
+    fit = make_fit(200)
+    fit.loc[::5, "transaction_value_volatility"] = np.nan
+    numeric, categorical = ["transaction_value_volatility", "transaction_count"], ["lifecycle_stage"]
+    fm = feature_matrix(fit, numeric, categorical, ReportConfig(), impute=False)
+    np.testing.assert_array_equal(encode_like(fit, fm, fit), fm.X)
+    other = fit.head(3).copy()
+    other["lifecycle_stage"] = "never seen"
+    encoded = encode_like(other, fm, fit)
+    assert (encoded[:, [fm.columns.index(c) for c in fm.columns if c.startswith("lifecycle_stage=")]] == 0).all()
+    other["transaction_count"] = other["transaction_count"].astype(float)
+    other.loc[other.index[1], "transaction_count"] = np.inf
+    with pytest.raises(SegfitError, match=r"feature 'transaction_count'.*R00001"):
+        encode_like(other, fm, fit)
