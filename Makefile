@@ -8,7 +8,7 @@ export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export MPLBACKEND := Agg
 LINT_FORMAT ?= human         # `make lint LINT_FORMAT=json`: sqlfluff's per-file results (tests/test_dbt_environments.py)
 
-.PHONY: install run build report test test-fast lint bench docs seeds clean
+.PHONY: install install-spark test-spark java-check run build report test test-fast lint bench docs seeds clean
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,25 @@ $(STAMP): requirements.lock pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)            ## create .venv with the locked dependencies and segfit installed
+
+SPARK_STAMP := $(VENV)/.installed-spark
+
+java-check:                  ## Spark needs a Java 17+ runtime: one clear message when it is missing
+	@java_bin=$$(command -v java || true); \
+	if [ -z "$$java_bin" ] && [ -n "$$JAVA_HOME" ] && [ -x "$$JAVA_HOME/bin/java" ]; then java_bin="$$JAVA_HOME/bin/java"; fi; \
+	if [ -z "$$java_bin" ]; then \
+		echo "segfit: the Spark engine needs a Java 17 runtime and none was found. On Debian/Ubuntu:" \
+		     "sudo apt-get install -y openjdk-17-jre-headless (or set JAVA_HOME)" >&2; exit 2; fi; \
+	version=$$("$$java_bin" -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n 1); \
+	if [ -z "$$version" ] || [ "$$version" -lt 17 ]; then \
+		echo "segfit: the Spark engine needs Java 17 or newer; $$java_bin is version '$$version'. On Debian/Ubuntu:" \
+		     "sudo apt-get install -y openjdk-17-jre-headless (or set JAVA_HOME)" >&2; exit 2; fi
+
+$(SPARK_STAMP): $(STAMP) requirements-spark.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-spark.lock
+	touch $(SPARK_STAMP)
+
+install-spark: java-check $(SPARK_STAMP)  ## add the Spark engine (dbt-spark, pyspark; needs Java 17) to .venv
 
 run: $(STAMP)                ## demo end to end: seeds -> dbt build -> checks -> report
 	$(BIN)/segfit run
@@ -32,6 +51,9 @@ test: $(STAMP)               ## every test: pytest (dbt builds, unit tests, GX, 
 
 test-fast: $(STAMP)          ## the pure unit tests only (tests/unit: synthetic frames, no warehouse; < 60 s)
 	$(BIN)/python -m pytest tests/unit -m "not slow"
+
+test-spark: install-spark   ## the Spark identity suite: the same marts on DuckDB and Spark (tests/spark)
+	SEGFIT_TEST_SPARK=1 SEGFIT_SPARK_CASES="$(SEGFIT_SPARK_CASES)" $(BIN)/python -m pytest -n 0 -s tests/spark
 
 lint: $(STAMP)               ## ruff; sqlfluff on models and snapshots (dbt templater) and macros (jinja templater)
 	$(BIN)/ruff check .

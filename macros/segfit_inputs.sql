@@ -35,12 +35,18 @@
 {#- Text that goes into SQL as a string literal: embedded single quotes are doubled, so a path such as
     /data/O'Brien/customers.csv stays one literal (dbt macros cannot bind parameters). -#}
 {% macro segfit_sql_string(text) -%}
+    {{- return(adapter.dispatch('segfit_sql_string', 'segfit')(text)) -}}
+{%- endmacro %}
+{% macro default__segfit_sql_string(text) -%}
     {{- return("'" ~ ((text | string) | replace("'", "''")) ~ "'") -}}
 {%- endmacro %}
 
 {#- An identifier from the input (a header): embedded double quotes are doubled, so a header is always one
     quoted name and never SQL. -#}
 {% macro segfit_quote_identifier(name) -%}
+    {{- return(adapter.dispatch('segfit_quote_identifier', 'segfit')(name)) -}}
+{%- endmacro %}
+{% macro default__segfit_quote_identifier(name) -%}
     {{- return('"' ~ ((name | string) | replace('"', '""')) ~ '"') -}}
 {%- endmacro %}
 
@@ -58,6 +64,9 @@
     each of [ * ? is written as a one-character class ([[], [*], [?]), which matches exactly that
     character, so the name is read literally. The same escaping is in python_analysis/inputs.py. -#}
 {% macro segfit_literal_file_pattern(path) -%}
+    {{- return(adapter.dispatch('segfit_literal_file_pattern', 'segfit')(path)) -}}
+{%- endmacro %}
+{% macro default__segfit_literal_file_pattern(path) -%}
     {{- return(((path | replace('[', '[[]')) | replace('*', '[*]')) | replace('?', '[?]')) -}}
 {%- endmacro %}
 
@@ -85,7 +94,7 @@
     {%- if path != '' -%}
         {#- the dbt source segfit_inputs.<kind> (models/staging/_staging__sources.yml): lineage starts at the
             file, and `--empty` reads none of it. The probe reads only the header (`describe`). -#}
-        {%- set relation = source('segfit_inputs', kind) -%}
+        {%- set relation = segfit_source_relation(kind, path) -%}
         {%- set probe_relation = segfit_file_reader(path, row_numbers=false) -%}
         {%- set label = kind ~ " file " ~ path -%}
     {%- elif cfg['customers_path'] != '' -%}
@@ -94,13 +103,13 @@
         {%- set present = false -%}
         {%- set label = kind ~ " (not given)" -%}
     {%- elif kind == 'customers' and cfg['demo_variant'] == 'precomputed' -%}
-        {%- set relation = ref('demo_customers_precomputed') -%}
+        {%- set relation = segfit_seed_relation('demo_customers_precomputed') -%}
         {%- set label = "demo seed demo_customers_precomputed" -%}
     {%- elif kind == 'customers' -%}
-        {%- set relation = ref('demo_customers') -%}
+        {%- set relation = segfit_seed_relation('demo_customers') -%}
         {%- set label = "demo seed demo_customers" -%}
     {%- elif cfg['demo_variant'] == 'transactions' -%}
-        {%- set relation = ref('demo_transactions') -%}
+        {%- set relation = segfit_seed_relation('demo_transactions') -%}
         {%- set label = "demo seed demo_transactions" -%}
     {%- else -%}
         {%- set relation = none -%}
@@ -152,6 +161,9 @@
     snapshot, ...) a missing file stops the run with one line naming it; compile, docs and the linter
     fall back to the contract's columns. -#}
 {% macro segfit_input_exists(path, relation) -%}
+    {{ return(adapter.dispatch('segfit_input_exists', 'segfit')(path, relation)) }}
+{%- endmacro %}
+{% macro default__segfit_input_exists(path, relation) -%}
     {%- if path == '' -%}
         {{ return(adapter.get_relation(relation.database, relation.schema, relation.identifier) is not none) }}
     {%- endif -%}
@@ -236,8 +248,31 @@
     table, because the clean-rows views downstream read staging again and parsing text is the slow part.
     Parquet and the demo seeds are read in place. -#}
 {% macro segfit_staging_materialization(kind) -%}
+    {{ return(adapter.dispatch('segfit_staging_materialization', 'segfit')(kind)) }}
+{%- endmacro %}
+{% macro default__segfit_staging_materialization(kind) -%}
     {%- set path = segfit_config()[kind ~ '_path'] | lower -%}
     {{ return('view' if path == '' or path.endswith(('.parquet', '.pq')) else 'table') }}
+{%- endmacro %}
+{#- On Spark the demo seeds are read from their CSV files too (spark__segfit_seed_relation). -#}
+{% macro spark__segfit_staging_materialization(kind) -%}
+    {%- set path = segfit_config()[kind ~ '_path'] | lower -%}
+    {{ return('view' if path.endswith(('.parquet', '.pq')) else 'table') }}
+{%- endmacro %}
+
+{#- The relation a demo seed is read from. DuckDB: the seed table (it keeps the file's row order). Spark: a
+    seed table loaded by INSERTs has no row order, and row numbers are part of the marts (first seen at
+    data row N, the latest record), so the seed's CSV file is read in file order instead; the ref keeps the
+    seed in the lineage. -#}
+{% macro segfit_seed_relation(name) -%}
+    {{ return(adapter.dispatch('segfit_seed_relation', 'segfit')(name)) }}
+{%- endmacro %}
+{% macro default__segfit_seed_relation(name) -%}
+    {{ return(ref(name)) }}
+{%- endmacro %}
+{% macro spark__segfit_seed_relation(name) -%}
+    {%- set seed = ref(name) -%}
+    {{ return(segfit_file_reader(env_var('DBT_PROJECT_DIR', flags.PROJECT_DIR or '.') ~ '/seeds/' ~ name ~ '.csv')) }}
 {%- endmacro %}
 
 {#- staging body shared by stg_customers and stg_transactions: text columns, typed columns, row numbers -#}
@@ -269,7 +304,7 @@
     {%- set types = input.types if input is not none else {} -%}
     {%- for name in double_columns + timestamp_columns %}
         {%- set column_type = types.get(name, 'VARCHAR') -%}
-        {%- set is_text = column_type == 'VARCHAR' or column_type.startswith('VARCHAR(') -%}
+        {%- set is_text = column_type in ('VARCHAR', 'STRING') or column_type.startswith('VARCHAR(') -%}
         {%- if name in double_columns %}
             {%- if is_text %}
                 {%- set typed = segfit_safe_cast_number_text(name, segfit_double()) %}
@@ -333,9 +368,8 @@
 {#- `when` branches for a parsed (non-null) date: infinite, before the earliest plausible date, future. -#}
 {% macro segfit_date_range_checks(expression, bounds, name=none) -%}
     {%- set name = name or expression -%}
-    when {{ expression }} in (
-        cast('infinity' as {{ dbt.type_timestamp() }}), cast('-infinity' as {{ dbt.type_timestamp() }})
-    ) then '{{ name }} is not a finite date'
+    when {{ expression }} in ({{ segfit_infinite_timestamp_values() | join(', ') }})
+        then '{{ name }} is not a finite date'
     when {{ expression }} < {{ bounds.earliest_date }}
         then '{{ name }} is before {{ bounds.earliest_date_text }} (var earliest_plausible_date)'
     when {{ expression }} > {{ bounds.latest_date }} then '{{ name }} is in the future'
@@ -346,4 +380,27 @@
     {%- set name = name or expression -%}
     when abs({{ expression }}) > {{ bounds.max_abs_value }}
         then '{{ name }} is beyond the plausible bound |{{ name }}| <= {{ bounds.max_abs_value_text }} (var max_abs_value)'
+{%- endmacro %}
+
+{#- The clean-rows models (int_customers_validated, int_transactions_validated) are views on DuckDB (the big
+    input is not copied once more). On Spark they are tables: a view lives only in the session that built
+    it, and the checks read the clean rows after the build, from their Parquet files. -#}
+{% macro segfit_clean_rows_materialization() -%}
+    {{ return(adapter.dispatch('segfit_clean_rows_materialization', 'segfit')()) }}
+{%- endmacro %}
+{% macro default__segfit_clean_rows_materialization() -%}
+    {{ return('view') }}
+{%- endmacro %}
+{% macro spark__segfit_clean_rows_materialization() -%}
+    {{ return('table') }}
+{%- endmacro %}
+
+{#- The relation an input file is read from: the dbt source segfit_inputs.<kind> (DuckDB reads it in place
+    through dbt-duckdb's external_location). dbt-spark has no external sources: on Spark the file reader is
+    used directly, and the source() call keeps the file in the lineage. -#}
+{% macro segfit_source_relation(kind, path) -%}
+    {{ return(adapter.dispatch('segfit_source_relation', 'segfit')(kind, path)) }}
+{%- endmacro %}
+{% macro default__segfit_source_relation(kind, path) -%}
+    {{ return(source('segfit_inputs', kind)) }}
 {%- endmacro %}

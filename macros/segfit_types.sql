@@ -105,6 +105,24 @@
     end
 {%- endmacro %}
 
+{#- numerator / denominator as a double, null when the denominator is 0 or null. Written out because
+    engines differ: `x * 1.0 / y` is a double on DuckDB but a DECIMAL rounded to 6 places on Spark (1.0 is
+    a decimal literal there), so every ratio in the models goes through this macro. -#}
+{% macro segfit_ratio(numerator, denominator) -%}
+    {{ return(adapter.dispatch('segfit_ratio', 'segfit')(numerator, denominator)) }}
+{%- endmacro %}
+{% macro default__segfit_ratio(numerator, denominator) -%}
+    cast({{ numerator }} as {{ segfit_double() }}) / nullif(cast({{ denominator }} as {{ segfit_double() }}), 0)
+{%- endmacro %}
+
+{#- A parsed timestamp as text, as DuckDB writes it (`2024-06-30 12:00:00`, `infinity`). -#}
+{% macro segfit_timestamp_text(expression) -%}
+    {{ return(adapter.dispatch('segfit_timestamp_text', 'segfit')(expression)) }}
+{%- endmacro %}
+{% macro default__segfit_timestamp_text(expression) -%}
+    cast({{ expression }} as {{ segfit_text() }})
+{%- endmacro %}
+
 {#- A parsed number as text the way it was most likely written: the shortest text that reads back as the
     same value, without a trailing `.0` (a retention given as `45` shows as 45, not 45.0). -#}
 {% macro segfit_number_text(expression) -%}

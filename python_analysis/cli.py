@@ -79,9 +79,16 @@ def _add_input_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--demo-variant", default="transactions", choices=DEMO_VARIANTS,
                         help="demo input path (without --customers)")
     parser.add_argument("--var", action="append", default=[], metavar="NAME=VALUE", help="extra dbt var")
-    parser.add_argument("--warehouse", help="DuckDB file (default $SEGFIT_DUCKDB_PATH or warehouse/segfit.duckdb)")
+    parser.add_argument("--warehouse", help="DuckDB file (default $SEGFIT_DUCKDB_PATH or warehouse/segfit.duckdb); "
+                        "with --engine spark the Spark warehouse directory (default warehouse/spark)")
+    _add_engine_option(parser)
     parser.add_argument("--force", action="store_true",
                         help="replace a --warehouse or --out that exists but is not segfit's own")
+
+
+def _add_engine_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--engine", choices=("duckdb", "spark"), default="duckdb",
+                        help="duckdb (default) or spark (`make install-spark`; README, \"Spark\")")
 
 
 def _build_options(args: argparse.Namespace) -> pipeline.BuildOptions:
@@ -111,10 +118,12 @@ def parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check", help="run the great-expectations checks on the warehouse")
     check.add_argument("--warehouse")
+    _add_engine_option(check)
     check.add_argument("--out", type=Path, default=Path("reports/latest"), help="where the checks page (checks.html) goes")
 
     report = commands.add_parser("report", help="fit the models and write the report from the marts")
     report.add_argument("--warehouse")
+    _add_engine_option(report)
     report.add_argument("--out", type=Path, default=Path("reports/latest"))
     report.add_argument("--force", action="store_true", help="replace an --out that is not a segfit report")
 
@@ -158,6 +167,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             logging.getLogger("python_analysis.cli").info("wrote %s", path)
         return EXIT_OK
 
+    if getattr(args, "engine", "duckdb") == "spark":
+        return _dispatch_spark(args)
     published = warehouse.resolve_warehouse_path(args.warehouse)
     if args.command == "build":
         pipeline.build(_build_options(args), published, force=args.force)
@@ -171,6 +182,22 @@ def _dispatch(args: argparse.Namespace) -> int:
         return steps.report_published(published, args.out, force=args.force)
     if args.command == "run":
         return steps.run_all(_build_options(args), published, args.out, force=args.force)
+    raise SegfitError(f"unknown command {args.command!r}")
+
+
+def _dispatch_spark(args: argparse.Namespace) -> int:
+    from python_analysis import spark_engine
+
+    published = warehouse.resolve_warehouse_path(args.warehouse or spark_engine.DEFAULT_WAREHOUSE)
+    if args.command == "build":
+        spark_engine.build(_build_options(args), published, force=args.force)
+        return EXIT_OK
+    if args.command == "check":
+        return spark_engine.check_published(published, args.out)
+    if args.command == "report":
+        return spark_engine.report_published(published, args.out, force=args.force)
+    if args.command == "run":
+        return spark_engine.run_all(_build_options(args), published, args.out, force=args.force)
     raise SegfitError(f"unknown command {args.command!r}")
 
 

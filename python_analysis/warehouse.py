@@ -150,12 +150,16 @@ def bounded_read_only(path: Path, spill_prefix: str) -> Iterator[duckdb.DuckDBPy
         yield con
 
 
-def read_tables(path: Path, tables: Mapping[str, str]) -> dict[str, pd.DataFrame]:
-    """Read ``{name: 'schema.table'}`` into DataFrames through one read-only connection."""
+def read_tables(path: Path, tables: Mapping[str, str],
+                order_by: Mapping[str, str] | None = None) -> dict[str, pd.DataFrame]:
+    """Read ``{name: 'schema.table'}`` into DataFrames through one read-only connection; ``order_by`` maps a
+    name to the (fixed, trusted) column its rows are read ordered by."""
     frames = {}
+    order_by = order_by or {}
     with read_only(path) as con:
         for name, relation in tables.items():
-            frames[name] = _fetch_frame(con.execute(f"select * from {relation}"))  # noqa: S608 - fixed names
+            order = f" order by {order_by[name]}" if name in order_by else ""
+            frames[name] = _fetch_frame(con.execute(f"select * from {relation}{order}"))  # noqa: S608 - fixed names
     return frames
 
 
@@ -175,11 +179,22 @@ def _fetch_frame(result: duckdb.DuckDBPyConnection, vectors_per_chunk: int = 10)
     return chunks[0] if len(chunks) == 1 else pd.concat(chunks, ignore_index=True)
 
 
+# The row order the report reads the record-grain marts in: the input's order (a unique, engine-independent
+# key). A table has no row order of its own, and the report's cross-validation folds follow the row order,
+# so without it the same marts stored by another engine (Spark writes its rows in partition order) would
+# give other folds and other scores.
+READ_ORDER: dict[str, str] = {
+    "customer_segment_fit": "source_row_number",
+    "classification_anomalies": "anomaly_rank",
+}
+
+
 def read_marts(path: Path) -> dict[str, pd.DataFrame]:
-    """The marts the report reads, checked against the dbt contracts of the build that wrote them."""
+    """The marts the report reads, in ``READ_ORDER``, checked against the dbt contracts of the build that
+    wrote them."""
     from python_analysis import contracts
 
-    marts = read_tables(path, {name: f"marts.{name}" for name in MARTS + REPORT_ONLY_MARTS})
+    marts = read_tables(path, {name: f"marts.{name}" for name in MARTS + REPORT_ONLY_MARTS}, order_by=READ_ORDER)
     contracts.require_columns(marts, contracts.for_build(path))
     return marts
 

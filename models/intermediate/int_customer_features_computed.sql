@@ -88,9 +88,9 @@ shares as (
     select
         quarter_totals.*,
         {%- for q in quarters %}
-            {{ q }}_transactions * 1.0 / nullif(quarter_total, 0) as {{ q }}_share,
+            {{ segfit_ratio(q ~ '_transactions', 'quarter_total') }} as {{ q }}_share,
         {%- endfor %}
-        quarter_total / 4.0 as quarter_mean
+        {{ segfit_ratio('quarter_total', '4') }} as quarter_mean
     from quarter_totals
 
 ),
@@ -127,9 +127,11 @@ stability as (
 
     select
         seasonality.*,
-        case when quarter_total > 0 then seasonality_entropy_raw end as seasonality_entropy_norm,
-        customer_age_days / 30.0 as months_active,
-        avg_transactions_per_month * (customer_age_days / 30.0) as expected_transactions,
+        {#- rounded to 12 decimal places: ln() differs in the last bit between engines, and the report's rank
+            tests must see the same ties on DuckDB and Spark -#}
+        case when quarter_total > 0 then round(seasonality_entropy_raw, 12) end as seasonality_entropy_norm,
+        {{ segfit_ratio('customer_age_days', '30') }} as months_active,
+        avg_transactions_per_month * {{ segfit_ratio('customer_age_days', '30') }} as expected_transactions,
         transaction_count - quarter_total as quarterly_coverage_gap
     from seasonality
 
@@ -194,7 +196,7 @@ final as (
         abs(transaction_count - expected_transactions) / nullif(expected_transactions, 0)
             as txn_consistency_error,
         quarterly_coverage_gap,
-        quarterly_coverage_gap * 1.0 / nullif(transaction_count, 0) as quarterly_coverage_gap_ratio,
+        {{ segfit_ratio('quarterly_coverage_gap', 'transaction_count') }} as quarterly_coverage_gap_ratio,
         total_revenue / nullif(comprehensive_customer_score, 0) as revenue_per_score
     from stability
 

@@ -180,7 +180,7 @@ final as (
             as {{ dbt.type_bigint() }}
         ) as days_since_last_transaction,
         cast(
-            aggregated.transaction_count * 1.0 / nullif(aggregated.active_months, 0) as {{ segfit_double() }}
+            {{ segfit_ratio('aggregated.transaction_count', 'aggregated.active_months') }} as {{ segfit_double() }}
         ) as avg_transactions_per_month,
         aggregated.first_transaction_date,
         aggregated.last_transaction_date

@@ -2,7 +2,7 @@
     quarantined in int_customers_rejected, typed. A view, like int_transactions_validated: the clean
     records are read from staging when they are used (the grain model keeps the copy that the features
     use), instead of being written once more here. -#}
-{{ config(materialized='view') }}
+{{ config(materialized=segfit_clean_rows_materialization()) }}
 {%- set numeric = segfit_customer_numeric_columns() -%}
 
 with

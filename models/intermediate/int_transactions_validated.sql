@@ -1,7 +1,7 @@
 {#- One row per clean input transaction (key source_row_number): the staged transactions that are not
     quarantined in int_transactions_rejected. A view: the clean rows are read from the input when they
     are used, instead of being copied into the warehouse (20M rows cost more to write than to check). -#}
-{{ config(materialized='view') }}
+{{ config(materialized=segfit_clean_rows_materialization()) }}
 
 with
 

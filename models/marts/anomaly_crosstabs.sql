@@ -46,7 +46,7 @@ final as (
         cast(anomaly_count as {{ dbt.type_bigint() }}) as anomaly_count,
         cast(normal_count as {{ dbt.type_bigint() }}) as normal_count,
         cast(record_count as {{ dbt.type_bigint() }}) as record_count,
-        cast(anomaly_count * 1.0 / record_count as {{ segfit_double() }}) as anomaly_rate
+        cast({{ segfit_ratio('anomaly_count', 'record_count') }} as {{ segfit_double() }}) as anomaly_rate
     from counted
 
 )

@@ -15,31 +15,28 @@ fit as (
 
 ),
 
-grouped as (
-
-    select
-        fit.*,
-        case when is_classification_anomaly then 'anomaly' else 'normal' end as anomaly_group
-    from fit
-
-),
-
 groups as (
 
-    select 'anomaly' as anomaly_group
+    select
+        'anomaly' as anomaly_group,
+        true as is_anomaly
     union all
-    select 'normal' as anomaly_group
+    select
+        'normal' as anomaly_group,
+        false as is_anomaly
 
 ),
 
+-- One narrow row per non-null feature value: the feature's number and the flag, not their names.
 long_values as (
     {%- for feature in features %}
 
         select
-            '{{ feature }}' as feature_name,
-            anomaly_group,
+            {{ loop.index }} as feature_order,
+            is_classification_anomaly as is_anomaly,
             cast({{ feature }} as {{ segfit_double() }}) as feature_value
-        from grouped
+        from fit
+        where {{ feature }} is not null
         {%- if not loop.last %}
             union all
         {%- endif %}
@@ -50,13 +47,127 @@ long_values as (
 statistics as (
 
     select
-        feature_name,
-        anomaly_group,
-        count(feature_value) as n,
+        feature_order,
+        is_anomaly,
+        count(*) as n,
         avg(feature_value) as mean_value,
-        {{ segfit_median('feature_value') }} as median_value
+        min(feature_value) as min_value,
+        max(feature_value) as max_value,
+        floor((count(*) + 1) / 2.0) as lower_middle_rank,
+        floor(count(*) / 2.0) + 1 as upper_middle_rank
     from long_values
-    group by feature_name, anomaly_group
+    group by feature_order, is_anomaly
+
+),
+
+-- The exact median in bounded memory. A percentile aggregate keeps every value of its group in memory
+-- (20 features x 5M records did not fit in DuckDB's 1 GB limit), and ranking all values sorts them all.
+-- Instead: count the values in 1,024 equal-width buckets per group, find the bucket(s) holding the
+-- middle rank(s), and rank only the values in those buckets. n odd: the middle value; n even: the mean
+-- of the two middle values.
+bucketed as (
+
+    select
+        long_values.feature_order,
+        long_values.is_anomaly,
+        long_values.feature_value,
+        case
+            when statistics.max_value = statistics.min_value then 0
+            else least(1023, floor(
+                    (long_values.feature_value - statistics.min_value)
+                    / (statistics.max_value - statistics.min_value) * 1024
+                ))
+        end as bucket
+    from long_values
+    inner join statistics
+        on long_values.feature_order = statistics.feature_order
+            and long_values.is_anomaly = statistics.is_anomaly
+
+),
+
+bucket_counts as (
+
+    select
+        feature_order,
+        is_anomaly,
+        bucket,
+        count(*) as bucket_n
+    from bucketed
+    group by feature_order, is_anomaly, bucket
+
+),
+
+bucket_ranges as (
+
+    select
+        feature_order,
+        is_anomaly,
+        bucket,
+        bucket_n,
+        sum(bucket_n) over (
+            partition by feature_order, is_anomaly
+            order by bucket
+            rows between unbounded preceding and current row
+        ) - bucket_n as ranks_before
+    from bucket_counts
+
+),
+
+middle_buckets as (
+
+    select
+        bucket_ranges.feature_order,
+        bucket_ranges.is_anomaly,
+        bucket_ranges.bucket,
+        bucket_ranges.ranks_before
+    from bucket_ranges
+    inner join statistics
+        on bucket_ranges.feature_order = statistics.feature_order
+            and bucket_ranges.is_anomaly = statistics.is_anomaly
+    where
+        (
+            bucket_ranges.ranks_before < statistics.lower_middle_rank
+            and bucket_ranges.ranks_before + bucket_ranges.bucket_n >= statistics.lower_middle_rank
+        )
+        or (
+            bucket_ranges.ranks_before < statistics.upper_middle_rank
+            and bucket_ranges.ranks_before + bucket_ranges.bucket_n >= statistics.upper_middle_rank
+        )
+
+),
+
+middle_candidates as (
+
+    select
+        bucketed.feature_order,
+        bucketed.is_anomaly,
+        bucketed.feature_value,
+        middle_buckets.ranks_before + row_number() over (
+            partition by bucketed.feature_order, bucketed.is_anomaly, bucketed.bucket
+            order by bucketed.feature_value
+        ) as value_rank
+    from bucketed
+    inner join middle_buckets
+        on bucketed.feature_order = middle_buckets.feature_order
+            and bucketed.is_anomaly = middle_buckets.is_anomaly
+            and bucketed.bucket = middle_buckets.bucket
+
+),
+
+medians as (
+
+    select
+        middle_candidates.feature_order,
+        middle_candidates.is_anomaly,
+        avg(middle_candidates.feature_value) as median_value
+    from middle_candidates
+    inner join statistics
+        on middle_candidates.feature_order = statistics.feature_order
+            and middle_candidates.is_anomaly = statistics.is_anomaly
+    where
+        middle_candidates.value_rank = statistics.lower_middle_rank
+        or middle_candidates.value_rank = statistics.upper_middle_rank
+    group by middle_candidates.feature_order, middle_candidates.is_anomaly
 
 ),
 
@@ -66,7 +177,8 @@ feature_groups as (
         select
             '{{ feature }}' as feature_name,
             {{ loop.index }} as feature_order,
-            anomaly_group
+            anomaly_group,
+            is_anomaly
         from groups
         {%- if not loop.last %}
             union all
@@ -83,11 +195,14 @@ final as (
         cast(feature_groups.feature_order as {{ dbt.type_bigint() }}) as feature_order,
         cast(coalesce(statistics.n, 0) as {{ dbt.type_bigint() }}) as n,
         cast(statistics.mean_value as {{ segfit_double() }}) as mean_value,
-        cast(statistics.median_value as {{ segfit_double() }}) as median_value
+        cast(medians.median_value as {{ segfit_double() }}) as median_value
     from feature_groups
     left join statistics
-        on feature_groups.feature_name = statistics.feature_name
-            and feature_groups.anomaly_group = statistics.anomaly_group
+        on feature_groups.feature_order = statistics.feature_order
+            and feature_groups.is_anomaly = statistics.is_anomaly
+    left join medians
+        on feature_groups.feature_order = medians.feature_order
+            and feature_groups.is_anomaly = medians.is_anomaly
 
 )
 

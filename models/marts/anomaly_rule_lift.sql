@@ -50,10 +50,10 @@ mantel_haenszel as (
     select
         rule_name,
         sum(
-            anomaly_hits * (normal_total - normal_hits) * 1.0 / (anomaly_total + normal_total)
+            {{ segfit_ratio('anomaly_hits * (normal_total - normal_hits)', 'anomaly_total + normal_total') }}
         ) as mh_numerator,
         sum(
-            (anomaly_total - anomaly_hits) * normal_hits * 1.0 / (anomaly_total + normal_total)
+            {{ segfit_ratio('(anomaly_total - anomaly_hits) * normal_hits', 'anomaly_total + normal_total') }}
         ) as mh_denominator,
         count(*) as mh_segments
     from segment_hits
@@ -102,8 +102,8 @@ rates as (
         coalesce(hits.anomaly_total, 0) as anomaly_total,
         coalesce(hits.normal_hits, 0) as normal_hits,
         coalesce(hits.normal_total, 0) as normal_total,
-        hits.anomaly_hits * 1.0 / nullif(hits.anomaly_total, 0) as anomaly_hit_rate,
-        hits.normal_hits * 1.0 / nullif(hits.normal_total, 0) as normal_hit_rate,
+        {{ segfit_ratio('hits.anomaly_hits', 'hits.anomaly_total') }} as anomaly_hit_rate,
+        {{ segfit_ratio('hits.normal_hits', 'hits.normal_total') }} as normal_hit_rate,
         mantel_haenszel.mh_numerator,
         mantel_haenszel.mh_denominator,
         coalesce(mantel_haenszel.mh_segments, 0) as mh_segments
@@ -128,13 +128,13 @@ final as (
         cast(normal_hit_rate as {{ segfit_double() }}) as normal_hit_rate,
         cast((anomaly_hit_rate - normal_hit_rate) * 100 as {{ segfit_double() }}) as hit_rate_difference_pp,
         cast(
-            (anomaly_hits * 1.0 / nullif(anomaly_hits + normal_hits, 0))
-            / nullif(anomaly_total * 1.0 / nullif(anomaly_total + normal_total, 0), 0)
+            {{ segfit_ratio(segfit_ratio('anomaly_hits', 'anomaly_hits + normal_hits'),
+                            segfit_ratio('anomaly_total', 'anomaly_total + normal_total')) }}
             as {{ segfit_double() }}
         ) as lift,
         cast(
-            anomaly_hits * (normal_total - normal_hits) * 1.0
-            / nullif((anomaly_total - anomaly_hits) * normal_hits, 0)
+            {{ segfit_ratio('anomaly_hits * (normal_total - normal_hits)',
+                            '(anomaly_total - anomaly_hits) * normal_hits') }}
             as {{ segfit_double() }}
         ) as odds_ratio,
         cast(mh_numerator / nullif(mh_denominator, 0) as {{ segfit_double() }}) as mh_odds_ratio,

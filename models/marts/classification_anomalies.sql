@@ -1,4 +1,6 @@
-{#- One row per classification-anomaly record, ranked by absolute deviation (largest first). -#}
+{#- One row per classification-anomaly record, ranked by absolute deviation (largest first; ties go to
+    customer_record_id). The deviation is stored rounded to 12 places (customer_segment_fit), so a
+    last-bit difference between two equal deviations cannot reorder them on another engine. -#}
 
 with
 
@@ -12,7 +14,10 @@ anomalies as (
 
     select
         fit.*,
-        row_number() over (order by abs_retention_deviation desc, customer_record_id asc) as anomaly_rank
+        cast(
+            row_number() over (order by abs_retention_deviation desc, customer_record_id asc)
+            as {{ dbt.type_bigint() }}
+        ) as anomaly_rank
     from fit
     where is_classification_anomaly
 

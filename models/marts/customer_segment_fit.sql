@@ -4,7 +4,10 @@
     the comparison so binary floating-point noise (0.65 - 0.5 = 0.15000000000000002) cannot decide the
     boundary. In relative mode the deviation is divided by the segment average; a segment average of 0
     gives no relative deviation and no flag. In zscore mode it is divided by the segment's sample standard
-    deviation of retention (segment_sd_retention); a segment with one record or SD 0 gives no flag. -#}
+    deviation of retention (segment_sd_retention); a segment with one record or SD 0 gives no flag.
+    The deviation itself is stored rounded to 12 places: the segment average is a parallel sum whose last
+    bit no engine fixes (DuckDB run to run, DuckDB against Spark), and equal deviations must stay equal so
+    that classification_anomalies ranks them the same way everywhere. -#}
 {%- set cfg = segfit_config() -%}
 
 with
@@ -63,7 +66,7 @@ deviations as (
 
     select
         segment_stats.*,
-        retention_probability - segment_avg_retention as retention_deviation,
+        round(retention_probability - segment_avg_retention, 12) as retention_deviation,
         abs(
             (total_revenue - revenue_mean) / nullif(revenue_std, 0)
             - (comprehensive_customer_score - score_mean) / nullif(score_std, 0)

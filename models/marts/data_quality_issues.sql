@@ -84,7 +84,7 @@ rejections as (
                 {% if column in input.text_columns -%}
                     cast({{ column }} as {{ segfit_text() }})
                 {%- elif column in ['segmentation_date', 'transaction_date'] -%}
-                    coalesce({{ column }}_raw, cast({{ column }} as {{ segfit_text() }}))
+                    coalesce({{ column }}_raw, {{ segfit_timestamp_text(column) }})
                 {%- else -%}
                     coalesce({{ column }}_raw, {{ segfit_number_text(column) }})
                 {%- endif %} as issue_value,

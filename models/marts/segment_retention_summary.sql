@@ -44,8 +44,8 @@ final as (
         cast(anomaly_count as {{ dbt.type_bigint() }}) as anomaly_count,
         cast(above_count as {{ dbt.type_bigint() }}) as above_count,
         cast(below_count as {{ dbt.type_bigint() }}) as below_count,
-        cast(anomaly_count * 1.0 / record_count as {{ segfit_double() }}) as anomaly_rate,
-        cast(anomaly_count * 1.0 / nullif(total_anomalies, 0) as {{ segfit_double() }}) as anomaly_share
+        cast({{ segfit_ratio('anomaly_count', 'record_count') }} as {{ segfit_double() }}) as anomaly_rate,
+        cast({{ segfit_ratio('anomaly_count', 'total_anomalies') }} as {{ segfit_double() }}) as anomaly_share
     from with_totals
 
 )

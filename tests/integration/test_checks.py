@@ -687,7 +687,7 @@ def test_type_checks_are_generated_from_the_dbt_yaml():
 
     from python_analysis.checks import CONTRACT_FILES, TYPE_LISTS
 
-    kinds = {"varchar": "text", "bigint": "int", "double": "float", "boolean": "bool", "timestamp": "timestamp"}
+    kinds = {"varchar": "text", "string": "text", "bigint": "int", "double": "float", "boolean": "bool", "timestamp": "timestamp"}
     suites = expectation_suites(CONFIG)
     for path in CONTRACT_FILES:
         for model in yaml.safe_load(path.read_text())["models"]:
