@@ -45,9 +45,11 @@ def test_anomaly_models_metrics_and_cv_folds():
     result = anomaly_models(fit, CONFIG)
     fair = result.models["fair"]
     assert fair.cv_folds == 5
-    for metrics in (fair.in_sample, fair.cv):
-        assert set(metrics) == {"n", "accuracy", "roc_auc", "recall_anomaly"}
-    assert fair.cv["n"] == len(fit)
+    assert set(fair.in_sample) == {"n", "accuracy", "roc_auc", "recall_anomaly"}
+    # the cross-validated figures are the repeated grouped CV's means (the single record-level split is gone)
+    assert set(fair.cv) == {"n", "roc_auc", "pr_auc", "balanced_accuracy", "brier"}
+    assert fair.cv["n"] == fair.cv_repeated.n_records == len(fit)
+    assert fair.cv["roc_auc"] == pytest.approx(np.nanmean(fair.cv_repeated.scores["roc_auc"]))
     assert fair.top_rules["anomalies"].iloc[0] >= fair.top_rules["anomalies"].iloc[-1]
 
 
@@ -56,7 +58,8 @@ def test_cv_folds_shrink_and_skip_with_tiny_minority():
     fit["is_classification_anomaly"] = False
     fit.loc[[0, 1, 2], "is_classification_anomaly"] = True
     result = anomaly_models(fit, CONFIG)
-    assert result.models["fair"].cv_folds == 3
+    # folds group customers: as many as the customers holding the 3 anomaly records
+    assert result.models["fair"].cv_folds == fit.loc[fit["is_classification_anomaly"], "customer_id"].nunique() == 2
     fit["is_classification_anomaly"] = False
     fit.loc[0, "is_classification_anomaly"] = True
     result = anomaly_models(fit, CONFIG)

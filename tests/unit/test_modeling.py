@@ -215,6 +215,50 @@ def test_cluster_stability_columns_and_pruning():
     assert ks.loc[2, "ari_vs_segment"] == pytest.approx(expected)
 
 
+def _volatile_clusters(seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(anomalies, population): two anomaly groups, both far more volatile than the population (every record)."""
+    rng = np.random.default_rng(seed)
+    normal = pd.DataFrame({"customer_record_id": [f"N{i:04d}" for i in range(600)],
+                           "transaction_value_volatility": rng.normal(0.5, 0.1, 600),
+                           "transaction_count": rng.normal(20.0, 5.0, 600)})
+    groups = []
+    for name, volatility, count in (("A", 2.0, 30.0), ("B", 1.5, 10.0)):
+        groups.append(pd.DataFrame({"customer_record_id": [f"{name}{i:03d}" for i in range(30)],
+                                    "transaction_value_volatility": rng.normal(volatility, 0.05, 30),
+                                    "transaction_count": rng.normal(count, 1.0, 30)}))
+    anomalies = pd.concat(groups, ignore_index=True)
+    for frame in (normal, anomalies):
+        frame["profitability_segment"], frame["lifecycle_stage"], frame["seasonal_preference"] = "S", "New", "Q4"
+    return anomalies, pd.concat([normal, anomalies], ignore_index=True)
+
+
+def test_cluster_labels_are_named_against_the_population():
+    """Against each other, the less volatile group is 'low volatility'; against every record both groups are
+    far above the typical customer, so both labels say 'high volatility' (gap from pandas: (cluster median -
+    population median) / population SD)."""
+    anomalies, population = _volatile_clusters()
+    config = ReportConfig(fixed_k=2)
+    result = anomaly_clusters(anomalies, config, population=population)
+    assert result.label_reference.startswith("population")
+    assignments = result.assignments.assign(group=result.assignments["customer_record_id"].str[0])
+    assert assignments.groupby("group")["cluster_id"].nunique().max() == 1  # each group is one cluster
+    labels = dict(zip(result.profiles["cluster_id"], result.profiles["cluster_label"], strict=True))
+    vol = population["transaction_value_volatility"]
+    for group, members in assignments.groupby("group"):
+        cluster = int(members["cluster_id"].iloc[0])
+        inside = anomalies.set_index("customer_record_id").loc[members["customer_record_id"],
+                                                               "transaction_value_volatility"]
+        expected = (inside.median() - vol.median()) / vol.std(ddof=1)
+        assert expected > config.label_min_z_gap
+        assert "high volatility" in labels[cluster] and "low volatility" not in labels[cluster], (group, labels)
+        gap = result.z_gaps.set_index("cluster_id").loc[cluster, "transaction_value_volatility"]
+        assert gap == pytest.approx(expected, rel=1e-5)
+    # the old naming, against the other cluster, calls one of these volatile groups "low volatility"
+    relative = anomaly_clusters(anomalies, config)
+    assert relative.label_reference == "other clusters"
+    assert any("low volatility" in label for label in relative.profiles["cluster_label"])
+
+
 def test_cluster_stability_survives_a_silhouette_subsample_with_one_cluster():
     """800 records in one blob and 3 far away: K=2 splits off the 3, and the 500-record silhouette subsample of a
     bootstrap usually holds none of them, i.e. one cluster. That crashed `segfit report` at 20k records with
@@ -224,3 +268,33 @@ def test_cluster_stability_survives_a_silhouette_subsample_with_one_cluster():
     result = anomaly_clusters(frame, CONFIG)
     assert len(result.assignments) == 803
     assert result.k_scores["bootstrap_k_share"].sum() <= 1.0 + 1e-9
+
+
+def test_tree_models_impute_inside_each_fit():
+    """The trees' matrix keeps missing values; every tree is a pipeline whose imputer learns the median of its
+    own training records, so the repeated grouped CV equals a per-fold SimpleImputer + tree computed here."""
+    from sklearn.impute import SimpleImputer
+    from sklearn.metrics import roc_auc_score
+    from sklearn.tree import DecisionTreeClassifier
+
+    from python_analysis.modeling import _tree, model_matrix
+    from python_analysis.validation import grouped_stratified_splits, repeated_grouped_cv
+
+    fit = make_fit(300)
+    fit.loc[fit.index % 3 == 0, "transaction_value_volatility"] = np.nan
+    fm = model_matrix(fit, CONFIG).select(["transaction_value_volatility", "txn_consistency_error"])
+    assert np.isnan(fm.X[:, 0]).sum() == (fit.index % 3 == 0).sum()  # not imputed over all rows
+    assert any("imputed inside each fit" in note for note in fm.notes)
+    y = fit["is_classification_anomaly"].to_numpy(dtype=bool)
+    groups = pd.factorize(fit["customer_id"], sort=True)[0]
+    cv = repeated_grouped_cv(_tree(CONFIG, CONFIG.class_weight), fm.X, y, groups, folds=5, repeats=1,
+                             random_state=CONFIG.random_state, max_rows=10_000)
+    expected = []
+    for train, test in grouped_stratified_splits(y, groups, 5, CONFIG.random_state):
+        imputer = SimpleImputer(strategy="median").fit(fm.X[train])
+        assert imputer.statistics_[0] == pytest.approx(np.nanmedian(fm.X[train, 0]))
+        tree = DecisionTreeClassifier(max_depth=CONFIG.max_depth, min_samples_leaf=CONFIG.min_samples_leaf,
+                                      class_weight=CONFIG.class_weight, random_state=CONFIG.random_state)
+        tree.fit(imputer.transform(fm.X[train]), y[train])
+        expected.append(roc_auc_score(y[test], tree.predict_proba(imputer.transform(fm.X[test]))[:, 1]))
+    np.testing.assert_allclose(cv.scores["roc_auc"], expected, rtol=1e-12)

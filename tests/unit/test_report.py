@@ -80,6 +80,7 @@ def test_metrics_top_level_keys_are_stable(written):
     report, _, _ = written
     assert sorted(report.metrics) == sorted(
         [
+            "analysis_sample",
             "anomalies",
             "anomaly_models",
             "changes",
@@ -147,6 +148,15 @@ def test_write_back_frames(written, marts):
     assert len(scores) == len(marts["customer_segment_fit"])
     assert scores["predicted_anomaly"].dtype == bool
     assert report.metrics["write_back"]["anomaly_model_scores_rows"] == len(scores)
+    # small data: nothing is sampled, and the report says no sample
+    assert report.metrics["analysis_sample"]["sampled"] is False
+    assert report.metrics["analysis_sample"]["records"] == len(marts["customer_segment_fit"])
+    assert "stratified sample of" not in report.markdown
+    # the grouped assessment has its own key (it sat under cv_repeated_grouped.roc_auc_minus_baseline)
+    models = report.metrics["anomaly_models"]
+    assert models["assessment"] == json_ready(report.context.models.anomaly.models["fair"].assessment)
+    assert models["assessment"]["records"] == len(marts["customer_segment_fit"])
+    assert "grouped_assessment" not in json.dumps(models)
 
 
 @pytest.fixture(scope="module")
