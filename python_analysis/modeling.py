@@ -1086,6 +1086,24 @@ def population_reference(population: pd.DataFrame, features: Sequence[str]) -> P
     return PopulationReference(np.asarray(med), np.asarray(sd), shares, len(population))
 
 
+def _cluster_gaps(z: np.ndarray, labels: np.ndarray, clusters: list[int], features: Sequence[str],
+                  raw: np.ndarray | None, reference: PopulationReference | None) -> pd.DataFrame:
+    """Per cluster and feature: (cluster median - population median) / population SD with a ``reference``,
+    else the cluster's median z minus the other clusters' median z."""
+    gaps = pd.DataFrame(index=clusters, columns=list(features), dtype=float)
+    for c in clusters:
+        inside = labels == c
+        for j, feature in enumerate(features):
+            if reference is not None and raw is not None:
+                sd = reference.sd[j]
+                gap = (float(np.median(raw[inside, j])) - reference.median[j]) / sd if sd > 0 else 0.0
+                gaps.loc[c, feature] = gap if math.isfinite(gap) else 0.0
+                continue
+            rest = z[~inside, j]
+            gaps.loc[c, feature] = float(np.median(z[inside, j]) - (np.median(rest) if len(rest) else 0.0))
+    return gaps
+
+
 def cluster_labels(
     z: np.ndarray,
     labels: np.ndarray,
@@ -1100,19 +1118,10 @@ def cluster_labels(
     so "high volatility" means high for a customer, not only higher than the other cluster; without one, the
     median z-score (``z``) against the other clusters' (the old, relative naming)."""
     clusters = sorted(set(labels.tolist()))
-    gaps = pd.DataFrame(index=clusters, columns=list(features), dtype=float)
+    gaps = _cluster_gaps(z, labels, clusters, features, raw, reference)
     names: dict[int, str] = {}
     terms: dict[int, list[dict[str, object]]] = {}
     for c in clusters:
-        inside = labels == c
-        for j, feature in enumerate(features):
-            if reference is not None and raw is not None:
-                sd = reference.sd[j]
-                gap = (float(np.median(raw[inside, j])) - reference.median[j]) / sd if sd > 0 else 0.0
-                gaps.loc[c, feature] = gap if math.isfinite(gap) else 0.0
-                continue
-            rest = z[~inside, j]
-            gaps.loc[c, feature] = float(np.median(z[inside, j]) - (np.median(rest) if len(rest) else 0.0))
         ordered = sorted(features, key=lambda f: (-abs(gaps.loc[c, f]), f))
         words: list[str] = []
         chosen: list[dict[str, object]] = []
