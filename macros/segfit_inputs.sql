@@ -62,7 +62,7 @@
 
 {#- DuckDB expands glob characters in a file name (c[1].csv would read c1.csv, c*.csv a whole folder):
     each of [ * ? is written as a one-character class ([[], [*], [?]), which matches exactly that
-    character, so the name is read literally. The same escaping is in python_analysis/inputs.py. -#}
+    character, so the name is read literally. The same escaping is in python_analysis/warehouse/inputs.py. -#}
 {% macro segfit_literal_file_pattern(path) -%}
     {{- return(adapter.dispatch('segfit_literal_file_pattern', 'segfit')(path)) -}}
 {%- endmacro %}
@@ -71,7 +71,7 @@
 {%- endmacro %}
 
 {#- CSV dialect: explicit RFC 4180 settings (no guessing from a sample, no comment lines), the same as
-    the Python pre-check's python_analysis.inputs.csv_reader_options. -#}
+    the Python pre-check's python_analysis.warehouse.inputs.csv_reader_options. -#}
 {% macro duckdb__segfit_file_reader(path, row_numbers=true) -%}
     {%- set literal = segfit_sql_string(segfit_literal_file_pattern(path)) -%}
     {%- if (path | lower).endswith('.parquet') or (path | lower).endswith('.pq') -%}

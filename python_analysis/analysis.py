@@ -85,6 +85,14 @@ def text_column(frame: pd.DataFrame, column: str, missing: str = "(missing)") ->
     return out
 
 
+def require_mart_columns(frame: pd.DataFrame, mart: str, columns: Sequence[str]) -> None:
+    """The columns read from ``marts.<mart>`` are all there; a missing (renamed) one stops with one line
+    (``contracts.require_columns``) instead of becoming an empty column of NaN."""
+    from .contracts import Column, require_columns
+
+    require_columns({mart: frame}, {mart: tuple(Column(c, None) for c in columns)})
+
+
 def bounded_indices(n: int, size: int, random_state: int) -> np.ndarray:
     """Sorted positions of at most ``size`` rows out of ``n`` (all rows when n <= size); fixed seed."""
     if n <= size:
@@ -139,9 +147,7 @@ def sample_overview(
 def segment_summary(segment_retention_summary: pd.DataFrame) -> pd.DataFrame:
     """The segment mart with typed columns, ordered by segment name."""
     frame = segment_retention_summary.copy()
-    for column in SEGMENT_COLUMNS:
-        if column not in frame.columns:
-            frame[column] = np.nan
+    require_mart_columns(frame, "segment_retention_summary", SEGMENT_COLUMNS)
     frame = frame[list(SEGMENT_COLUMNS)]
     frame["profitability_segment"] = text_column(frame, "profitability_segment")
     for column in SEGMENT_COLUMNS[1:]:
@@ -316,9 +322,7 @@ def rule_lift_table(anomaly_rule_lift: pd.DataFrame) -> pd.DataFrame:
     frame = anomaly_rule_lift.copy()
     if "hit_rate_difference_pp" not in frame.columns and "lift_pp" in frame.columns:  # a pre-rename warehouse
         frame["hit_rate_difference_pp"] = frame["lift_pp"]
-    for column in columns:
-        if column not in frame.columns:
-            frame[column] = np.nan
+    require_mart_columns(frame, "anomaly_rule_lift", columns)
     frame = frame[columns]
     for column in ("rule_name", "feature_name", "operator"):
         frame[column] = text_column(frame, column, missing="")
@@ -467,9 +471,7 @@ def crosstab_table(anomaly_crosstabs: pd.DataFrame) -> pd.DataFrame:
         "anomaly_rate",
     ]
     frame = anomaly_crosstabs.copy()
-    for column in columns:
-        if column not in frame.columns:
-            frame[column] = np.nan
+    require_mart_columns(frame, "anomaly_crosstabs", columns)
     frame = frame[columns]
     frame["dimension"] = text_column(frame, "dimension")
     frame["dimension_value"] = text_column(frame, "dimension_value")
@@ -491,9 +493,7 @@ def top_anomalies(classification_anomalies: pd.DataFrame, n: int) -> pd.DataFram
         "retention_deviation",
     ]
     frame = classification_anomalies.copy()
-    for column in columns:
-        if column not in frame.columns:
-            frame[column] = np.nan
+    require_mart_columns(frame, "classification_anomalies", columns)
     frame["_rank"] = pd.to_numeric(frame["anomaly_rank"], errors="coerce")
     frame["_abs"] = -np.abs(numeric_column(frame, "retention_deviation"))
     frame["_id"] = text_column(frame, "customer_record_id", missing="")

@@ -158,9 +158,14 @@ def single_feature_auc(frame_values: dict[str, np.ndarray], kinds: dict[str, str
     return sorted(rows, key=lambda r: (-(r["roc_auc"] if math.isfinite(r["roc_auc"]) else -1), r["feature"]))
 
 
-def _tree(config, depth: int | None = None) -> DecisionTreeClassifier:
-    return DecisionTreeClassifier(max_depth=depth or config.max_depth, min_samples_leaf=config.min_samples_leaf,
-                                  class_weight=config.class_weight, random_state=config.random_state)
+def _tree(config, depth: int | None = None, missing: bool = True) -> Pipeline:
+    """The tree behind a median imputer fitted inside each fit (``modeling._tree``; a passthrough when the
+    matrix has no missing value)."""
+    return Pipeline([
+        ("impute", SimpleImputer(strategy="median", keep_empty_features=True) if missing else "passthrough"),
+        ("tree", DecisionTreeClassifier(max_depth=depth or config.max_depth, min_samples_leaf=config.min_samples_leaf,
+                                        class_weight=config.class_weight, random_state=config.random_state)),
+    ])
 
 
 def _logistic(random_state: int) -> Pipeline:
@@ -203,6 +208,7 @@ def assess(
     if k < 2:
         return None
     splits = grouped_stratified_splits(yy, g, k, settings.random_state)
+    missing, missing_base = bool(np.isnan(X).any()), bool(np.isnan(Xb).any())
     oof = {name: np.zeros(len(yy)) for name in ("fair", "baseline", "logistic_l2", "fair_nested", "fair_calibrated")}
     depths: list[int] = []
     perm: dict[str, list[float]] = {}
@@ -217,17 +223,18 @@ def assess(
             _, inv = np.unique(g[train], return_inverse=True)
             has_train = np.bincount(inv, weights=yy[train].astype(float)) > 0
             inner_k = min(settings.inner_folds, int(has_train.sum()), int((~has_train).sum()))
-            tree = _tree(config).fit(X[train], yy[train])
+            tree = _tree(config, missing=missing).fit(X[train], yy[train])
             oof["fair"][test] = _proba(tree, X[test])
-            oof["baseline"][test] = _proba(_tree(config).fit(Xb[train], yy[train]), Xb[test])
+            oof["baseline"][test] = _proba(_tree(config, missing=missing_base).fit(Xb[train], yy[train]), Xb[test])
             oof["logistic_l2"][test] = _proba(_logistic(config.random_state).fit(Xr[train], yy[train]), Xr[test])
             if inner_k >= 2:
                 inner = grouped_stratified_splits(yy[train], g[train], inner_k, settings.random_state + f)
-                search = GridSearchCV(_tree(config), {"max_depth": list(settings.depths)}, cv=inner,
+                search = GridSearchCV(_tree(config, missing=missing), {"tree__max_depth": list(settings.depths)}, cv=inner,
                                       scoring="roc_auc", error_score=np.nan).fit(X[train], yy[train])
-                depths.append(int(search.best_params_["max_depth"]))
+                depths.append(int(search.best_params_["tree__max_depth"]))
                 oof["fair_nested"][test] = _proba(search.best_estimator_, X[test])
-                calibrated = CalibratedClassifierCV(_tree(config), method="sigmoid", cv=inner).fit(X[train], yy[train])
+                calibrated = CalibratedClassifierCV(_tree(config, missing=missing), method="sigmoid", cv=inner).fit(
+                    X[train], yy[train])
                 oof["fair_calibrated"][test] = _proba(calibrated, X[test])
             else:  # too few customers of a class for inner folds: the untuned, uncalibrated tree
                 depths.append(int(config.max_depth))

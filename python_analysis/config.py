@@ -127,6 +127,10 @@ class ReportConfig:
     cluster_fit_sample_size: int = 10000  # rows for the K search / KMeans fit; min with fit_sample_size
     cv_fit_sample_size: int = 15000  # training rows per CV fold (out-of-fold predictions cover every row)
     stat_sample_size: int = 100000  # rows per group for Mann-Whitney and correlations
+    # above this many records, the heavy resampling (within-segment tests, re-segmentation, every tree and its
+    # CV) runs on a stratified sample of whole customers of about analysis_sample_size records (sampling.py)
+    analysis_sample_threshold: int = 50000
+    analysis_sample_size: int = 10000
     # anomaly rate band considered plausible for a segmentation review (outside -> warning in report)
     anomaly_rate_band: tuple[float, float] = (0.02, 0.30)
     top_anomalies: int = 20
@@ -147,6 +151,8 @@ class ReportConfig:
             raise ValueError("fixed_k must be >= 2")
         if self.n_init < 1 or self.cv_folds < 2 or self.max_depth < 1:
             raise ValueError("n_init >= 1, cv_folds >= 2 and max_depth >= 1 are required")
+        if not 1 <= self.analysis_sample_size <= self.analysis_sample_threshold:
+            raise ValueError("1 <= analysis_sample_size <= analysis_sample_threshold is required")
         lo, hi = self.anomaly_rate_band
         if not 0.0 <= lo <= hi <= 1.0:
             raise ValueError("anomaly_rate_band must satisfy 0 <= low <= high <= 1")

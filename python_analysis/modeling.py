@@ -18,11 +18,13 @@ from sklearn.calibration import CalibratedClassifierCV
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.impute import SimpleImputer
 from sklearn.metrics import (
     roc_auc_score,
     silhouette_score,
 )
 from sklearn.model_selection import StratifiedKFold
+from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeClassifier, export_text
 from threadpoolctl import threadpool_limits
@@ -105,14 +107,28 @@ def _require_modelable(frame: pd.DataFrame, column: str, values: np.ndarray, dty
         )
 
 
+def _missing(column: str, values: np.ndarray, finite: np.ndarray, present: np.ndarray, impute: bool
+             ) -> tuple[np.ndarray, str]:
+    """(values, note) for a numeric column with missing values: median-imputed here, or left NaN for the
+    pipelines' imputers (``impute=False``)."""
+    missing = int(len(values) - finite.sum())
+    if not impute:
+        return values, (f"{column}: {missing} missing value(s), imputed inside each fit with the median of its "
+                        "training records")
+    median = float(np.median(present))
+    return np.where(finite, values, median), f"{column}: {missing} missing value(s) imputed with the median {median:.6g}"
+
+
 def feature_matrix(
     frame: pd.DataFrame,
     numeric: Sequence[str],
     categorical: Sequence[str],
     config: ReportConfig,
     dtype: type = np.float32,
+    impute: bool = True,
 ) -> FeatureMatrix:
-    """Build a matrix; absent/all-null/constant columns are dropped and every imputation is noted.
+    """Build a matrix; absent/all-null/constant columns are dropped and every imputation is noted. With
+    ``impute=False`` missing numeric values stay NaN: the trees' pipelines impute them inside each fit.
 
     Long: numeric and categorical encoding of one matrix with its notes (#9).
     """
@@ -144,11 +160,9 @@ def feature_matrix(
             notes.append(f"{column}: constant ({present[0]:.6g}), dropped")
             note_sources.append(column)
             continue
-        missing = int(n - finite.sum())
-        if missing:
-            median = float(np.median(present))
-            values = np.where(finite, values, median)
-            notes.append(f"{column}: {missing} missing value(s) imputed with the median {median:.6g}")
+        if not finite.all():
+            values, note = _missing(column, values, finite, present, impute)
+            notes.append(note)
             note_sources.append(column)
         blocks.append(values.astype(dtype).reshape(-1, 1))
         columns.append(column)
@@ -304,13 +318,15 @@ def out_of_fold_proba(
     return proba, folds, note
 
 
-def _tree(config: ReportConfig, class_weight: str | None) -> DecisionTreeClassifier:
-    return DecisionTreeClassifier(
-        max_depth=config.max_depth,
-        min_samples_leaf=config.min_samples_leaf,
-        class_weight=class_weight,
-        random_state=config.random_state,
-    )
+def _tree(config: ReportConfig, class_weight: str | None, missing: bool = True) -> Pipeline:
+    """The decision tree behind a median imputer, so every fit (each CV fold too) imputes from its own
+    training records only. ``missing=False`` (the matrix has no missing value) makes the imputer a
+    passthrough: the same tree, without the imputer's cost in every fit."""
+    return Pipeline([
+        ("impute", SimpleImputer(strategy="median", keep_empty_features=True) if missing else "passthrough"),
+        ("tree", DecisionTreeClassifier(max_depth=config.max_depth, min_samples_leaf=config.min_samples_leaf,
+                                        class_weight=class_weight, random_state=config.random_state)),
+    ])
 
 
 # ============================================================================================ segment tree
@@ -339,7 +355,7 @@ class SegmentTreeResult:
 def model_matrix(fit: pd.DataFrame, config: ReportConfig) -> FeatureMatrix:
     """One matrix holding every feature any tree uses (each model selects its columns from it)."""
     numeric, categorical = model_feature_sets(config)["full"]
-    return feature_matrix(fit, numeric, categorical, config)
+    return feature_matrix(fit, numeric, categorical, config, impute=False)
 
 
 def segment_tree(
@@ -369,7 +385,7 @@ def segment_tree(
     numeric = [c for c in BEHAVIOUR_NUMERIC if c not in excluded]
     categorical = [c for c in BEHAVIOUR_CATEGORICAL if c not in excluded]
     if matrix is None:
-        fm = feature_matrix(fit, numeric, categorical, config)
+        fm = feature_matrix(fit, numeric, categorical, config, impute=False)
     else:
         fm = matrix.select(numeric + categorical)
     if fm.X.shape[1] == 0:
@@ -382,10 +398,12 @@ def segment_tree(
         )
     idx = stratified_bounded_indices(y_all, config.tree_rows, config.random_state)
     X_fit, y_fit = fm.X[idx], y_all[idx]
-    model = _tree(config, None).fit(X_fit, y_fit)
-    pred_in = model.predict(X_fit)
+    missing = bool(np.isnan(fm.X).any())
+    pipe = _tree(config, None, missing).fit(X_fit, y_fit)
+    model = pipe[-1]
+    pred_in = pipe.predict(X_fit)
     p_in, r_in = per_class_precision_recall(y_fit, pred_in.astype(np.int64), len(classes))
-    proba, folds, cv_note = out_of_fold_proba(_tree(config, None), fm.X, y_all, config)
+    proba, folds, cv_note = out_of_fold_proba(_tree(config, None, missing), fm.X, y_all, config)
     support_all = np.bincount(y_all, minlength=len(classes))
     per_class = pd.DataFrame(
         {"segment": classes, "support": support_all, "precision_in_sample": p_in, "recall_in_sample": r_in}
@@ -420,7 +438,7 @@ def segment_tree(
             f"{share:.0%} of the tree's importance{cv_text}.{root_text} Other behaviour (stability, "
             "seasonality) plays little role in how records are assigned to segments."
         )
-    rules = leaf_rules(model, fm, X_fit, y_fit)
+    rules = leaf_rules(model, fm, pipe[:-1].transform(X_fit), y_fit)
     rules["purity"] = [
         (row.counts[row.predicted] / row.n) if row.n else math.nan for row in rules.itertuples(index=False)
     ]
@@ -591,29 +609,33 @@ def _anomaly_model(
         return model
     idx = stratified_bounded_indices(y, config.tree_rows, config.random_state)
     X_fit, y_fit = fm.X[idx], y[idx]
-    est = _tree(config, config.class_weight).fit(X_fit, y_fit)
-    pos = list(est.classes_).index(True)
+    missing = bool(np.isnan(fm.X).any())
+    pipe = _tree(config, config.class_weight, missing).fit(X_fit, y_fit)
+    est = pipe[-1]
+    pos = list(pipe.classes_).index(True)
     model.estimator = est
     model.n_fit = int(len(idx))
-    model.in_sample = _binary_metrics(y_fit, est.predict_proba(X_fit)[:, pos])
-    model.full_proba = est.predict_proba(fm.X)[:, pos]
-    proba, folds, cv_note = out_of_fold_proba(_tree(config, config.class_weight), fm.X, y, config)
-    model.cv_note = cv_note
-    if proba is not None:
-        model.oof_proba = proba[:, 1]
-        model.cv = _binary_metrics(y, model.oof_proba)
-        model.cv_folds = folds
-    if groups is not None:
-        model.cv_repeated = repeated_grouped_cv(
-            _tree(config, config.class_weight), fm.X, y, groups, folds=config.cv_folds, repeats=config.cv_repeats,
-            random_state=config.random_state, max_rows=config.repeated_cv_sample_size,
-        )
+    model.in_sample = _binary_metrics(y_fit, pipe.predict_proba(X_fit)[:, pos])
+    model.full_proba = pipe.predict_proba(fm.X)[:, pos]
+    if groups is None:
+        groups = np.arange(len(y))
+    model.cv_repeated = repeated_grouped_cv(
+        _tree(config, config.class_weight, missing), fm.X, y, groups, folds=config.cv_folds, repeats=config.cv_repeats,
+        random_state=config.random_state, max_rows=config.repeated_cv_sample_size,
+    )
+    if model.cv_repeated is None:
+        model.cv_note = ("cross-validation skipped: fewer than 2 customers with (or without) an anomaly record")
+    else:  # the cross-validated figures are the repeated grouped CV's means (the old single record split is gone)
+        summary = model.cv_repeated.summary()
+        model.cv = {"n": model.cv_repeated.n_records, **{k: v["mean"] for k, v in summary.items()}}
+        model.cv_folds = model.cv_repeated.folds
+        model.cv_note = model.cv_repeated.note
     model.importances = aggregate_importances(fm, est.feature_importances_)
     model.leakage = leakage_flags(
         model.importances, model.cv["roc_auc"] if model.cv else None, fm.n_sources, config
     )
     model.rules_text = export_text(est, feature_names=fm.columns, decimals=4)
-    rules = leaf_rules(est, fm, X_fit, y_fit)
+    rules = leaf_rules(est, fm, pipe[:-1].transform(X_fit), y_fit)
     total_anomalies = max(int(y_fit.sum()), 1)
     rules["anomalies"] = [int(c.get(True, 0)) for c in rules["counts"]]
     rules["anomaly_share"] = rules["anomalies"] / rules["n"].where(rules["n"] > 0)
@@ -627,11 +649,15 @@ def _anomaly_model(
 
 
 def anomaly_models(
-    fit: pd.DataFrame, config: ReportConfig, matrix: FeatureMatrix | None = None
+    fit: pd.DataFrame, config: ReportConfig, matrix: FeatureMatrix | None = None,
+    population: pd.DataFrame | None = None, sample_positions: np.ndarray | None = None,
 ) -> AnomalyModelsResult:
     """What predicts an anomaly: full (leaky), fair, baseline and behavioural trees, in-sample and CV.
 
-    ``matrix`` (from ``model_matrix``) avoids rebuilding the features for each model.
+    ``matrix`` (from ``model_matrix``) avoids rebuilding the features for each model. When ``fit`` is the
+    analysis sample (``sampling.analysis_sample``) of ``population`` at ``sample_positions``, the written-back
+    scores still cover every record of ``population``: the sampled records get their calibrated out-of-fold
+    probability, the others that of the same calibrated model fitted on the sample (they were not in its fit).
     Long: the four models share one matrix and one CV split (#9).
     """
     n = len(fit)
@@ -665,21 +691,25 @@ def anomaly_models(
     _assess(fit, matrix, models, y, groups, config)
     ids = text_column(fit, "customer_record_id", missing="").to_numpy(dtype=object)
     calibrated = None
-    if not fair.skipped and fair.oof_proba is not None:
-        fm = matrix.select([*model_feature_sets(config)["fair"][0], *model_feature_sets(config)["fair"][1]])
-        calibrated = calibrated_oof_proba(fm.X, y, groups, config)
+    fair_sources = [*model_feature_sets(config)["fair"][0], *model_feature_sets(config)["fair"][1]]
+    if not fair.skipped and fair.cv_repeated is not None:
+        fm = matrix.select(fair_sources)
+        fitted = _calibrated_folds(fm.X, y, groups, config)
+        calibrated = None if fitted is None else fitted[0]
+        if fitted is not None and population is not None and sample_positions is not None:
+            calibrated, ids = _score_population(fm, fit, y, groups, fitted[0], population, sample_positions, config)
         del fm
     if fair.skipped:
         scores, source = empty_scores(), "none (fair model skipped)"
     else:
-        proba = calibrated if calibrated is not None else (
-            fair.oof_proba if fair.oof_proba is not None else fair.full_proba)
+        proba = calibrated if calibrated is not None else fair.full_proba
         source = (
             "fair model, out-of-fold (customer-grouped folds), calibrated (CalibratedClassifierCV, sigmoid, inner "
-            "grouped folds)"
+            "grouped folds)" + (
+                f"; fitted on the analysis sample of {len(fit):,} records, the other "
+                f"{len(ids) - len(fit):,} records (in no fit) scored by one calibrated fair tree fitted on the sample"
+                if len(ids) != len(fit) else "")
             if calibrated is not None
-            else "fair model, out-of-fold (cross-validated)"
-            if fair.oof_proba is not None
             else "fair model, in-sample (cross-validation impossible)"
         )
         scores = pd.DataFrame(
@@ -705,33 +735,107 @@ def calibrated_oof_proba(X: np.ndarray, y: np.ndarray, groups: np.ndarray, confi
     """Calibrated out-of-fold P(anomaly) for every record: customer-grouped stratified folds; in each, a
     ``CalibratedClassifierCV`` of the fair tree (sigmoid, on inner grouped folds) trained on at most
     ``cv_fit_sample_size`` records of the other folds. None when a class has too few customers."""
+    fitted = _calibrated_folds(X, y, groups, config)
+    return None if fitted is None else fitted[0]
+
+
+def _calibrated_folds(X: np.ndarray, y: np.ndarray, groups: np.ndarray, config: ReportConfig
+                      ) -> tuple[np.ndarray, list] | None:
+    """(calibrated out-of-fold P(anomaly), the fold models): see ``calibrated_oof_proba``."""
     _, inverse = np.unique(groups, return_inverse=True)
     has = np.bincount(inverse, weights=y.astype(float)) > 0
     k = min(config.cv_folds, int(has.sum()), int((~has).sum()))
     if k < 2:
         return None
     out = np.zeros(len(y))
+    models = []
     for i, (train, test) in enumerate(grouped_stratified_splits(y, groups, k, config.random_state)):
-        sub = train[stratified_bounded_indices(y[train], config.cv_rows, config.random_state + i)]
-        _, inv = np.unique(groups[sub], return_inverse=True)
-        has_sub = np.bincount(inv, weights=y[sub].astype(float)) > 0
-        inner_k = min(3, int(has_sub.sum()), int((~has_sub).sum()))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            if inner_k >= 2:
-                inner = grouped_stratified_splits(y[sub], groups[sub], inner_k, config.random_state + i)
-                model = CalibratedClassifierCV(_tree(config, config.class_weight), method="sigmoid", cv=inner)
-            else:
-                model = _tree(config, config.class_weight)
-            model.fit(X[sub], y[sub])
+        model = _calibrated_tree(X[train], y[train], groups[train], config, config.random_state + i)
         out[test] = model.predict_proba(X[test])[:, list(model.classes_).index(True)]
+        models.append(model)
+    return out, models
+
+
+def _calibrated_tree(X: np.ndarray, y: np.ndarray, groups: np.ndarray, config: ReportConfig, seed: int):
+    """The fair tree in a ``CalibratedClassifierCV`` (sigmoid, inner customer-grouped folds), fitted on at most
+    ``cv_fit_sample_size`` of the given records; the plain tree when too few customers for inner folds."""
+    sub = stratified_bounded_indices(y, config.cv_rows, seed)
+    missing = bool(np.isnan(X).any())
+    _, inv = np.unique(groups[sub], return_inverse=True)
+    has_sub = np.bincount(inv, weights=y[sub].astype(float)) > 0
+    inner_k = min(3, int(has_sub.sum()), int((~has_sub).sum()))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if inner_k >= 2:
+            inner = grouped_stratified_splits(y[sub], groups[sub], inner_k, seed)
+            model = CalibratedClassifierCV(_tree(config, config.class_weight, missing), method="sigmoid", cv=inner)
+        else:
+            model = _tree(config, config.class_weight, missing)
+        model.fit(X[sub], y[sub])
+    return model
+
+
+def encode_like(frame: pd.DataFrame, fm: FeatureMatrix, reference: pd.DataFrame, dtype: type = np.float32
+                ) -> np.ndarray:
+    """``frame`` encoded into the columns of ``fm`` (a matrix built from ``reference`` with ``impute=False``):
+    missing numeric values stay NaN (the tree pipelines impute them); a level ``fm`` has no column for is
+    '(other)' when ``fm`` grouped rare levels, else all zeros."""
+    out = np.empty((len(frame), len(fm.columns)), dtype=dtype)
+    levels: dict[str, set[str]] = {}
+    for column, source, kind in zip(fm.columns, fm.sources, fm.kinds, strict=True):
+        if kind == "categorical":
+            levels.setdefault(source, set()).add(column[len(source) + 1:])
+    text_cache: dict[str, pd.Series] = {}
+    for j, (column, source, kind) in enumerate(zip(fm.columns, fm.sources, fm.kinds, strict=True)):
+        if kind == "numeric":
+            values = numeric_column(frame, source)
+            _require_modelable(frame, source, values, dtype)
+            out[:, j] = values
+            continue
+        if source not in text_cache:
+            values = text_column(frame, source, missing=MISSING)
+            if OTHER in levels[source]:
+                values = values.where(values.isin(levels[source]), OTHER)
+            text_cache[source] = values
+        out[:, j] = (text_cache[source] == column[len(source) + 1:]).to_numpy()
     return out
+
+
+def _score_population(fm: FeatureMatrix, fit: pd.DataFrame, y: np.ndarray, groups: np.ndarray,
+                      sample_oof: np.ndarray, population: pd.DataFrame, sample_positions: np.ndarray,
+                      config: ReportConfig, chunk: int = 200_000) -> tuple[np.ndarray, np.ndarray]:
+    """(P(anomaly), customer_record_id) for every record of ``population``: the sample's calibrated out-of-fold
+    probabilities at ``sample_positions``; every other record (in no fit) is scored by one calibrated fair tree
+    fitted on the sample (``CalibratedClassifierCV(ensemble=False)``: the sigmoid fitted on inner grouped
+    out-of-fold predictions, one tree on the sample), encoded in slices of ``chunk`` records that read only
+    the model's columns."""
+    sub = stratified_bounded_indices(y, config.cv_rows, config.random_state)
+    _, inv = np.unique(groups[sub], return_inverse=True)
+    has_sub = np.bincount(inv, weights=y[sub].astype(float)) > 0
+    inner_k = min(3, int(has_sub.sum()), int((~has_sub).sum()))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if inner_k >= 2:
+            inner = grouped_stratified_splits(y[sub], groups[sub], inner_k, config.random_state)
+            model = CalibratedClassifierCV(_tree(config, config.class_weight), method="sigmoid", cv=inner,
+                                           ensemble=False)
+        else:
+            model = _tree(config, config.class_weight)
+        model.fit(fm.X[sub], y[sub])
+    pos = list(model.classes_).index(True)
+    columns = [c for c in dict.fromkeys(["customer_record_id", *fm.sources]) if c in population.columns]
+    proba = np.empty(len(population))
+    for start in range(0, len(population), chunk):
+        X = encode_like(population[columns].iloc[start:start + chunk], fm, fit)
+        proba[start:start + chunk] = model.predict_proba(X)[:, pos]
+    proba[sample_positions] = sample_oof
+    return proba, text_column(population, "customer_record_id", missing="").to_numpy(dtype=object)
 
 
 def _assess(fit: pd.DataFrame, matrix: FeatureMatrix, models: dict[str, AnomalyModel], y: np.ndarray,
             groups: np.ndarray, config: ReportConfig) -> None:
     """The grouped assessment (``assessment.assess``) of the fair tree, on a stated sample of whole customers;
-    stored in ``fair.assessment`` (and ``fair.vs_baseline``: bootstrap CI and the whole assessment), and the
+    stored in ``fair.assessment`` (metrics.json ``anomaly_models.assessment``), and the
     provenance-based leakage flags (single-feature out-of-fold ROC-AUC) in every model's ``leakage``."""
     fair, base = models.get("fair"), models.get("baseline")
     if fair is None or base is None or fair.skipped or base.skipped:
@@ -764,11 +868,7 @@ def _assess(fit: pd.DataFrame, matrix: FeatureMatrix, models: dict[str, AnomalyM
         )
     if result is None:
         return
-    fair.assessment = result
-    # metrics.json: anomaly_models.models.fair.cv_repeated_grouped.roc_auc_minus_baseline.{bootstrap,
-    # grouped_assessment} (the report serialises vs_baseline; see /work/notes/report-needs-9.md)
-    fair.vs_baseline = {**(fair.vs_baseline or {}), "bootstrap": result["roc_auc_minus_baseline"]["fair"],
-                        "grouped_assessment": result}
+    fair.assessment = result  # metrics.json: anomaly_models.assessment
     for m in models.values():
         if m.skipped:
             continue
@@ -823,6 +923,7 @@ class ClusteringResult:
     projection: pd.DataFrame = field(default_factory=pd.DataFrame)
     centroids_2d: np.ndarray | None = None
     explained_variance: list[float] = field(default_factory=list)
+    label_reference: str = "other clusters"  # what the labels are named against: "population" or "other clusters"
 
 
 ASSIGNMENT_COLUMNS = ["customer_record_id", "cluster_id", "cluster_label"]
@@ -927,22 +1028,29 @@ def _cluster_stability(Z: np.ndarray, models: dict[int, KMeans], k_scores: pd.Da
     return out
 
 
-def _quarter_term(anomalies: pd.DataFrame, labels: np.ndarray, cluster: int) -> str | None:
-    """'Qn-heavy' when the cluster's mean quarter share (add-one shrunk: (q + 1) / (n + 4)) of records with at
-    least SEASONAL_MIN_TRANSACTIONS transactions is >= 0.35 and >= 0.10 above the other clusters'."""
-    counts = np.column_stack([numeric_column(anomalies, f"q{q}_transactions") for q in range(1, 5)])
+def _quarter_shares(frame: pd.DataFrame) -> np.ndarray:
+    """Add-one shrunk quarter shares ((q + 1) / (n + 4)) of records with at least SEASONAL_MIN_TRANSACTIONS
+    transactions; NaN rows for the others."""
+    counts = np.column_stack([numeric_column(frame, f"q{q}_transactions") for q in range(1, 5)])
     total = np.nansum(counts, axis=1)
     enough = np.isfinite(counts).all(axis=1) & (total >= SEASONAL_MIN_TRANSACTIONS)
-    shares = np.where(enough[:, None], (counts + 1) / (total[:, None] + 4), np.nan)
+    return np.where(enough[:, None], (counts + 1) / (total[:, None] + 4), np.nan)
+
+
+def _quarter_term(anomalies: pd.DataFrame, labels: np.ndarray, cluster: int,
+                  population_shares: np.ndarray | None = None) -> str | None:
+    """'Qn-heavy' when the cluster's mean quarter share (``_quarter_shares``) is >= 0.35 and >= 0.10 above the
+    population's (``population_shares``: the mean shares of every record), else above the other clusters'."""
+    shares = _quarter_shares(anomalies)
     if not np.isfinite(shares).any():
         return None
     inside = labels == cluster
-    if inside.all() or not inside.any():
+    if not inside.any() or (population_shares is None and inside.all()):
         return None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         mine = np.nanmean(shares[inside], axis=0)
-        rest = np.nanmean(shares[~inside], axis=0)
+        rest = population_shares if population_shares is not None else np.nanmean(shares[~inside], axis=0)
     if not np.isfinite(mine).any():
         return None
     q = int(np.nanargmax(mine))
@@ -951,23 +1059,69 @@ def _quarter_term(anomalies: pd.DataFrame, labels: np.ndarray, cluster: int) -> 
     return None
 
 
+@dataclass(frozen=True)
+class PopulationReference:
+    """Every record's median and SD per clustering feature, and mean quarter shares: what cluster labels are
+    named against (``population_reference``)."""
+
+    median: np.ndarray
+    sd: np.ndarray
+    quarter_shares: np.ndarray | None
+    records: int
+
+
+def population_reference(population: pd.DataFrame, features: Sequence[str]) -> PopulationReference:
+    """Median and SD (ddof=1) over every record of ``population`` for each feature (missing values left out)."""
+    med, sd = [], []
+    for feature in features:
+        v = numeric_column(population, feature)
+        v = v[np.isfinite(v)]
+        med.append(float(np.median(v)) if len(v) else math.nan)
+        sd.append(float(np.std(v, ddof=1)) if len(v) > 1 else math.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        shares = np.nanmean(_quarter_shares(population), axis=0) if len(population) else None
+    if shares is not None and not np.isfinite(shares).any():
+        shares = None
+    return PopulationReference(np.asarray(med), np.asarray(sd), shares, len(population))
+
+
+def _cluster_gaps(z: np.ndarray, labels: np.ndarray, clusters: list[int], features: Sequence[str],
+                  raw: np.ndarray | None, reference: PopulationReference | None) -> pd.DataFrame:
+    """Per cluster and feature: (cluster median - population median) / population SD with a ``reference``,
+    else the cluster's median z minus the other clusters' median z."""
+    gaps = pd.DataFrame(index=clusters, columns=list(features), dtype=float)
+    for c in clusters:
+        inside = labels == c
+        for j, feature in enumerate(features):
+            if reference is not None and raw is not None:
+                sd = reference.sd[j]
+                gap = (float(np.median(raw[inside, j])) - reference.median[j]) / sd if sd > 0 else 0.0
+                gaps.loc[c, feature] = gap if math.isfinite(gap) else 0.0
+                continue
+            rest = z[~inside, j]
+            gaps.loc[c, feature] = float(np.median(z[inside, j]) - (np.median(rest) if len(rest) else 0.0))
+    return gaps
+
+
 def cluster_labels(
     z: np.ndarray,
     labels: np.ndarray,
     features: Sequence[str],
     config: ReportConfig,
     anomalies: pd.DataFrame | None = None,
+    raw: np.ndarray | None = None,
+    reference: PopulationReference | None = None,
 ) -> tuple[dict[int, str], dict[int, list[dict[str, object]]], pd.DataFrame]:
-    """Short label per cluster from the features whose median z-score differs most from the other clusters."""
+    """Short label per cluster from the features whose cluster median differs most from the population: with a
+    ``reference`` (every record), the gap is (cluster median of ``raw`` - population median) / population SD,
+    so "high volatility" means high for a customer, not only higher than the other cluster; without one, the
+    median z-score (``z``) against the other clusters' (the old, relative naming)."""
     clusters = sorted(set(labels.tolist()))
-    gaps = pd.DataFrame(index=clusters, columns=list(features), dtype=float)
+    gaps = _cluster_gaps(z, labels, clusters, features, raw, reference)
     names: dict[int, str] = {}
     terms: dict[int, list[dict[str, object]]] = {}
     for c in clusters:
-        inside = labels == c
-        for j, feature in enumerate(features):
-            rest = z[~inside, j]
-            gaps.loc[c, feature] = float(np.median(z[inside, j]) - (np.median(rest) if len(rest) else 0.0))
         ordered = sorted(features, key=lambda f: (-abs(gaps.loc[c, f]), f))
         words: list[str] = []
         chosen: list[dict[str, object]] = []
@@ -989,7 +1143,7 @@ def cluster_labels(
                 }
             )
         if anomalies is not None:
-            qterm = _quarter_term(anomalies, labels, c)
+            qterm = _quarter_term(anomalies, labels, c, reference.quarter_shares if reference is not None else None)
             if qterm:
                 words.append(qterm)
                 chosen.append(
@@ -1012,17 +1166,20 @@ def cluster_labels(
     return names, terms, gaps
 
 
-def anomaly_clusters(anomalies: pd.DataFrame, config: ReportConfig) -> ClusteringResult:
-    """KMeans on the anomaly records (standardised CLUSTER_FEATURES); K by silhouette or ``fixed_k``.
+def anomaly_clusters(anomalies: pd.DataFrame, config: ReportConfig,
+                     population: pd.DataFrame | None = None) -> ClusteringResult:
+    """KMeans on the anomaly records (standardised CLUSTER_FEATURES); K by silhouette or ``fixed_k``. Labels are
+    named against ``population`` (every record, e.g. the fit mart) when given, else against the other clusters.
 
     Runs single-threaded (OpenMP/BLAS): identical results on any machine, and no thread oversubscription
     slow-down when the host is busy.
     """
     with threadpool_limits(limits=1):
-        return _anomaly_clusters(anomalies, config)
+        return _anomaly_clusters(anomalies, config, population)
 
 
-def _anomaly_clusters(anomalies: pd.DataFrame, config: ReportConfig) -> ClusteringResult:  # noqa: C901 - K search, fit, labels and profiles of one clustering; owned by #9
+def _anomaly_clusters(anomalies: pd.DataFrame, config: ReportConfig,  # noqa: C901 - K search, fit, labels and profiles of one clustering; owned by #9
+                      population: pd.DataFrame | None = None) -> ClusteringResult:
     """Long: K search, fit, labels and profiles of one clustering (#9)."""
     n = len(anomalies)
     if n < 3:
@@ -1112,7 +1269,8 @@ def _anomaly_clusters(anomalies: pd.DataFrame, config: ReportConfig) -> Clusteri
         remap[old] = new
     labels_all = remap[raw]
     centers = km.cluster_centers_[order]
-    names, terms, gaps = cluster_labels(Z_all, labels_all, fm.columns, config, anomalies)
+    reference = population_reference(population, fm.columns) if population is not None else None
+    names, terms, gaps = cluster_labels(Z_all, labels_all, fm.columns, config, anomalies, fm.X, reference)
     ids = text_column(anomalies, "customer_record_id", missing="").to_numpy(dtype=object)
     assignments = pd.DataFrame(
         {
@@ -1183,4 +1341,5 @@ def _anomaly_clusters(anomalies: pd.DataFrame, config: ReportConfig) -> Clusteri
         projection=projection,
         centroids_2d=cent,
         explained_variance=[float(v) for v in pca.explained_variance_ratio_],
+        label_reference=f"population ({reference.records} records)" if reference is not None else "other clusters",
     )

@@ -11,8 +11,9 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from python_analysis import inputs, publishing, warehouse
+from python_analysis import warehouse
 from python_analysis.errors import SegfitError
+from python_analysis.warehouse import inputs, publishing
 
 log = logging.getLogger(__name__)
 

@@ -6,6 +6,7 @@ import io
 import math
 import textwrap
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import matplotlib
 
@@ -17,6 +18,8 @@ import pandas as pd  # noqa: E402
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import PercentFormatter  # noqa: E402
+from sklearn.calibration import calibration_curve  # noqa: E402
+from sklearn.metrics import brier_score_loss  # noqa: E402
 from sklearn.tree import plot_tree  # noqa: E402
 
 from .analysis import anomaly_mask, bounded_indices, numeric_column, text_column  # noqa: E402
@@ -397,4 +400,57 @@ def feature_importances(models: Mapping[str, AnomalyModel], config: ReportConfig
     fig.suptitle(
         "Anomaly decision trees: top feature importances per model ([cat]=categorical, [num]=numeric)"
     )
+    return fig
+
+
+RELIABILITY_BINS = 10
+
+
+@dataclass(frozen=True)
+class Reliability:
+    """A reliability curve: per bin of predicted probability, its mean prediction and the observed rate."""
+
+    mean_predicted: tuple[float, ...]
+    observed_rate: tuple[float, ...]
+    records_per_bin: tuple[int, ...]
+    brier: float
+
+
+def reliability_of(y: np.ndarray, proba: np.ndarray, bins: int = RELIABILITY_BINS) -> Reliability:
+    """sklearn's ``calibration_curve`` (quantile bins: each about the same number of records; tied predictions
+    share a bin, empty bins are dropped) and the Brier score of ``proba`` against the 0/1 labels ``y``."""
+    y = np.asarray(y, dtype=bool)
+    proba = np.asarray(proba, dtype=float)
+    observed, predicted = calibration_curve(y, proba, n_bins=bins, strategy="quantile")
+    edges = np.percentile(proba, np.linspace(0, 100, bins + 1))
+    counts = np.bincount(np.searchsorted(edges[1:-1], proba), minlength=bins)
+    return Reliability(tuple(float(v) for v in predicted), tuple(float(v) for v in observed),
+                       tuple(int(c) for c in counts[counts > 0]), float(brier_score_loss(y, proba)))
+
+
+def reliability(written: Reliability, raw: Mapping[str, Sequence[float]] | None, config: ReportConfig) -> Figure:
+    """Reliability curve of the written-back (calibrated, out-of-fold) anomaly probability, against the
+    diagonal of perfect calibration; the uncalibrated fair tree's out-of-fold curve (``raw``: the grouped
+    assessment's ``calibration.raw``) for comparison when it is known."""
+    fig = _figure(config, (config.figure_size[0], config.figure_size[0] * 0.8))
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [0, 1], linestyle=":", color="black", linewidth=1, label="perfectly calibrated")
+    if raw and raw.get("mean_predicted"):
+        brier = raw.get("brier")
+        ax.plot(raw["mean_predicted"], raw["observed_rate"], marker="s", markersize=4, linestyle="--",
+                color=NORMAL_COLOR, label="fair tree before calibration (out-of-fold, assessment sample"
+                + (f"; Brier {brier:.3f})" if isinstance(brier, float) and math.isfinite(brier) else ")"))
+    ax.plot(written.mean_predicted, written.observed_rate, marker="o", markersize=5, color=ANOMALY_COLOR,
+            label=f"written-back anomaly_probability (calibrated, out-of-fold; Brier {written.brier:.3f})")
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_ylim(-0.02, 1.02)
+    ax.xaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.set_xlabel("mean predicted anomaly probability in the bin")
+    ax.set_ylabel("observed share of anomaly records in the bin")
+    sizes = written.records_per_bin
+    ax.set_title(f"Reliability of the anomaly probability: {len(sizes)} bins of {min(sizes):,} to {max(sizes):,} "
+                 f"records ({sum(sizes):,} in all)", fontsize=10)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), fontsize=8, frameon=False)
+    ax.grid(alpha=0.3)
     return fig

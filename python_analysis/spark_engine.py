@@ -11,7 +11,7 @@ report folder) are complete, the candidate is verified (every mart folder holds 
 table: Spark's ``_SUCCESS`` marker and a readable schema) and published by renaming a new link over the
 old one. A reader that resolves ``DIR`` gets the old warehouse or the new one, never a half-written one;
 a failed or killed build leaves ``DIR`` untouched. It is the same scheme and code as the DuckDB engine
-(``python_analysis.publishing``), with a directory where DuckDB has a file.
+(``python_analysis.warehouse.publishing``), with a directory where DuckDB has a file.
 
 **Reading the marts after the build.** The checks and the report read the Parquet tables directly, with
 DuckDB over the files (``parquet_views``): no Spark session and nothing collected through a Spark
@@ -39,9 +39,10 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from python_analysis import pipeline, publishing, warehouse
+from python_analysis import pipeline, warehouse
 from python_analysis.config import ReportConfig
 from python_analysis.errors import EXIT_CHECKS_FAILED, EXIT_OK, SegfitError
+from python_analysis.warehouse import publishing
 
 log = logging.getLogger(__name__)
 dbt_log = logging.getLogger(__name__ + ".dbt")  # dbt's own output, line by line (the CLI shows it as `  dbt | `)

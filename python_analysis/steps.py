@@ -16,38 +16,39 @@ from pathlib import Path
 
 import pandas as pd
 
-from python_analysis import checks, pipeline, publishing, report, serving, warehouse
+from python_analysis import pipeline, quality, report, serving, warehouse
 from python_analysis.config import ReportConfig
 from python_analysis.errors import EXIT_CHECKS_FAILED, EXIT_OK
 from python_analysis.report.checks_page import checks_page
 from python_analysis.report.runinfo import RunInfo, now_utc
+from python_analysis.warehouse import publishing
 
 log = logging.getLogger(__name__)
 
 CHECKS_PAGE = "checks.html"  # segfit's own page of every check and its result (no GX Data Docs: see checks_page)
 
 
-def check_config_for(fit: pd.DataFrame, config: ReportConfig) -> checks.CheckConfig:
+def check_config_for(fit: pd.DataFrame, config: ReportConfig) -> quality.CheckConfig:
     """The checks verify the flag against the threshold the marts were built with."""
     threshold, mode = 0.15, "absolute"
     if len(fit):
         threshold = float(fit["anomaly_threshold"].iloc[0])
         mode = str(fit["anomaly_threshold_mode"].iloc[0])
-    return checks.CheckConfig(anomaly_threshold=threshold, anomaly_threshold_mode=mode,
-                              anomaly_rate_band=config.anomaly_rate_band)
+    return quality.CheckConfig(anomaly_threshold=threshold, anomaly_threshold_mode=mode,
+                               anomaly_rate_band=config.anomaly_rate_band)
 
 
-def run_checks_on(path: Path, out_dir: Path, config: ReportConfig) -> checks.CheckReport:
+def run_checks_on(path: Path, out_dir: Path, config: ReportConfig) -> quality.CheckReport:
     """Validate a build without loading any whole large table: each table is streamed in chunks of at most
-    ``SEGFIT_CHECK_CHUNK_CELLS`` cells (see ``checks.run_checks``). Writes the checks page into ``out_dir``."""
-    cells = checks.chunk_cells_from_env()
+    ``SEGFIT_CHECK_CHUNK_CELLS`` cells (see ``quality.run_checks``). Writes the checks page into ``out_dir``."""
+    cells = quality.chunk_cells_from_env()
     with warehouse.checked_sources(path) as (sources, con):
         head = con.execute("select anomaly_threshold, anomaly_threshold_mode "
                            "from marts.customer_segment_fit limit 1").df()
         log.info("checking %d tables: great-expectations (pandas) on tables of at most %s cells, larger tables "
                  "in SQL over every row", len(sources), f"{cells:,}")
         check_config = check_config_for(head, config)
-        result = checks.run_checks(sources, check_config, chunk_cells=cells)
+        result = quality.run_checks(sources, check_config, chunk_cells=cells)
     page = out_dir / CHECKS_PAGE
     out_dir.mkdir(parents=True, exist_ok=True)
     page.write_text(checks_page(result, check_config), encoding="utf-8", newline="\n")
@@ -59,7 +60,7 @@ def run_checks_on(path: Path, out_dir: Path, config: ReportConfig) -> checks.Che
     return result
 
 
-def report_from(path: Path, out_dir: Path, config: ReportConfig, check_result: checks.CheckReport | None,
+def report_from(path: Path, out_dir: Path, config: ReportConfig, check_result: quality.CheckReport | None,
                 grain: str, started_at: str | None = None) -> report.Report:
     marts = warehouse.read_marts(path)  # read-only connection, closed before modelling starts
     log.info("fitting models on %d records", len(marts["customer_segment_fit"]))

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from sklearn.base import clone
-from sklearn.model_selection import StratifiedKFold, cross_validate
+from sklearn.metrics import average_precision_score, balanced_accuracy_score, brier_score_loss, roc_auc_score
+from sklearn.model_selection import StratifiedKFold
 
 SCORING = {
     "roc_auc": "roc_auc",
@@ -46,6 +47,27 @@ class RepeatedCV:
                 "sd": float(v.std(ddof=1)) if len(v) > 1 else math.nan,
             }
         return out
+
+
+def split_scores(model, X: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """The ``SCORING`` metrics of a fitted classifier on one held-out split (Brier as a loss), from one
+    ``predict_proba``: the values ``cross_validate`` with those scorers gives (it predicts once per scorer), NaN
+    where a metric is undefined (e.g. a split without both classes)."""
+    classes = list(model.classes_)
+    if True not in classes:
+        return dict.fromkeys(SCORING, math.nan)
+    proba = model.predict_proba(X)
+    p = proba[:, classes.index(True)]
+    predicted = model.classes_[np.argmax(proba, axis=1)]
+    metrics = {"roc_auc": lambda: roc_auc_score(y, p), "pr_auc": lambda: average_precision_score(y, p),
+               "balanced_accuracy": lambda: balanced_accuracy_score(y, predicted), "brier": lambda: brier_score_loss(y, p)}
+    out = {}
+    for name, metric in metrics.items():
+        try:
+            out[name] = float(metric())
+        except ValueError:
+            out[name] = math.nan
+    return out
 
 
 def paired_difference(model: RepeatedCV, baseline: RepeatedCV, metric: str = "roc_auc") -> dict[str, float]:
@@ -119,13 +141,11 @@ def repeated_grouped_cv(
         return None
     scores: dict[str, list[float]] = {name: [] for name in SCORING}
     for r in range(repeats):
-        cv = grouped_stratified_splits(y, groups, k, random_state + r)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # a fold without positives scores NaN; summarised without it
-            result = cross_validate(clone(estimator), X, y, cv=cv, scoring=SCORING, error_score=np.nan)
-        for name in SCORING:
-            values = result[f"test_{name}"].astype(float)
-            scores[name] += list(-values if name == "brier" else values)
+        for train, test in grouped_stratified_splits(y, groups, k, random_state + r):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # a fold without positives scores NaN; summarised without it
+                for name, value in split_scores(clone(estimator).fit(X[train], y[train]), X[test], y[test]).items():
+                    scores[name].append(value)
     return RepeatedCV(
         repeats=repeats,
         folds=k,

@@ -6,7 +6,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from python_analysis import publishing, warehouse
+from python_analysis import warehouse
+from python_analysis.warehouse import publishing
 
 
 def copy_tracked(root: Path) -> Path:

@@ -50,8 +50,10 @@ def demo_marts(demo_warehouse):
 
 
 def pytest_collection_modifyitems(config, items) -> None:
-    """Layers: tests/unit are pure (synthetic frames, no warehouse); every test under tests/integration
-    builds or reads real warehouses and is marked ``slow`` (`make test-fast` runs tests/unit only)."""
+    """Layers: tests/unit are pure and fast (synthetic frames, no warehouse, at most a few model fits; all of
+    it under 60 s); every test under tests/integration is marked ``slow``: it builds or reads real
+    warehouses, or proves a statistical property by fitting many times over (model fits, null and power
+    simulations, whole reports built twice). `make test-fast` runs tests/unit only; `make test` runs both."""
     for item in items:
         if "integration" in Path(str(item.fspath)).parts:
             item.add_marker(pytest.mark.slow)

@@ -241,9 +241,30 @@ def rule_lift_of(fit: pd.DataFrame) -> pd.DataFrame:
                 "anomaly_hit_rate": ah / at if at else None,
                 "normal_hit_rate": nh / nt if nt else None,
                 "hit_rate_difference_pp": ((ah / at if at else 0) - (nh / nt if nt else 0)) * 100,
+                "lift": (ah / at) / (nh / nt) if at and nt and nh else None,
+                "odds_ratio": ah * (nt - nh) / ((at - ah) * nh) if (at - ah) and nh else None,
+                **_mantel_haenszel(fit, hits, anom),
             }
         )
     return pd.DataFrame(rows)
+
+
+def _mantel_haenszel(fit: pd.DataFrame, hits: pd.Series, anom: pd.Series) -> dict[str, object]:
+    """The within-segment (Mantel-Haenszel) odds ratio of a rule, by statsmodels, over the segments whose 2x2
+    table has both classes and both rule outcomes (as the mart's contract describes)."""
+    from statsmodels.stats.contingency_tables import StratifiedTable
+
+    tables = []
+    for _, part in fit.groupby("profitability_segment", sort=True):
+        h, a = hits.loc[part.index], anom.loc[part.index]
+        table = np.array([[int((h & a).sum()), int((~h & a).sum())], [int((h & ~a).sum()), int((~h & ~a).sum())]])
+        if (table.sum(axis=0) > 0).all() and (table.sum(axis=1) > 0).all():
+            tables.append(table)
+    if not tables:
+        return {"mh_odds_ratio": None, "mh_segments": 0}
+    with np.errstate(divide="ignore", invalid="ignore"):  # no discordant pairs: an infinite OR, reported as null
+        value = float(StratifiedTable(tables).oddsratio_pooled)
+    return {"mh_odds_ratio": value if value is None or np.isfinite(value) else None, "mh_segments": len(tables)}
 
 
 def dq_issues() -> pd.DataFrame:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from ..checks import CheckConfig, CheckReport, FailedExpectation, expectation_suites
+from ..quality import CheckConfig, CheckReport, FailedExpectation, expectation_suites
 from . import formats
 from .document import text_table
 from .render import render_template

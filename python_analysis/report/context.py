@@ -39,6 +39,7 @@ from ..modeling import (
     segment_tree,
 )
 from ..profile import DataProfile, data_profile
+from ..sampling import AnalysisSample, analysis_sample
 from ..verdicts import Recommendation, recommendations
 from . import tables, text
 from .runinfo import RunInfo
@@ -95,6 +96,7 @@ class ReportContext:
     check_warnings: tuple[str, ...]
     checks_href: str | None
     notes: tuple[str, ...]
+    sample: AnalysisSample | None = None  # the stated analysis sample (sampling.py); sampled only when large
     extra: Mapping[str, object] = field(default_factory=dict)
 
 
@@ -123,17 +125,25 @@ def _statistics(marts: Mapping[str, pd.DataFrame], fit: pd.DataFrame, config: Re
 
 
 def _models(fit: pd.DataFrame, anomalies: pd.DataFrame, profile: DataProfile, config: ReportConfig,
-            notes: list[str]) -> Models:
+            notes: list[str], population: pd.DataFrame | None = None, sample: AnalysisSample | None = None
+            ) -> Models:
     """Clusters of the anomalies and the decision trees; constant, all-null and identical columns are removed
-    before modelling, and the segment-defining (band) feature is kept out of the behavioural model."""
-    clustering = anomaly_clusters(anomalies, config)
+    before modelling, and the segment-defining (band) feature is kept out of the behavioural model. When
+    ``fit`` is the analysis ``sample`` of ``population``, the written-back scores still cover every record."""
+    cluster_config = config
+    if sample is not None and sample.sampled:  # the K search and KMeans fit on as many anomalies as the sample holds
+        cluster_config = replace(config, cluster_fit_sample_size=max(min(config.cluster_rows, sample.anomaly_records),
+                                                                      config.k_max + 1))
+    clustering = anomaly_clusters(anomalies, cluster_config, population=population if population is not None else fit)
     model_config = replace(
         config,
         extra_excluded_features=tuple(dict.fromkeys(config.extra_excluded_features + profile.redundant_columns)),
         segment_defining_feature=config.segment_defining_feature or profile.band_feature,
     )
     matrix = model_matrix(fit, model_config) if len(fit) else None
-    models = Models(clustering, segment_tree(fit, model_config, matrix), anomaly_models(fit, model_config, matrix))
+    scored = {"population": population, "sample_positions": sample.positions} if sample and sample.sampled else {}
+    models = Models(clustering, segment_tree(fit, model_config, matrix),
+                    anomaly_models(fit, model_config, matrix, **scored))
     for part in (models.clustering, models.seg_tree, models.anomaly):
         if part.skipped:
             notes.append(part.note)
@@ -181,8 +191,10 @@ def build_context(
     profile = data_profile(fit)
     order = tables.segment_order(fit, profile)
     summary = tables.in_segment_order(segment_summary(_mart(marts, "segment_retention_summary", notes)), order)
-    inference, resegmentation = within_segment(fit, marts, profile, grain, config)
-    models = _models(fit, anomalies, profile, config, notes)
+    sample = analysis_sample(fit, config)  # the heavy resampling runs on a stated sample when the data is large
+    work = fit.take(sample.positions).reset_index(drop=True) if sample.sampled else fit
+    inference, resegmentation = within_segment(work, marts, profile, grain, config)
+    models = _models(work, anomalies, profile, config, notes, population=fit, sample=sample)
     dq = data_quality_summary(marts.get("input_row_reconciliation"), marts.get("data_quality_issues"), dq_summary)
     dq_issues = marts.get("data_quality_issues")
     keys = marts.get("duplicate_customer_keys")
@@ -211,4 +223,5 @@ def build_context(
         check_warnings=tuple(check_warnings),
         checks_href=checks_href,
         notes=tuple(notes),
+        sample=sample,
     )

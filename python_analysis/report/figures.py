@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pandas as pd
 from matplotlib.figure import Figure
 
 from .. import plots
+from ..analysis import anomaly_mask, text_column
 from .context import ReportContext
 
 CHART_NAMES: tuple[str, ...] = (
@@ -18,7 +20,21 @@ CHART_NAMES: tuple[str, ...] = (
     "clusters",
     "decision_tree",
     "feature_importances",
+    "reliability",
 )
+
+
+def written_back_reliability(ctx: ReportContext) -> plots.Reliability | None:
+    """The reliability curve of the written-back ``anomaly_probability`` (out-of-fold) against each record's
+    anomaly flag; None when no probability was written back or only one class is present."""
+    scores = ctx.models.anomaly.scores
+    if ctx.models.anomaly.skipped or not len(scores) or "customer_record_id" not in ctx.fit.columns:
+        return None
+    flags = pd.Series(anomaly_mask(ctx.fit), index=text_column(ctx.fit, "customer_record_id", missing=""))
+    y = flags.reindex(scores["customer_record_id"].to_numpy()).to_numpy()
+    if pd.isna(y).any() or len(set(y.tolist())) < 2:
+        return None
+    return plots.reliability_of(y.astype(bool), scores["anomaly_probability"].to_numpy(dtype=float))
 
 
 def build_figures(ctx: ReportContext) -> dict[str, Figure]:
@@ -46,4 +62,8 @@ def build_figures(ctx: ReportContext) -> dict[str, Figure]:
             figures["decision_tree"] = plots.decision_tree(fair, config)
         if any(not m.skipped for m in models.models.values()):
             figures["feature_importances"] = plots.feature_importances(models.models, config)
+        written = written_back_reliability(ctx)
+        if written is not None:
+            raw = ((getattr(fair, "assessment", None) or {}).get("calibration") or {}).get("raw")
+            figures["reliability"] = plots.reliability(written, raw, config)
     return {name: figures[name] for name in CHART_NAMES if name in figures}

@@ -55,6 +55,7 @@ def metrics(ctx: ReportContext, charts: list[str]) -> dict[str, Any]:
         "run": ctx.run.to_dict(),
         "grain": ctx.grain,
         "sample": ctx.overview,
+        "analysis_sample": ctx.sample.to_dict() if ctx.sample is not None else None,
         "segments": {
             "order": list(ctx.segment_order),
             "by_segment": {row["profitability_segment"]: {k: v for k, v in row.items() if k != "profitability_segment"}
@@ -135,6 +136,7 @@ def _clustering_metrics(clustering: ClusteringResult) -> dict[str, Any]:
         "terms": {str(k): v for k, v in clustering.terms.items()},
         "composition": clustering.composition,
         "pca_explained_variance": clustering.explained_variance,
+        "label_reference": clustering.label_reference,
     })
     return out
 
@@ -163,8 +165,10 @@ def _segment_tree_metrics(seg_tree: SegmentTreeResult, top: int) -> dict[str, An
 
 
 def _model_metrics(models: AnomalyModelsResult, top: int) -> dict[str, Any]:
+    fair = models.models.get("fair")
     out: dict[str, Any] = {"skipped": models.skipped, "note": models.note, "n_records": models.n_records,
-                           "n_anomalies": models.n_anomalies, "scores_source": models.scores_source, "models": {}}
+                           "n_anomalies": models.n_anomalies, "scores_source": models.scores_source, "models": {},
+                           "assessment": fair.assessment if fair is not None and not fair.skipped else None}
     for name, m in models.models.items():
         entry: dict[str, Any] = {"description": m.description, "skipped": m.skipped, "note": m.note,
                                  "leakage_by_design": m.leakage_by_design}

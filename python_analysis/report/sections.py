@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from ..config import SEASONALITY_FEATURES, STABILITY_FEATURES
+from ..sampling import sample_sentence
 from . import formats, statistics_sections, text
 from .context import ReportContext
 from .document import Block, Bullets, Image, Link, Para, Section, Subheading, table
@@ -168,6 +169,9 @@ def evidence(ctx: ReportContext, figures: Mapping[str, object]) -> Part:
         "(negligible < 0.147 ≤ small < 0.33 ≤ medium < 0.474 ≤ large) with a 95% customer-bootstrap CI; q: "
         "Benjamini-Hochberg within each dimension. 'Supported' needs q < 0.05, a CI clear of the negligible band, and "
         "the same result under both grains.")]
+    sample_note = sample_sentence(ctx.sample) if ctx.sample is not None else None
+    if sample_note:
+        blocks.append(Para(sample_note))
     sizes = [g] + ([result.other] if result.other is not None and result.other is not g else [])
     blocks.append(table(pd.DataFrame([{
         "grain": x.grain, "customers": x.customers, "records": x.records, "anomaly_customers": x.anomaly_customers,
@@ -289,13 +293,19 @@ def clusters(ctx: ReportContext, figures: Mapping[str, object]) -> Part:
     blocks: list[Block] = [Para(
         f"KMeans on {formats.count(c.n_records)} anomaly records (fitted on {formats.count(c.n_fit)}; n_init "
         f"{config.n_init}, seed {config.random_state}) using standardised features: {', '.join(c.features)}. K chosen "
-        f"by {c.k_selection}: K = {c.chosen_k}. Labels name the features whose cluster median z-score differs from "
-        f"the other clusters' by at least {config.label_min_z_gap}. Clusters are descriptive: they never change a "
-        "verdict.")]
+        f"by {c.k_selection}: K = {c.chosen_k}. " + (
+            f"Labels name the features whose cluster median differs from the median of every record by at least "
+            f"{config.label_min_z_gap} standard deviations of every record"
+            if c.label_reference.startswith("population") else
+            f"Labels name the features whose cluster median z-score differs from the other clusters' by at least "
+            f"{config.label_min_z_gap}") + ". Clusters are descriptive: they never change a verdict.")]
     if c.feature_notes:
         blocks.append(Bullets(tuple(c.feature_notes)))
     blocks.append(table(c.k_scores, "Silhouette and inertia per K",
                         formats_by_column={"silhouette": formats.num, "inertia": formats.num}))
+    stability = text.cluster_stability(c.k_scores, c.chosen_k, c.composition)
+    if stability:
+        blocks.append(Para(stability))
     blocks += _images(figures, ("silhouette", "Silhouette (higher is better) and inertia per K"))
     blocks.append(_profiles_table(c.profiles))
     blocks += _images(figures, ("clusters", "Anomaly clusters in a 2-D PCA projection, with centroids"))
@@ -416,8 +426,7 @@ def _model_rows(ctx: ReportContext) -> tuple[pd.DataFrame, pd.DataFrame]:
         cv, rep = m.cv or {}, (m.cv_repeated.summary() if m.cv_repeated is not None else {})
         single.append({"model": label, "features": m.description, "in-sample ROC-AUC": m.in_sample.get("roc_auc"),
                        "in-sample recall": formats.pct(m.in_sample.get("recall_anomaly")),
-                       "CV ROC-AUC": cv.get("roc_auc"), "CV recall": formats.pct(cv.get("recall_anomaly")),
-                       "leakage flags": "; ".join(m.leakage) or "none"})
+                       "CV ROC-AUC": cv.get("roc_auc"), "leakage flags": "; ".join(m.leakage) or "none"})
         repeated.append({"model": label, **{k: _mean_sd(rep.get(key)) for k, key in (
             ("ROC-AUC", "roc_auc"), ("PR-AUC", "pr_auc"), ("balanced accuracy", "balanced_accuracy"),
             ("Brier", "brier"))}})
@@ -444,7 +453,7 @@ def _anomaly_model_blocks(ctx: ReportContext, figures: Mapping[str, object]) -> 
              "the leak visible; the other models leave every column derived from retention out by name. A model is "
              f"flagged as leaky when one of its columns alone has an out-of-fold ROC-AUC ≥ {config.leak_auc} or its "
              f"CV ROC-AUC is ≥ {config.leak_auc}."),
-        table(single, "Anomaly models: in-sample and one stratified k-fold split (records)",
+        table(single, "Anomaly models: in-sample fit, and the mean CV ROC-AUC of the repeated grouped CV below",
               formats_by_column={"in-sample ROC-AUC": formats.num, "CV ROC-AUC": formats.num}),
         table(repeated, "Anomaly models: repeated stratified k-fold grouped by customer (mean ± SD)"),
     ]
@@ -460,18 +469,27 @@ def _anomaly_model_blocks(ctx: ReportContext, figures: Mapping[str, object]) -> 
             blocks.append(table(top_importances(m.importances, config.top_importances),
                                 f"{'LEAKAGE ' if m.leakage_by_design else ''}{name} model: largest importances"))
     blocks.append(Para(f"Written back as analysis.anomaly_model_scores: {models.scores_source}."))
+    if "reliability" in figures:
+        from .figures import written_back_reliability
+
+        blocks.append(Para(text.reliability(written_back_reliability(ctx))))
+        blocks += _images(figures, ("reliability", "Reliability of the written-back anomaly probability: observed "
+                                    "anomaly share against the mean prediction per bin (diagonal = calibrated)"))
     return blocks
 
 
 # ------------------------------------------------------------------------------------------------ B
 def appendix_method(ctx: ReportContext, figures: Mapping[str, object]) -> Part:
     config = ctx.config
-    notes = [
+    sample_note = sample_sentence(ctx.sample) if ctx.sample is not None else None
+    notes = ([sample_note] if sample_note else []) + [
         f"Seed {config.random_state} everywhere; charts plot at most {formats.count(config.plot_sample_size)} points.",
         f"Decision trees are fitted on at most {formats.count(config.tree_rows)} records (stratified sample), KMeans on "
         f"at most {formats.count(config.cluster_rows)} anomaly records, each CV fold model on at most "
         f"{formats.count(config.cv_rows)} records.",
-        "Numeric features: missing values imputed with the column median; all-null or constant columns dropped. "
+        "Numeric features: missing values imputed with the median of the training records inside each fit (every "
+        "tree and CV fold: a SimpleImputer in the pipeline), for KMeans with the column median; all-null or constant "
+        "columns dropped. "
         "Categorical features: missing becomes '(missing)', one-hot encoded.",
     ]
     if not ctx.models.seg_tree.skipped:

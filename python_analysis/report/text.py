@@ -225,3 +225,68 @@ def rate_warning(records: int, anomalies: int, band: tuple[float, float]) -> str
         return (f"The overall anomaly rate {pct(rate)} is above {pct(hi, 0)}: the threshold may be too tight; a large "
                 "share of records 'does not fit', which says more about the threshold than about the segments.")
     return None
+
+
+def reliability(curve: Any) -> str:
+    """How far the written-back probability is from calibrated: the largest and the mean gap between the
+    observed anomaly share and the mean prediction over the bins of the reliability curve."""
+    gaps = [abs(o - p) for o, p in zip(curve.observed_rate, curve.mean_predicted, strict=True)]
+    return (f"Reliability of the written-back anomaly probability over {count(len(gaps))} bins of predicted "
+            f"probability ({count(sum(curve.records_per_bin))} records, out-of-fold): the observed anomaly share "
+            f"differs from the mean prediction by {100 * sum(gaps) / len(gaps):.1f} percentage points on average and "
+            f"at most {100 * max(gaps):.1f}; Brier score {num(curve.brier)}.")
+
+
+# ARI bands for "the clusters restate the segment": >= 0.5 mostly, < 0.2 hardly (Hubert & Arabie's ARI is 0
+# for chance agreement and 1 for identical partitions)
+ARI_MOSTLY, ARI_HARDLY = 0.5, 0.2
+STABLE_K_SHARE = 0.5  # a K chosen in at least half of the bootstrap resamples is called stable
+
+
+def cluster_stability(k_scores: pd.DataFrame, chosen_k: int | None, composition: pd.DataFrame) -> str | None:
+    """K's bootstrap stability (share of resamples that pick it, agreement with the full-data partition) and
+    how far the partition restates the segment (ARI against the segment; when high, each cluster's main
+    segment from ``composition``)."""
+    if chosen_k is None or "bootstrap_k_share" not in k_scores.columns or not len(k_scores):
+        return None
+    row = k_scores.loc[k_scores["k"] == chosen_k]
+    if not len(row):
+        return None
+    row = row.iloc[0]
+    share, ari, vs_segment = (float(row.get(c, math.nan)) for c in ("bootstrap_k_share", "bootstrap_ari",
+                                                                    "ari_vs_segment"))
+    top = k_scores.sort_values(["bootstrap_k_share", "k"], ascending=[False, True], kind="mergesort").iloc[0]
+    records = int(row["stability_records"]) if "stability_records" in k_scores.columns else None
+    on = f" of {count(records)} anomaly records" if records else ""
+    parts = [f"K = {chosen_k} wins in {pct(share, 0)} of the bootstrap resamples{on}"]
+    if share >= STABLE_K_SHARE:
+        parts[0] += ", so K is stable"
+    elif int(top["k"]) != chosen_k:
+        parts[0] += (f" (K = {int(top['k'])} wins most often, in {pct(float(top['bootstrap_k_share']), 0)}), so no K "
+                     "is stable")
+    else:
+        parts[0] += ", less than half of them, so K is not stable"
+    if math.isfinite(ari):
+        parts.append(f"a resample's partition agrees with the full-data one at mean ARI {num(ari, 2)}")
+    sentence = "Cluster stability: " + "; ".join(parts) + "."
+    if not math.isfinite(vs_segment):
+        return sentence
+    if vs_segment >= ARI_MOSTLY:
+        return sentence + (f" The partition mostly rediscovers the segments (ARI {num(vs_segment, 2)} against the "
+                           f"segment){_main_segments(composition)}: the clusters largely restate the segment.")
+    if vs_segment < ARI_HARDLY:
+        return sentence + (f" The partition is nearly independent of the segment (ARI {num(vs_segment, 2)}): the "
+                           "clusters cut across segments.")
+    return sentence + f" The partition partly follows the segment (ARI {num(vs_segment, 2)} against the segment)."
+
+
+def _main_segments(composition: pd.DataFrame) -> str:
+    """'; cluster 0 is mostly High Value (92%), cluster 1 mostly Basic (88%)' from the composition table."""
+    if not len(composition) or "dimension" not in composition.columns:
+        return ""
+    seg = composition[composition["dimension"] == "profitability_segment"]
+    main = seg.sort_values(["cluster_id", "share", "value"], ascending=[True, False, True], kind="mergesort") \
+        .drop_duplicates("cluster_id")
+    items = [f"cluster {int(r.cluster_id)} {'is ' if i == 0 else ''}mostly {r.value} ({pct(float(r.share), 0)})"
+             for i, r in enumerate(main.itertuples())]
+    return "; " + ", ".join(items) if items else ""

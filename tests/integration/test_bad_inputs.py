@@ -460,7 +460,7 @@ def test_a_quoted_field_after_row_20000_parses(build_warehouse, tmp_path):
 
 def test_precheck_reads_a_huge_header_field_and_cr_line_ends(tmp_path):
     """Case 17: what DuckDB reads, the pre-check reads (the csv module used to fail on these)."""
-    from python_analysis import inputs
+    from python_analysis.warehouse import inputs
 
     wide = _write(tmp_path / "wide_header.csv", (
         "customer_id,profitability_segment,retention_probability," + "h" * 200_000 + "\na,Gold,0.5,x\n").encode())

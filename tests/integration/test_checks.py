@@ -1,4 +1,4 @@
-"""Tests for python_analysis.checks (great-expectations suites on the marts, pandas datasource)."""
+"""Tests for python_analysis.quality (great-expectations suites on the marts, pandas datasource)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from python_analysis.checks import (
+from python_analysis.quality import (
     TABLES,
     CheckConfig,
     CheckReport,
@@ -643,7 +643,7 @@ def test_bad_row_in_the_last_chunk_of_a_warehouse_table_is_reported(tmp_path: Pa
     last row are found, i.e. every chunk is validated and uniqueness is over the whole table."""
     import duckdb
 
-    from python_analysis.checks import RelationSource
+    from python_analysis.quality import RelationSource
 
     path = tmp_path / "w.duckdb"
     rows = 10_000
@@ -668,7 +668,7 @@ def test_bad_row_in_the_last_chunk_of_a_warehouse_table_is_reported(tmp_path: Pa
 
 
 def test_chunk_size_from_the_environment(monkeypatch):
-    from python_analysis.checks import CHUNK_CELLS_ENV, DEFAULT_CHUNK_CELLS, chunk_cells_from_env
+    from python_analysis.quality import CHUNK_CELLS_ENV, DEFAULT_CHUNK_CELLS, chunk_cells_from_env
 
     monkeypatch.delenv(CHUNK_CELLS_ENV, raising=False)
     assert chunk_cells_from_env() == DEFAULT_CHUNK_CELLS
@@ -685,7 +685,7 @@ def test_type_checks_are_generated_from_the_dbt_yaml():
     the matching kind, and nothing else does."""
     import yaml
 
-    from python_analysis.checks import CONTRACT_FILES, TYPE_LISTS
+    from python_analysis.quality import CONTRACT_FILES, TYPE_LISTS
 
     kinds = {"varchar": "text", "string": "text", "bigint": "int", "double": "float", "boolean": "bool", "timestamp": "timestamp"}
     suites = expectation_suites(CONFIG)
@@ -751,7 +751,7 @@ def test_sql_validation_reports_what_gx_reports_on_the_whole_table(tmp_path: Pat
     reports: the same failed expectations, counts, offending keys, evaluated and skipped numbers."""
     import duckdb
 
-    from python_analysis.checks import RelationSource
+    from python_analysis.quality import RelationSource
 
     config = CONFIG
     tables = build_tables()

@@ -15,7 +15,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from python_analysis import publishing, warehouse
+from python_analysis import warehouse
+from python_analysis.warehouse import publishing
 
 READER = r"""
 import json, sys, time, duckdb

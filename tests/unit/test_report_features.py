@@ -184,3 +184,70 @@ def test_the_model_sentence_says_when_the_segment_alone_does_as_well():
 
     assert "no better than 0.895 from the segment alone" in text.model_sentence(0.89, 0.895)
     assert "ROC-AUC 0.977 against 0.526" in text.model_sentence(0.977, 0.526)
+
+
+def test_the_reliability_curve_of_the_written_back_probability_is_in_appendix_a(report, marts):
+    """The chart and its sentence come from the written-back probability against each record's flag; the
+    expected numbers are sklearn's calibration_curve and numpy's Brier on the exported scores."""
+    from sklearn.calibration import calibration_curve
+
+    result, out = report
+    fit = marts["customer_segment_fit"]
+    scores = result.anomaly_model_scores.merge(fit[["customer_record_id", "is_classification_anomaly"]],
+                                               on="customer_record_id", validate="one_to_one")
+    y = scores["is_classification_anomaly"].astype(bool).to_numpy()
+    p = scores["anomaly_probability"].to_numpy()
+    observed, predicted = calibration_curve(y, p, n_bins=10, strategy="quantile")
+    gaps = np.abs(observed - predicted)
+    assert (out / "charts" / "reliability.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    appendix = (out / "report.md").read_text().split("Appendix: Model detail")[-1]
+    assert "(charts/reliability.png)" in appendix
+    assert (f"over {len(gaps)} bins of predicted probability ({len(y):,} records, out-of-fold): the observed anomaly "
+            f"share differs from the mean prediction by {100 * gaps.mean():.1f} percentage points on average and at "
+            f"most {100 * gaps.max():.1f}; Brier score {formats.num(np.mean((p - y) ** 2))}.") in appendix
+
+
+def test_reliability_curve_counts_and_gaps_on_planted_calibration():
+    """Perfectly calibrated predictions (y drawn with probability p) lie near the diagonal; squared ones
+    (y drawn with probability p, predicted p**2) lie above it. Bin sizes from pandas' own grouping."""
+    from python_analysis import plots
+
+    rng = np.random.default_rng(0)
+    p = np.repeat(np.linspace(0.05, 0.95, 10), 2000)
+    y = rng.random(len(p)) < p
+    calibrated = plots.reliability_of(y, p)
+    assert calibrated.records_per_bin == tuple(pd.Series(p).value_counts().sort_index().tolist())
+    assert np.allclose(calibrated.observed_rate, pd.Series(y).groupby(p).mean().to_numpy())
+    assert max(abs(o - q) for o, q in zip(calibrated.observed_rate, calibrated.mean_predicted, strict=True)) < 0.05
+    assert calibrated.brier == pytest.approx(np.mean((p - y) ** 2))
+    squared = plots.reliability_of(y, p ** 2)
+    assert all(o > q + 0.02 for o, q in zip(squared.observed_rate, squared.mean_predicted, strict=True)
+               if 0.1 < q < 0.8)
+
+
+def test_the_cluster_stability_sentence_follows_the_bootstrap_share_and_the_ari_to_the_segment():
+    from python_analysis.report import text
+
+    k_scores = pd.DataFrame({"k": [2, 3], "bootstrap_k_share": [0.8, 0.2], "bootstrap_ari": [0.91, 0.5],
+                             "ari_vs_segment": [0.72, 0.3], "stability_records": [120, 120]})
+    composition = pd.DataFrame({"dimension": "profitability_segment", "cluster_id": [0, 0, 1, 1],
+                                "value": ["Basic", "Premium", "Basic", "Premium"], "share": [0.9, 0.1, 0.25, 0.75]})
+    sentence = text.cluster_stability(k_scores, 2, composition)
+    assert sentence.startswith("Cluster stability: K = 2 wins in 80% of the bootstrap resamples of 120 anomaly "
+                               "records, so K is stable; a resample's partition agrees with the full-data one at "
+                               "mean ARI 0.91.")
+    assert ("mostly rediscovers the segments (ARI 0.72 against the segment); cluster 0 is mostly Basic (90%), "
+            "cluster 1 mostly Premium (75%)") in sentence
+    unstable = text.cluster_stability(k_scores, 3, composition)
+    assert "K = 3 wins in 20%" in unstable and "(K = 2 wins most often, in 80%), so no K is stable" in unstable
+    assert "partly follows the segment (ARI 0.3 against the segment)" in unstable
+    assert text.cluster_stability(k_scores.drop(columns="bootstrap_k_share"), 2, composition) is None
+
+
+def test_the_clusters_section_states_the_stability_of_the_chosen_k(report):
+    result, out = report
+    c = result.context.models.clustering
+    row = c.k_scores.set_index("k").loc[c.chosen_k]
+    section = next(part for part in (out / "report.md").read_text().split("\n## ")
+                   if part.split("\n")[0].endswith("Clusters of anomaly records"))
+    assert f"Cluster stability: K = {c.chosen_k} wins in {row['bootstrap_k_share']:.0%} of the bootstrap" in section

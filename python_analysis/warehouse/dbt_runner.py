@@ -1,0 +1,85 @@
+"""Running dbt on a warehouse file: its executable, its environment (what one build knows) and its output, streamed to a logger."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from .paths import PROJECT_DIR
+
+dbt_log = logging.getLogger(__name__ + ".dbt")  # dbt's own output, line by line
+DBT_TARGET = "prod"  # profiles/profiles.yml: the CLI's builds; plain dbt defaults to `dev`
+
+
+
+def dbt_executable() -> str:
+    candidate = Path(sys.executable).with_name("dbt")
+    return str(candidate) if candidate.exists() else "dbt"
+
+
+# Set by the CLI for one build only (the input paths, the build history comes from, the inputs' sizes and
+# hashes); never inherited from the caller's environment.
+BUILD_ENVIRONMENT = ("SEGFIT_CUSTOMERS_PATH", "SEGFIT_TRANSACTIONS_PATH", "SEGFIT_PREVIOUS_BUILD",
+                     "SEGFIT_INPUT_FINGERPRINTS")
+
+
+def dbt_environment(database_path: Path, build: Mapping[str, str] | None = None) -> dict[str, str]:
+    """dbt's environment: the file to build, plus what this build knows (``BUILD_ENVIRONMENT``)."""
+    env = {k: v for k, v in os.environ.items() if k not in BUILD_ENVIRONMENT}
+    unknown = set(build or {}) - set(BUILD_ENVIRONMENT)
+    if unknown:
+        raise ValueError(f"not a build environment variable: {sorted(unknown)}")
+    env.update(build or {})
+    env.update(
+        {
+            "SEGFIT_DUCKDB_PATH": str(database_path),
+            "DO_NOT_TRACK": "1",
+            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+            "DBT_PROFILES_DIR": str(PROJECT_DIR / "profiles"),
+            "DBT_PROJECT_DIR": str(PROJECT_DIR),
+        }
+    )
+    # dbt's target/ and logs/ belong to this build (its manifest describes this file), so two builds, or a
+    # build and a plain `dbt` command in the checkout, never overwrite each other's artifacts. A caller's own
+    # DBT_TARGET_PATH / DBT_LOG_PATH (the benchmark's) wins.
+    env.setdefault("DBT_TARGET_PATH", str(database_path.parent / "dbt_target"))
+    env.setdefault("DBT_LOG_PATH", str(Path(env["DBT_TARGET_PATH"]) / "logs"))
+    return env
+
+
+def run_dbt(args: list[str], database_path: Path, *, build: Mapping[str, str] | None = None) -> int:
+    """Run one dbt command against ``database_path``, streaming its output to the ``dbt`` logger."""
+    command = [dbt_executable(), *args, "--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR / "profiles"),
+               "--target", DBT_TARGET]
+    process = subprocess.Popen(  # noqa: S603 - fixed executable, validated arguments
+        command,
+        cwd=PROJECT_DIR,
+        env=dbt_environment(database_path, build),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    try:
+        for line in process.stdout:
+            dbt_log.info("%s", line.rstrip())
+        return process.wait()
+    except BaseException:
+        # Ctrl-C, SIGTERM or an error here: never leave dbt running on its own
+        stop_process(process)
+        raise
+
+
+def stop_process(process: subprocess.Popen) -> None:
+    """Terminate a child politely, then for certain."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

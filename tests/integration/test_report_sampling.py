@@ -1,0 +1,57 @@
+"""The report on large data: the heavy statistics run on the stated sample, metrics.json and the report say
+which figures come from it and of what size, and every record is still scored. Synthetic marts (no dbt build);
+a small threshold stands in for "large". About 15 s."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from python_analysis.config import ReportConfig
+from python_analysis.report import build_report
+
+try:
+    from tests.report_fixtures import make_marts
+except ImportError:  # tests/ is not a package
+    from report_fixtures import make_marts
+
+CONFIG = ReportConfig(cv_repeats=2, dpi=40, analysis_sample_threshold=600, analysis_sample_size=300)
+
+
+@pytest.fixture(scope="module")
+def sampled():
+    marts = make_marts(n=1200, seed=5)
+    return marts, build_report(marts, CONFIG)
+
+
+def test_metrics_and_report_state_the_sample(sampled):
+    marts, report = sampled
+    fit = marts["customer_segment_fit"]
+    stated = report.metrics["analysis_sample"]
+    chosen = fit.iloc[report.context.sample.positions]
+    assert stated["sampled"] is True
+    assert stated["records"] == len(chosen) < len(fit) == stated["population_records"]
+    assert stated["customers"] == chosen["customer_id"].nunique()
+    assert stated["anomaly_customers"] == chosen.loc[chosen["is_classification_anomaly"], "customer_id"].nunique()
+    # the sampled parts ran on the sample, the descriptive ones on every record
+    assert report.context.inference.primary.records == len(chosen)
+    assert report.metrics["anomaly_models"]["n_records"] == len(chosen)
+    assert report.metrics["sample"]["records"] == len(fit)
+    assert report.metrics["data_profile"]["records"] == len(fit)
+    sentence = f"stratified sample of {len(chosen):,} records of {chosen['customer_id'].nunique():,} whole customers"
+    assert sentence in report.markdown and sentence in report.html
+
+
+def test_every_record_is_scored(sampled):
+    marts, report = sampled
+    fit = marts["customer_segment_fit"]
+    scores = report.anomaly_model_scores
+    assert sorted(scores["customer_record_id"]) == sorted(fit["customer_record_id"])
+    p = scores["anomaly_probability"].to_numpy()
+    assert np.isfinite(p).all() and ((p >= 0) & (p <= 1)).all()
+    assert "scored by one calibrated fair tree fitted on the sample" in report.metrics["anomaly_models"]["scores_source"]
+    # the records outside the sample are scored by a model: their probabilities rank the anomalies
+    from sklearn.metrics import roc_auc_score
+    outside = ~scores["customer_record_id"].isin(fit["customer_record_id"].iloc[report.context.sample.positions])
+    flags = scores.merge(fit[["customer_record_id", "is_classification_anomaly"]], on="customer_record_id")
+    assert roc_auc_score(flags.loc[outside.to_numpy(), "is_classification_anomaly"], p[outside.to_numpy()]) > 0.6
