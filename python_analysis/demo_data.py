@@ -25,6 +25,8 @@ Planted truth for the statistics (issue 9), tested in ``tests/test_inference_sha
 (every column a string, ``""`` for a blank cell) exactly as written, including the planted bad rows.
 ``planted`` and ``bad_rows`` are typed ground truth.
 
+``generate_demo`` runs the named steps of ``python_analysis.demo.steps``, one per planted part, in order.
+
 Usage::
 
     python -m python_analysis.demo_data [--seeds-dir seeds]
@@ -462,391 +464,49 @@ def _plant_exact_threshold_pair(
 # --------------------------------------------------------------------------------------------------------
 
 
-def generate_demo(seed: int = DEFAULT_SEED) -> DemoData:  # noqa: C901 - the demo's planted truth in named parts; #9 splits it into demo/ steps
+def generate_demo(seed: int = DEFAULT_SEED) -> DemoData:
     """Build the demo data set deterministically from ``seed``.
 
-    Long: the demo's planted truth, step by step in one place (#9 plans named steps in demo/).
+    The steps (``python_analysis.demo.steps``) each plant one part of the truth; they share one generator,
+    so their order is part of the data.
     """
+    from python_analysis.demo import steps
+
     rng = np.random.default_rng(seed)
     n = _N_CUSTOMERS
     cust_ids = np.array([f"C{i:06d}" for i in range(1, n + 1)])
     names = np.array([f"Customer {i:04d}" for i in range(1, n + 1)], dtype=object)
 
-    # ---- structural roles -------------------------------------------------------------------------------
-    perm = rng.permutation(n)
-    k = 0
-    zero_txn = perm[k : k + _N_ZERO_TXN]
-    k += _N_ZERO_TXN
-    blank_date = perm[k : k + _N_BLANK_DATE]
-    k += _N_BLANK_DATE
-    rest = perm[k:]
-    # Disjoint structural roles; anomalous behaviour only for plain single-record customers.
-    two_subs = rest[:_N_TWO_SUBSIDIARIES]
-    rest = rest[_N_TWO_SUBSIDIARIES:]
-    conflict = rest[:_N_CONFLICTS]
-    rest = rest[_N_CONFLICTS:]
-    older_pool = rest[: 3 * _N_OLDER_SNAPSHOT]
-    rest_after_pool = rest[3 * _N_OLDER_SNAPSHOT :]
-    # Behaviour is drawn for everyone first (narrow amount spread); the anomalous customers are chosen
-    # after the segments, at a different rate per segment (ANOMALY_RATE), and only their amounts are redrawn
-    # with the wide spread from the same normal draws (planted truth: see the module docstring).
-    profiles = _draw_profiles(rng, n, np.zeros(n, dtype=bool))
-    # Older snapshots need history before 2024-12-31 and activity after it.
-    eligible_older = older_pool[
-        (profiles.start_month[older_pool] <= 18) & (profiles.end_month[older_pool] == 29)
-    ]
-    older = eligible_older[:_N_OLDER_SNAPSHOT]
-    if len(older) < _N_OLDER_SNAPSHOT:  # pragma: no cover - guarded by the fixed seed
-        raise RuntimeError("not enough customers eligible for an older snapshot")
+    roles = steps.draw_structural_roles(rng, n)
+    beh = steps.draw_behaviour(rng, n, roles)
+    anomalous = steps.plant_anomalous_behaviour(rng, roles, beh)
+    steps.plant_confounder(rng, beh, anomalous)
+    steps.plant_xss_name(rng, names, anomalous)
+    recs = steps.build_customer_records(rng, roles, beh, anomalous)
+    values = steps.draw_retention(rng, recs)
+    steps.give_xss_name_to_top_anomaly(names, recs, values)
+    score = steps.draw_scores(rng, recs, beh.base_score, values.is_boundary)
+    steps.plant_lopsided_segment_and_threshold_pair(recs, values)
 
-    active_months = (profiles.end_month - profiles.start_month + 1).astype(float)
-    n_txn = rng.poisson(profiles.rate * active_months).astype(np.int64)
-    n_txn = np.maximum(n_txn, 1)
-    n_txn[older] = np.maximum(n_txn[older], 4)
-    n_txn[zero_txn] = 0
-
-    sim = _simulate_transactions(rng, profiles, np.zeros(n, dtype=bool), n_txn)
-    revenue = np.bincount(sim["cust"], weights=sim["amount"], minlength=n)
-    seg_level = _assign_segments(rng, revenue)
-    segment = np.array(_SEGMENTS_LOW_TO_HIGH)[seg_level]
-    base_score = _scores(rng, revenue)
-
-    # Planted within-segment effect (transaction stability): anomalous customers, drawn uniformly inside
-    # each segment from the plain single-record customers, an even number per segment, get a wide amount
-    # spread. Their activity (counts, months) is drawn exactly like everyone else's.
-    plain = np.zeros(n, dtype=bool)
-    plain[rest_after_pool] = True
-    anomalous = np.zeros(n, dtype=bool)
-    for seg in SEGMENTS:
-        members = np.flatnonzero(plain & (segment == seg))
-        take = 2 * int(round(ANOMALY_RATE[seg] * np.sum(segment == seg) / 2))
-        anomalous[rng.choice(members, take, replace=False)] = True
-    on_anomalous = anomalous[sim["cust"]]
-    wide = profiles.wide_sigma[sim["cust"][on_anomalous]]
-    sim["amount"][on_anomalous], sim["profit"][on_anomalous] = _amounts(
-        profiles.mean_amount[sim["cust"][on_anomalous]], wide, sim["z"][on_anomalous],
-        sim["refund"][on_anomalous], sim["margin"][on_anomalous],
-    )
-    # Planted confounder (seasonal preference): every customer of CONFOUNDED_SEGMENT buys mostly in Q4
-    # (dates redrawn; amounts unchanged, so the segment does not move). Its anomaly rate is the highest, so
-    # pooled over segments anomalies look Q4-heavy; inside every segment they do not differ.
-    _redraw_q4_heavy(rng, profiles, sim, segment[sim["cust"]] == CONFOUNDED_SEGMENT)
-    # Guarantee that the latest transaction date of the whole data is LAST_DATE.
-    steady_full = np.flatnonzero(
-        ~anomalous & (profiles.end_month == N_MONTHS - 1) & (n_txn > 0) & (segment != CONFOUNDED_SEGMENT)
-    )
-    anchor_cust = steady_full[0]
-    sim["date"][np.flatnonzero(sim["cust"] == anchor_cust)[0]] = LAST_DATE
-
-    planted_cust = anomalous.copy()
-
-    names[rng.choice(np.flatnonzero(planted_cust))] = XSS_NAME
-
-    # ---- customer records -----------------------------------------------------------------------------
-    home = rng.integers(0, 5, n)
-    rec_cust: list[int] = []
-    rec_sub: list[int] = []
-    rec_date: list[str] = []
-    rec_seg: list[str] = []
-    rec_kept: list[bool] = []
-    rec_role: list[str] = []
-
-    def add(c: int, sub: int, date: str, seg: str, kept: bool, role: str) -> None:
-        rec_cust.append(int(c))
-        rec_sub.append(int(sub))
-        rec_date.append(date)
-        rec_seg.append(str(seg))
-        rec_kept.append(kept)
-        rec_role.append(role)
-
-    blank_set = set(blank_date.tolist())
-    two_set = set(two_subs.tolist())
-    other_sub = (home + rng.integers(1, 5, n)) % 5
-    for c in range(n):
-        date = "" if c in blank_set else MAIN_SEGMENTATION_DATE
-        if c in two_set:
-            hi, lo = max(home[c], other_sub[c]), min(home[c], other_sub[c])
-            add(c, hi, date, segment[c], True, "main")
-            add(c, lo, date, segment[c], False, "lower_subsidiary")
-        else:
-            add(c, home[c], date, segment[c], True, "main")
-    for c in older:
-        add(c, home[c], OLD_SEGMENTATION_DATE, segment[c], False, "older_snapshot")
-    for j, c in enumerate(conflict):
-        seg = segment[c]
-        if j == 0:  # one conflicting copy disagrees on the segment too
-            lvl = seg_level[c]
-            seg = _SEGMENTS_LOW_TO_HIGH[lvl - 1 if lvl > 0 else 1]
-        add(c, home[c], MAIN_SEGMENTATION_DATE, seg, False, "conflict_earlier_copy")
-
-    recs = pd.DataFrame(
-        {
-            "cust": rec_cust,
-            "sub": rec_sub,
-            "date": rec_date,
-            "segment": rec_seg,
-            "kept": rec_kept,
-            "role": rec_role,
-        }
-    )
-    n_rec = len(recs)
-    recs["planted"] = False
-    recs.loc[recs["kept"], "planted"] = planted_cust[recs.loc[recs["kept"], "cust"].to_numpy()]
-
-    # ---- retention: symmetric pairs per (segment, kept) group --------------------------------------------
-    retention = np.full(n_rec, np.nan)
-    is_boundary = np.zeros(n_rec, dtype=bool)
-    is_anomaly = np.zeros(n_rec, dtype=bool)
-    for seg in SEGMENTS:
-        m = SEGMENT_TARGET_RETENTION[seg]
-        for kept in (True, False):
-            grp = recs.index[(recs["segment"] == seg) & (recs["kept"] == kept)].to_numpy()
-            anom = rng.permutation(grp[recs.loc[grp, "planted"].to_numpy()])
-            norm = rng.permutation(grp[~recs.loc[grp, "planted"].to_numpy()])
-            out_pairs = 1 if kept and len(anom) >= 2 else 0
-            in_pairs = 1 if kept and len(norm) >= 2 else 0
-            dev, bnd, ano = _pair_deviations(rng, len(anom), len(norm), m, out_pairs, in_pairs)
-            order = np.concatenate([anom, norm]).astype(np.int64)
-            retention[order] = np.round(m + dev, 4)
-            is_boundary[order] = bnd
-            is_anomaly[order] = ano
-
-    # the HTML-test name goes to the most extreme planted anomaly, so it heads the report's anomaly list
-    deviation = np.abs(retention - recs["segment"].map(SEGMENT_TARGET_RETENTION).to_numpy())
-    top_customer = int(recs["cust"].to_numpy()[int(np.argmax(np.where(is_anomaly, deviation, -1.0)))])
-    xss_owner = int(np.flatnonzero(names == XSS_NAME)[0])
-    names[xss_owner], names[top_customer] = names[top_customer], names[xss_owner]
-
-    # ---- scores -------------------------------------------------------------------------------------------
-    score = base_score[recs["cust"].to_numpy()].copy()
-    role = recs["role"].to_numpy()
-    older_mask = role == "older_snapshot"
-    score[older_mask] = np.clip(score[older_mask] - rng.integers(0, 8, older_mask.sum()), 1, 100)
-    conf_mask = role == "conflict_earlier_copy"
-    delta = rng.integers(5, 15, conf_mask.sum()) * np.where(rng.random(conf_mask.sum()) < 0.5, -1, 1)
-    score[conf_mask] = np.clip(score[conf_mask] + delta, 1, 100)
-    lower_mask = role == "lower_subsidiary"
-    score[lower_mask] = np.clip(score[lower_mask] + rng.integers(-2, 3, lower_mask.sum()), 1, 100)
-    zero_candidates = np.flatnonzero((role == "main") & ~recs["planted"].to_numpy() & ~is_boundary)
-    score[rng.choice(zero_candidates, _N_SCORE_ZERO, replace=False)] = 0
-
-    # ---- a lopsided segment and a pair at exactly the threshold (both keep every group's mean) -------------
-    normal = ~is_anomaly & ~is_boundary
-    segment_of = recs["segment"].to_numpy()
-    kept_of = recs["kept"].to_numpy(dtype=bool)
-    _make_segment_lopsided(
-        retention,
-        [np.flatnonzero((segment_of == LOPSIDED_SEGMENT) & (kept_of == kept)) for kept in (True, False)],
-        normal,
-        SEGMENT_TARGET_RETENTION[LOPSIDED_SEGMENT],
-    )
-    _plant_exact_threshold_pair(
-        retention,
-        is_boundary,
-        np.flatnonzero((segment_of == EXACT_THRESHOLD_SEGMENT) & kept_of),
-        normal,
-        SEGMENT_TARGET_RETENTION[EXACT_THRESHOLD_SEGMENT],
-    )
-
-    # ---- file order ---------------------------------------------------------------------------------------
-    order = rng.permutation(n_rec)
-    pos = np.empty(n_rec, dtype=np.int64)
-    pos[order] = np.arange(n_rec)
-    for c in conflict:  # the dropped copy of a conflicting key must come first
-        idx = recs.index[(recs["cust"] == c) & (recs["date"] == MAIN_SEGMENTATION_DATE)].to_numpy()
-        early = idx[recs.loc[idx, "role"].to_numpy() == "conflict_earlier_copy"][0]
-        late = idx[recs.loc[idx, "role"].to_numpy() == "main"][0]
-        if pos[early] > pos[late]:
-            pos[early], pos[late] = pos[late], pos[early]
-    order = np.argsort(pos)
+    order = steps.draw_file_order(rng, recs, roles.conflict)
     recs = recs.iloc[order].reset_index(drop=True)
-    retention = retention[order]
-    is_boundary = is_boundary[order]
-    is_anomaly = is_anomaly[order]
-    score = score[order]
+    values = steps.RecordValues(values.retention[order], values.is_boundary[order], values.is_anomaly[order])
+    clean = steps.clean_customer_rows(recs, values, score[order], cust_ids, names)
+    cust_file = steps.insert_bad_customers(rng, clean, n)
 
-    clean = pd.DataFrame(
-        {
-            "customer_id": cust_ids[recs["cust"].to_numpy()],
-            "customer_name": names[recs["cust"].to_numpy()].astype(str),
-            "subsidiary_id": np.array(SUBSIDIARIES)[recs["sub"].to_numpy()],
-            "segmentation_date": recs["date"].to_numpy(),
-            "profitability_segment": recs["segment"].to_numpy(),
-            "retention_probability": _fmt(retention, 4),
-            "comprehensive_customer_score": _fmt_int(score),
-        }
+    clean_txn, t_text = steps.clean_transactions(beh.sim, cust_ids)
+    txn, kinds = steps.insert_bad_transactions(rng, t_text, cust_ids, beh.n_txn)
+    txn_file = steps.insert_duplicate_transactions(rng, txn, kinds)
+    pre, perturbed = steps.precomputed_variant(
+        rng, cust_file.customers, clean_txn, cust_file.clean_row_number
     )
-    bad_customers = pd.DataFrame(
-        {
-            "customer_id": ["", f"C{n + 1:06d}", f"C{n + 2:06d}"],
-            "customer_name": ["Unknown customer", f"Customer {n + 1:04d}", f"Customer {n + 2:04d}"],
-            "subsidiary_id": ["S02", "S01", "S04"],
-            "segmentation_date": [MAIN_SEGMENTATION_DATE] * 3,
-            "profitability_segment": ["Standard", "Growing", "High Value"],
-            "retention_probability": ["0.5000", "45", ""],
-            "comprehensive_customer_score": ["50", "61", "72"],
-        }
-    )
-    bad_reasons = [
-        "blank customer_id",
-        "retention_probability 45 is outside [0, 1] (a percentage)",
-        "blank retention_probability",
-    ]
-    # Insert the bad rows at fixed random positions (after clean row p).
-    insert_after = np.sort(rng.choice(np.arange(5, n_rec - 5), 3, replace=False))
-    key = np.concatenate([2 * np.arange(n_rec), 2 * insert_after + 1])
-    customers_all = pd.concat([clean, bad_customers], ignore_index=True)
-    file_order = np.argsort(key, kind="stable")
-    customers = customers_all.iloc[file_order].reset_index(drop=True)
-    row_number = np.empty(len(key), dtype=np.int64)
-    row_number[file_order] = np.arange(1, len(key) + 1)
-    clean_row_number = row_number[:n_rec]
-    bad_row_number = row_number[n_rec:]
-
-    # ---- transactions -------------------------------------------------------------------------------------
-    txn_order = np.lexsort((np.arange(len(sim["cust"])), sim["cust"], sim["date"]))
-    t_cust = sim["cust"][txn_order]
-    t_date = sim["date"][txn_order]
-    t_amount = sim["amount"][txn_order]
-    t_profit = sim["profit"][txn_order]
-    n_clean_txn = len(t_cust)
-    clean_txn = pd.DataFrame(
-        {
-            "customer_id": cust_ids[t_cust],
-            "date": t_date.astype("datetime64[s]"),
-            "amount": t_amount,
-            "profit": t_profit,
-        }
-    )
-    t_text = pd.DataFrame(
-        {
-            "customer_id": cust_ids[t_cust],
-            "transaction_date": np.datetime_as_string(t_date, unit="D"),
-            "amount": _fmt(t_amount, 2),
-            "profit": _fmt(t_profit, 2),
-        }
-    )
-    # bad rows: 3 orphans + 1 unparseable amount, placed after clean row p (dates copied from row p).
-    ins = np.sort(rng.choice(np.arange(100, n_clean_txn - 100), 4, replace=False))
-    bad_kind = rng.permutation(np.array(["orphan", "orphan", "orphan", "n/a"]))
-    orphan_ids = iter([f"C{9900 + j:06d}" for j in (1, 2, 3)])
-    bad_txn_rows = []
-    for p, kind in zip(ins, bad_kind, strict=True):
-        amt = round(float(rng.uniform(20, 400)), 2)
-        prof = round(amt * 0.2, 2)
-        if kind == "orphan":
-            bad_txn_rows.append(
-                (next(orphan_ids), t_text.at[p, "transaction_date"], f"{amt:.2f}", f"{prof:.2f}")
-            )
-        else:
-            c = cust_ids[rng.choice(np.flatnonzero(n_txn > 0))]
-            bad_txn_rows.append((c, t_text.at[p, "transaction_date"], "n/a", f"{prof:.2f}"))
-    bad_txn = pd.DataFrame(bad_txn_rows, columns=["customer_id", "transaction_date", "amount", "profit"])
-    key = np.concatenate([2 * np.arange(n_clean_txn), 2 * ins + 1])
-    t_order = np.argsort(key, kind="stable")
-    kinds = np.concatenate([np.array(["clean"] * n_clean_txn), bad_kind])[t_order]
-    txn = pd.concat([t_text, bad_txn], ignore_index=True).iloc[t_order].reset_index(drop=True)
-    width = max(7, len(str(len(txn))))
-    txn.insert(0, "transaction_id", [f"T{i:0{width}d}" for i in range(1, len(txn) + 1)])
-    # duplicate transaction_ids: copies placed after their originals.
-    clean_pos = np.flatnonzero(kinds == "clean")
-    originals = np.sort(rng.choice(clean_pos[:-600], 2, replace=False))
-    dup_rows = txn.iloc[originals].copy()
-    dup_reasons = []
-    for j, p in enumerate(originals):
-        if j == 1:  # the second copy conflicts with its original
-            new_amt = float(dup_rows.iloc[j]["amount"]) + 10.0
-            dup_rows.iloc[j, dup_rows.columns.get_loc("amount")] = f"{new_amt:.2f}"
-            dup_reasons.append(f"duplicate transaction_id (different amount than data row {p + 1})")
-        else:
-            dup_reasons.append(f"duplicate transaction_id (exact copy of data row {p + 1})")
-    dup_after = originals + rng.integers(50, 500, 2)
-    key = np.concatenate([2 * np.arange(len(txn)), 2 * dup_after + 1])
-    t_order = np.argsort(key, kind="stable")
-    kinds = np.concatenate([kinds, np.array(["duplicate", "duplicate"])])[t_order]
-    transactions = pd.concat([txn, dup_rows], ignore_index=True).iloc[t_order].reset_index(drop=True)
-    txn_row_number = np.empty(len(key), dtype=np.int64)
-    txn_row_number[t_order] = np.arange(1, len(key) + 1)
-    dup_row_number = txn_row_number[len(txn) :]
-
-    bad_txn_numbers = np.flatnonzero(np.isin(kinds, ["orphan", "n/a"])) + 1
-    bad_txn_reasons = [
-        "orphan: customer_id not in customers" if kinds[r - 1] == "orphan" else "amount 'n/a' is not a number"
-        for r in bad_txn_numbers
-    ]
-
-    # ---- precomputed variant ------------------------------------------------------------------------------
-    as_of_text = customers["segmentation_date"].to_numpy()
-    latest_txn = clean_txn["date"].max()
-    as_of = pd.to_datetime(pd.Series(as_of_text).replace("", np.nan)).fillna(latest_txn).to_numpy()
-    beh = _point_in_time_behaviour(customers["customer_id"].to_numpy(), as_of, clean_txn)
-    q_true = beh[["q1", "q2", "q3", "q4"]].to_numpy()
-    lifecycle = _lifecycle(
-        beh["transaction_count"].to_numpy(),
-        beh["customer_age_days"].to_numpy(),
-        beh["recency_days"].to_numpy(),
-    )
-    seasonal = _seasonal_preference(q_true)
-    q_written = q_true.copy()
-    clean_file_rows = clean_row_number - 1
-    candidates = np.sort(clean_file_rows[beh["transaction_count"].to_numpy()[clean_file_rows] > 0])
-    perturbed = np.sort(rng.choice(candidates, _N_PERTURBED_QUARTERS, replace=False))
-    for r in perturbed:
-        qi = int(rng.integers(0, 4))
-        if q_written[r, qi] > 0 and rng.random() < 0.5:
-            q_written[r, qi] -= 1
-        else:
-            q_written[r, qi] += int(rng.integers(1, 3))
-    pre = customers.copy()
-    pre["lifecycle_stage"] = lifecycle
-    pre["seasonal_preference"] = seasonal
-    pre["total_revenue"] = _fmt(beh["total_revenue"].to_numpy(), 2)
-    pre["net_profit"] = _fmt(beh["net_profit"].to_numpy(), 2)
-    pre["transaction_count"] = _fmt_int(beh["transaction_count"].to_numpy())
-    pre["avg_transactions_per_month"] = _fmt(beh["avg_transactions_per_month"].to_numpy(), 4)
-    pre["transaction_value_volatility"] = _fmt(beh["transaction_value_volatility"].to_numpy(), 4)
-    for qi in range(4):
-        pre[f"q{qi + 1}_transactions"] = _fmt_int(q_written[:, qi])
-    pre["customer_age_days"] = _fmt_int(beh["customer_age_days"].to_numpy())
-    pre = pre.astype(str)
-
-    # ---- ground truth -------------------------------------------------------------------------------------
-    perturbed_set = set((perturbed + 1).tolist())
-    planted = pd.DataFrame(
-        {
-            "customer_id": clean["customer_id"].to_numpy(),
-            "subsidiary_id": clean["subsidiary_id"].to_numpy(),
-            "segmentation_date": pd.to_datetime(pd.Series(clean["segmentation_date"]).replace("", np.nan)),
-            "source_row_number": clean_row_number,
-            "profitability_segment": clean["profitability_segment"].to_numpy(),
-            "retention_probability": retention,
-            "is_planted_anomaly": is_anomaly,
-            "is_boundary": is_boundary,
-            "kept_in_latest": recs["kept"].to_numpy(dtype=bool),
-            "quarters_perturbed": [int(r) in perturbed_set for r in clean_row_number],
-        }
-    )
-    planted = planted.sort_values("source_row_number", kind="stable").reset_index(drop=True)
-
-    bad_rows = pd.DataFrame(
-        {
-            "file": [CUSTOMERS_FILE] * 3
-            + [CUSTOMERS_PRECOMPUTED_FILE] * 3
-            + [TRANSACTIONS_FILE] * (len(bad_txn_numbers) + 2),
-            "source_row_number": np.concatenate(
-                [bad_row_number, bad_row_number, bad_txn_numbers, dup_row_number]
-            ).astype(np.int64),
-            "reason": bad_reasons + bad_reasons + bad_txn_reasons + dup_reasons,
-        }
-    )
-    bad_rows = bad_rows.sort_values(["file", "source_row_number"], kind="stable").reset_index(drop=True)
 
     return DemoData(
-        customers=customers.astype(str),
+        customers=cust_file.customers.astype(str),
         customers_precomputed=pre,
-        transactions=transactions.astype(str),
-        planted=planted,
-        bad_rows=bad_rows,
+        transactions=txn_file.transactions.astype(str),
+        planted=steps.ground_truth(clean, recs, values, cust_file.clean_row_number, perturbed),
+        bad_rows=steps.bad_rows_table(cust_file, txn_file),
     )
 
 
