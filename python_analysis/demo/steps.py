@@ -508,7 +508,7 @@ def insert_duplicate_transactions(
 
 def point_in_time_behaviour(customers: pd.DataFrame, clean_txn: pd.DataFrame) -> pd.DataFrame:
     """Behaviour per customers-file row from the clean transactions up to the row's segmentation date (the
-    latest transaction date for a blank or bad date)."""
+    latest transaction date for a blank date)."""
     as_of_text = customers["segmentation_date"].to_numpy()
     latest_txn = clean_txn["date"].max()
     as_of = pd.to_datetime(pd.Series(as_of_text).replace("", np.nan)).fillna(latest_txn).to_numpy()
