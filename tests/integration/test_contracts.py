@@ -1,7 +1,7 @@
 """One source of column names: the Python layer takes the marts' columns from the dbt contracts.
 
 A copy of the project gets one extra contracted feature column in customer_segment_fit (dbt edits only: the
-model, its contract, and the feature list of anomaly_feature_comparison). Built with plain dbt, the new
+model, its contract, the feature list of anomaly_feature_comparison and that model's unit-test rows). Built with plain dbt, the new
 feature reaches the report's feature table with no Python edit; a mart missing a contracted column is an error.
 """
 
@@ -35,6 +35,15 @@ def _add_feature(project: Path) -> None:
     text = comparison.read_text()
     assert "'value_mismatch_z']" in text
     comparison.write_text(text.replace("'value_mismatch_z']", f"'value_mismatch_z', '{NEW}']"))
+    # the comparison's dbt unit test lists every feature's expected row: the new feature adds two (its given
+    # rows have no value for it, so n = 0 and no median)
+    unit_tests = project / "models" / "marts" / "_marts__unit_tests.yml"
+    last = "        - {feature_name: value_mismatch_z, anomaly_group: normal, n: 0, median_value: null}\n"
+    text = unit_tests.read_text()
+    assert text.count(last) == 1
+    unit_tests.write_text(text.replace(last, last + "".join(
+        f"        - {{feature_name: {NEW}, anomaly_group: {group}, n: 0, median_value: null}}\n"
+        for group in ("anomaly", "normal"))))
     for path in (project / "models" / "marts").glob("*.yml"):
         document = yaml.safe_load(path.read_text())
         changed = False
