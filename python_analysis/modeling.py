@@ -756,11 +756,14 @@ def _calibrated_folds(X: np.ndarray, y: np.ndarray, groups: np.ndarray, config: 
     return out, models
 
 
-def _calibrated_tree(X: np.ndarray, y: np.ndarray, groups: np.ndarray, config: ReportConfig, seed: int):
+def _calibrated_tree(X: np.ndarray, y: np.ndarray, groups: np.ndarray, config: ReportConfig, seed: int, *,
+                     missing: bool | None = None, ensemble: bool = True):
     """The fair tree in a ``CalibratedClassifierCV`` (sigmoid, inner customer-grouped folds), fitted on at most
-    ``cv_fit_sample_size`` of the given records; the plain tree when too few customers for inner folds."""
+    ``cv_fit_sample_size`` of the given records; the plain tree when too few customers for inner folds.
+    ``missing`` (default: whether ``X`` has a NaN) keeps the imputer; ``ensemble=False`` fits one tree on all of
+    ``X`` with the sigmoid from inner out-of-fold predictions."""
     sub = stratified_bounded_indices(y, config.cv_rows, seed)
-    missing = bool(np.isnan(X).any())
+    missing = bool(np.isnan(X).any()) if missing is None else missing
     _, inv = np.unique(groups[sub], return_inverse=True)
     has_sub = np.bincount(inv, weights=y[sub].astype(float)) > 0
     inner_k = min(3, int(has_sub.sum()), int((~has_sub).sum()))
@@ -768,7 +771,8 @@ def _calibrated_tree(X: np.ndarray, y: np.ndarray, groups: np.ndarray, config: R
         warnings.simplefilter("ignore")
         if inner_k >= 2:
             inner = grouped_stratified_splits(y[sub], groups[sub], inner_k, seed)
-            model = CalibratedClassifierCV(_tree(config, config.class_weight, missing), method="sigmoid", cv=inner)
+            model = CalibratedClassifierCV(_tree(config, config.class_weight, missing), method="sigmoid", cv=inner,
+                                           ensemble=ensemble)
         else:
             model = _tree(config, config.class_weight, missing)
         model.fit(X[sub], y[sub])
@@ -809,19 +813,8 @@ def _score_population(fm: FeatureMatrix, fit: pd.DataFrame, y: np.ndarray, group
     fitted on the sample (``CalibratedClassifierCV(ensemble=False)``: the sigmoid fitted on inner grouped
     out-of-fold predictions, one tree on the sample), encoded in slices of ``chunk`` records that read only
     the model's columns."""
-    sub = stratified_bounded_indices(y, config.cv_rows, config.random_state)
-    _, inv = np.unique(groups[sub], return_inverse=True)
-    has_sub = np.bincount(inv, weights=y[sub].astype(float)) > 0
-    inner_k = min(3, int(has_sub.sum()), int((~has_sub).sum()))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if inner_k >= 2:
-            inner = grouped_stratified_splits(y[sub], groups[sub], inner_k, config.random_state)
-            model = CalibratedClassifierCV(_tree(config, config.class_weight), method="sigmoid", cv=inner,
-                                           ensemble=False)
-        else:
-            model = _tree(config, config.class_weight)
-        model.fit(fm.X[sub], y[sub])
+    # the imputer stays even when the sample has no NaN: the records scored here may have some
+    model = _calibrated_tree(fm.X, y, groups, config, config.random_state, missing=True, ensemble=False)
     pos = list(model.classes_).index(True)
     columns = [c for c in dict.fromkeys(["customer_record_id", *fm.sources]) if c in population.columns]
     proba = np.empty(len(population))
