@@ -93,13 +93,6 @@ def check_published(published: Path, out_dir: Path, config: ReportConfig | None 
     return EXIT_OK
 
 
-def _copy_database(source: Path, target: Path) -> None:
-    shutil.copyfile(source, target)
-    wal = source.with_name(source.name + ".wal")
-    if wal.exists():  # committed changes not yet checkpointed belong to the snapshot too
-        shutil.copyfile(wal, target.with_name(target.name + ".wal"))
-
-
 def report_published(published: Path, out_dir: Path, config: ReportConfig | None = None,
                      force: bool = False) -> int:
     config = config or ReportConfig()
@@ -111,7 +104,7 @@ def report_published(published: Path, out_dir: Path, config: ReportConfig | None
         report_slot = publishing.new_slot(out_dir, is_dir=True)
         try:
             result = report_from(snapshot, report_slot.target, config, None, _grain_of(snapshot), started_at)
-            _copy_database(snapshot, slot.target)
+            pipeline.copy_database(snapshot, slot.target)
             warehouse.write_analysis_tables(slot.target, analysis_tables(result))
             _write(result, report_slot.target)
             publishing.publish(published, slot, report=(out_dir, report_slot), expect_current=snapshot)
