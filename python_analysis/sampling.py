@@ -47,6 +47,8 @@ class AnalysisSample:
     target_size: int
     positions: np.ndarray
     strata: pd.DataFrame = field(default_factory=pd.DataFrame)  # segment, has_anomaly, customers/records
+    cv_repeats: int | None = None  # repeats of the repeated grouped CV on the sample (None: not sampled)
+    full_cv_repeats: int | None = None  # the repeats small (unsampled) data gets
 
     def to_dict(self) -> dict[str, Any]:
         """metrics.json ``analysis_sample``: what was sampled, from what, and how."""
@@ -64,6 +66,7 @@ class AnalysisSample:
             "applies_to": list(SAMPLED_PARTS) if self.sampled else [],
             "every_record": list(EVERY_RECORD_PARTS),
             "strata": self.strata,
+            "cv_repeats": self.cv_repeats,
         }
 
 
@@ -123,8 +126,14 @@ def analysis_sample(fit: pd.DataFrame, config: ReportConfig) -> AnalysisSample:
         sampled=True, records=len(positions), customers=int(keep.sum()), anomaly_records=int(y[positions].sum()),
         anomaly_customers=int((keep & has_anomaly).sum()), population_records=n, population_customers=n_customers,
         threshold=config.analysis_sample_threshold, target_size=config.analysis_sample_size, positions=positions,
-        strata=pd.DataFrame(rows),
+        strata=pd.DataFrame(rows), cv_repeats=sampled_cv_repeats(config), full_cv_repeats=config.cv_repeats,
     )
+
+
+def sampled_cv_repeats(config: ReportConfig) -> int:
+    """Repeats of the repeated grouped CV when the data is sampled: fewer than on small data (the sample's CV
+    rests on as many records as a small data set's), stated in the report."""
+    return max(1, min(config.cv_repeats, config.sampled_cv_repeats))
 
 
 def _anomaly_customers(inverse: np.ndarray, y: np.ndarray) -> int:
@@ -141,6 +150,13 @@ def sample_sentence(sample: AnalysisSample) -> str | None:
             f"above {sample.threshold:,}), so the within-segment tests, verdicts, re-segmentation, and every decision "
             f"tree and its cross-validation are computed on a stratified sample of {sample.records:,} records of "
             f"{sample.customers:,} whole customers ({sample.anomaly_customers:,} with an anomaly record): "
-            f"{METHOD}. KMeans is fitted on as many anomaly records as the sample holds. Segment summaries, the feature "
+            f"{METHOD}. The repeated grouped cross-validation uses {_repeats(sample)}. KMeans is fitted on as many anomaly records as the sample holds. Segment summaries, the feature "
             "comparison, rule lift, crosstabs, the data profile and bands, the anomaly list and the cluster assignments "
             "use every record; every record is scored in the written-back anomaly_probability.")
+
+
+def _repeats(sample: AnalysisSample) -> str:
+    repeats = f"{sample.cv_repeats} repeat{'s' if sample.cv_repeats != 1 else ''}"
+    if sample.full_cv_repeats is not None and sample.full_cv_repeats != sample.cv_repeats:
+        return f"{repeats} ({sample.full_cv_repeats} on data at or below the threshold)"
+    return repeats
