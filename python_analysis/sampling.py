@@ -77,23 +77,24 @@ EVERY_RECORD_PARTS = ("segment summaries", "feature comparison", "rule lift", "c
                       "anomaly list and cluster assignments", "written-back anomaly_probability (every record scored)")
 
 
-def _customer_keys(fit: pd.DataFrame) -> np.ndarray:
+def _customer_codes(fit: pd.DataFrame) -> tuple[np.ndarray, int]:
+    """(each record's customer code, the number of customers); codes number the customer keys in sorted order
+    (as ``np.unique(keys, return_inverse=True)``), factorized on the (Arrow) strings: no Python string per record."""
     column = "customer_id" if "customer_id" in fit.columns else "customer_record_id"
-    return text_column(fit, column, missing="").to_numpy(dtype=object)
+    codes, uniques = pd.factorize(text_column(fit, column, missing=""), sort=True)
+    return codes.astype(np.intp, copy=False), len(uniques)
 
 
 def analysis_sample(fit: pd.DataFrame, config: ReportConfig) -> AnalysisSample:
     """The stated sample of ``fit`` (every record when ``len(fit) <= config.analysis_sample_threshold``)."""
     n = len(fit)
     y = anomaly_mask(fit) if n else np.zeros(0, dtype=bool)
-    keys = _customer_keys(fit) if n else np.zeros(0, dtype=object)
-    codes, inverse = np.unique(keys, return_inverse=True) if n else (np.zeros(0, dtype=object), np.zeros(0, int))
-    n_customers = len(codes)
+    inverse, n_customers = _customer_codes(fit) if n else (np.zeros(0, dtype=np.intp), 0)
     if n <= config.analysis_sample_threshold:
         return AnalysisSample(False, n, n_customers, int(y.sum()), _anomaly_customers(inverse, y), n, n_customers,
                               config.analysis_sample_threshold, config.analysis_sample_size, np.arange(n))
     segment = text_column(fit, "profitability_segment", missing="(missing)").to_numpy(dtype=object)
-    record_ids = text_column(fit, "customer_record_id", missing="").to_numpy(dtype=object)
+    record_ids = text_column(fit, "customer_record_id", missing="")
     has_anomaly = np.bincount(inverse, weights=y.astype(float), minlength=n_customers) > 0
     records_per_customer = np.bincount(inverse, minlength=n_customers)
     customer_segment = np.empty(n_customers, dtype=object)
@@ -101,7 +102,7 @@ def analysis_sample(fit: pd.DataFrame, config: ReportConfig) -> AnalysisSample:
     customer_segment[inverse[single]] = segment[single]
     multi = np.flatnonzero(~single)  # customers with copies: the segment of the smallest customer_record_id
     if len(multi):
-        first = multi[np.lexsort((record_ids[multi], inverse[multi]))]
+        first = multi[np.lexsort((record_ids.iloc[multi].to_numpy(dtype=object), inverse[multi]))]
         first = first[np.r_[True, inverse[first][1:] != inverse[first][:-1]]]
         customer_segment[inverse[first]] = segment[first]
     strata = pd.DataFrame({"profitability_segment": customer_segment, "has_anomaly": has_anomaly,
