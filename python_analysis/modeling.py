@@ -826,7 +826,7 @@ def _score_population(fm: FeatureMatrix, fit: pd.DataFrame, y: np.ndarray, group
     columns = [c for c in dict.fromkeys(["customer_record_id", *fm.sources]) if c in population.columns]
     proba = np.empty(len(population))
     for start in range(0, len(population), chunk):
-        X = encode_like(population[columns].iloc[start:start + chunk], fm, fit)
+        X = encode_like(population.iloc[start:start + chunk][columns], fm, fit)  # slice, then columns: no full copy
         proba[start:start + chunk] = model.predict_proba(X)[:, pos]
     proba[sample_positions] = sample_oof
     # the ids stay in the frame's (Arrow) string array: no Python string per record
