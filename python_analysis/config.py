@@ -133,10 +133,6 @@ class ReportConfig:
     analysis_sample_size: int = 10000
     # repeats of the repeated grouped CV when the data is sampled (at most cv_repeats; small data keeps cv_repeats)
     sampled_cv_repeats: int = 5
-    # records (whole customers) for the grouped assessment of the fair tree when the data is sampled (at most
-    # repeated_cv_sample_size; small data keeps repeated_cv_sample_size); the report states the records used
-    sampled_assessment_size: int = 2000
-    assessment_sample_size: int | None = None  # set by the report when sampled; None: repeated_cv_sample_size
     # anomaly rate band considered plausible for a segmentation review (outside -> warning in report)
     anomaly_rate_band: tuple[float, float] = (0.02, 0.30)
     top_anomalies: int = 20

@@ -844,8 +844,7 @@ def _assess(fit: pd.DataFrame, matrix: FeatureMatrix, models: dict[str, AnomalyM
     sets = model_feature_sets(config)
     fm = matrix.select([*sets["fair"][0], *sets["fair"][1]])
     bm = matrix.select([*sets["baseline"][0], *sets["baseline"][1]])
-    rows = config.repeated_cv_sample_size if config.assessment_sample_size is None else config.assessment_sample_size
-    settings = AssessmentSettings(random_state=config.random_state, max_rows=rows,
+    settings = AssessmentSettings(random_state=config.random_state, max_rows=config.repeated_cv_sample_size,
                                   leak_auc=config.leak_auc)
     idx = customer_sample(y, groups, settings.max_rows, settings.random_state)
     raw = np.column_stack([

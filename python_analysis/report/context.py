@@ -145,9 +145,6 @@ def _models(fit: pd.DataFrame, anomalies: pd.DataFrame, profile: DataProfile, co
     )
     if sample is not None and sample.sampled and sample.cv_repeats is not None:  # fewer CV repeats, stated
         model_config = replace(model_config, cv_repeats=sample.cv_repeats)
-    if sample is not None and sample.sampled:  # a smaller grouped assessment, its records stated in the report
-        model_config = replace(model_config, assessment_sample_size=min(config.repeated_cv_sample_size,
-                                                                        config.sampled_assessment_size))
     matrix = model_matrix(fit, model_config) if len(fit) else None
     scored = {"population": population, "sample_positions": sample.positions} if sample and sample.sampled else {}
     models = Models(clustering, segment_tree(fit, model_config, matrix),

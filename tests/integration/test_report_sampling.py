@@ -16,7 +16,7 @@ except ImportError:  # tests/ is not a package
     from report_fixtures import make_marts
 
 CONFIG = ReportConfig(cv_repeats=2, sampled_cv_repeats=1, dpi=40, analysis_sample_threshold=600,
-                      analysis_sample_size=300, sampled_assessment_size=200)
+                      analysis_sample_size=300)
 
 
 @pytest.fixture(scope="module")
@@ -71,23 +71,6 @@ def test_the_sampled_cv_uses_the_stated_repeats(sampled):
             assert model.cv_repeated.repeats == CONFIG.sampled_cv_repeats, name
     stated = f"uses 1 repeat ({CONFIG.cv_repeats} on data at or below the threshold)"
     assert stated in report.markdown and stated in report.html
-
-
-def test_the_sampled_assessment_uses_the_stated_records(sampled):
-    """When sampled, the grouped assessment runs on about ``sampled_assessment_size`` records of whole customers
-    (fewer than the analysis sample), and the report states the records it used."""
-    marts, report = sampled
-    sample = report.context.sample
-    assert CONFIG.sampled_assessment_size < sample.records < CONFIG.repeated_cv_sample_size
-    stated = report.metrics["anomaly_models"]["assessment"]
-    assert stated["sampled"] is True
-    # whole customers, drawn by share: about sampled_assessment_size records, fewer than the analysis sample
-    assert stated["records"] < sample.records
-    chosen = marts["customer_segment_fit"].iloc[sample.positions]
-    assert stated["customers"] < chosen["customer_id"].nunique()
-    note = f"on {stated['records']} records (a sample of whole customers"
-    assert note in stated["note"]
-    assert note in report.markdown and note in report.html
 
 
 def test_the_reliability_curve_pairs_each_score_with_its_records_flag(sampled):
