@@ -41,6 +41,9 @@ class BuildOptions:
     # add ``transactions`` to the published warehouse's stored transactions (dbt var transactions_load =
     # append), in a copy of that warehouse, instead of rebuilding from it alone
     append: bool = False
+    # keep every checked transaction in the warehouse (dbt var transactions_load = store), so that later runs
+    # can append to it; a plain full build stores only the rejected rows (it is faster)
+    store: bool = False
 
     def __post_init__(self) -> None:
         if self.grain not in GRAINS:
@@ -56,12 +59,14 @@ class BuildOptions:
             raise SegfitError("--transactions needs --customers (the demo brings its own transactions)")
         if self.append and self.transactions is None:
             raise SegfitError("--append-transactions needs a transactions file")
+        if self.store and (self.transactions is None or self.append):
+            raise SegfitError("--store-transactions needs --transactions (an append always stores its file)")
         for key, value in self.extra_vars:
             if not key.isidentifier():
                 raise SegfitError(f"--var name {key!r} is not a valid name")
             if key in ("customers_path", "transactions_path", "transactions_load"):
                 raise SegfitError(f"--var {key} is not accepted: use --{key.removesuffix('_path').removesuffix('_load')}"
-                                  + (" or --append-transactions" if key != "customers_path" else ""))
+                                  + (" or --append-transactions / --store-transactions" if key != "customers_path" else ""))
             if any(marker in value for marker in _JINJA):
                 raise SegfitError(f"--var {key} contains a Jinja marker ({{{{, {{% or {{#}}), which segfit does not "
                                   f"allow in a var (dbt would run it as a template): {value!r}")
@@ -73,7 +78,7 @@ class BuildOptions:
             "anomaly_threshold": self.threshold,
             "anomaly_threshold_mode": self.threshold_mode,
             "demo_variant": self.demo_variant,
-            "transactions_load": "append" if self.append else "full",
+            "transactions_load": "append" if self.append else "store" if self.store else "full",
         }
         values.update(dict(self.extra_vars))
         return values
@@ -150,7 +155,7 @@ def build_candidate(options: BuildOptions, published: Path, force: bool = False)
         previous = None  # a foreign file replaced with --force has no history to carry over
     if options.append and previous is None:
         raise SegfitError(f"--append-transactions needs a published warehouse to append to, and {published} has "
-                          "none: build it once with --transactions")
+                          "none: build it once with --transactions FILE --store-transactions")
     slot = publishing.new_slot(published)
     try:
         log.info("building %s", options.describe())
