@@ -30,8 +30,8 @@
         {{ segfit_fail("var 'transactions_load' " ~ load ~ " is implemented for DuckDB only, not " ~ target.type) }}
     {%- endif -%}
     {%- if cfg['transactions_path'] == '' -%}
-        {{ segfit_fail("var 'transactions_load' is " ~ load ~ ", but no transactions file is given (var transactions_path):"
-                       ~ " " ~ load ~ " keeps a transactions file's rows in the warehouse") }}
+        {{ segfit_fail("var 'transactions_load' is " ~ load ~ ", but no transactions file is given"
+                       ~ " (var transactions_path): " ~ load ~ " keeps a transactions file's rows in the warehouse") }}
     {%- endif -%}
     {{ return(true) }}
 {%- endmacro %}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -10,6 +11,8 @@ import math
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import duckdb
 
 from python_analysis import warehouse
 from python_analysis.errors import SegfitError
@@ -128,16 +131,8 @@ def validated_options(options: BuildOptions) -> BuildOptions:
     transactions = (
         inputs.validate_input_file(options.transactions, "transactions") if options.transactions else None
     )
-    return BuildOptions(
-        customers=customers,
-        transactions=transactions,
-        grain=options.grain,
-        threshold=options.threshold,
-        threshold_mode=options.threshold_mode,
-        demo_variant=options.demo_variant,
-        extra_vars=options.extra_vars,
-        append=options.append,
-    )
+    # every other option as given (a field added to BuildOptions is carried without an edit here)
+    return dataclasses.replace(options, customers=customers, transactions=transactions)
 
 
 def build_candidate(options: BuildOptions, published: Path, force: bool = False) -> publishing.Slot:
@@ -171,14 +166,35 @@ def build_candidate(options: BuildOptions, published: Path, force: bool = False)
             # an appending run skips the dbt unit tests: they test the SQL on fixed rows, not the data, and
             # every full build (and `make test`) runs them
             skip_unit_tests = ["--exclude", "test_type:unit"] if options.append else []
-            code = warehouse.run_dbt(["build", "--vars", json.dumps(options.dbt_vars()), *skip_unit_tests],
-                                     slot.target, build=build_env)
+            skip_customers = (["--exclude", *CUSTOMER_SIDE] if options.append and _same_customers(previous, options)
+                              else [])
+            if skip_customers:
+                log.info("the customers file is the published build's (same SHA-256): its models are kept")
+            code = warehouse.run_dbt(["build", "--vars", json.dumps(options.dbt_vars()), *skip_unit_tests,
+                                      *skip_customers], slot.target, build=build_env)
         if code != 0:
             raise SegfitError(f"dbt build failed (exit {code}); the published warehouse {published} is unchanged")
     except BaseException:
         slot.discard()
         raise
     return slot
+
+
+# the models (with their ancestors and tests) that read only the customers file: an appending run whose
+# customers file is byte-identical to the published build's keeps them as copied, instead of rebuilding
+# and re-testing them to the same rows (the append guard still compares the records with the stored
+# aggregates, and the vars that shaped them)
+CUSTOMER_SIDE = ("+int_customer_records_deduplicated", "+duplicate_customer_keys")
+
+
+def _same_customers(previous: Path | None, options: BuildOptions) -> bool:
+    """Was the published build made from a customers file with this one's content (marts.build_metadata)?"""
+    fingerprint = options.input_fingerprints().get("customers")
+    if previous is None or fingerprint is None:
+        return False
+    with duckdb.connect(str(previous), read_only=True) as con:  # the caller holds its read lock
+        row = con.execute("select file_sha256 from marts.build_metadata where source = 'customers'").fetchone()
+    return row is not None and row[0] == fingerprint["sha256"]
 
 
 def build(options: BuildOptions, published: Path, force: bool = False) -> Path:

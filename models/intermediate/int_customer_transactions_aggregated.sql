@@ -10,7 +10,7 @@
     a record is recomputed when its customer has a clean transaction stored since the last computation
     (transactions_through_row) dated on or before the record's as-of date, or when its as-of date moved
     (a record without a segmentation_date is as of the latest transaction date), or when it is new. -#}
--- depends_on: {{ ref('int_transactions_checked') }}
+-- depends_on: {{ ref('int_transactions_checked') }}, {{ ref('stg_transactions') }}
 {%- set append = segfit_transactions_append() -%}
 {{ config(
     materialized=segfit_transactions_materialization(),
