@@ -192,6 +192,8 @@ def _finding(item: Any, keys: list[str], limit: int) -> tuple[list[str], int | N
 
 def _run_spark(spark: Any, tables: Mapping[str, Any], config: CheckConfig,  # noqa: C901 - setup, one batch per table and the error collection, as quality.run._run
                root: Path | None, data_docs_dir: Path | None) -> CheckReport:
+    """Long: the GX setup, one Spark batch per table and the error collection share one GX context, as in
+    ``quality.run._run``."""
     import great_expectations as gx
     from pyspark import StorageLevel
 
