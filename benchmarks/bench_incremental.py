@@ -5,11 +5,13 @@ For each size (N customers : M transactions, time order, the generator of bench_
 
 1. splits the generated ``transactions.parquet`` (sorted by date) into ``base.parquet`` (every day but the
    last) and ``day.parquet`` (the last day), checking that base + day in that order is the whole file;
-2. builds the base once with `segfit build --transactions base.parquet` (not timed: yesterday's build);
+2. builds the base once with `segfit build --transactions base.parquet --store-transactions` (not timed:
+   yesterday's build, which keeps every checked transaction so that a day can be appended);
 3. times `segfit build --append-transactions day.parquet` on it (copy of the published warehouse, dbt
    build appending the day, publish);
-4. times a full rebuild `segfit build --transactions transactions.parquet` (same rows, same order) into
-   its own warehouse, with a published previous build beside it as in daily use (for the history);
+4. times a full rebuild `segfit build --transactions transactions.parquet` (same rows, same order; a plain
+   full build, which does not store the clean transactions: the cheapest rebuild) into its own
+   warehouse, with a published previous build beside it as in daily use (for the history);
 5. checks that the two warehouses' customer_segment_fit agree (row count and the sum of
    transaction_count and total_revenue), and reports wall, CPU (user + sys of the process tree, less
    sensitive to other load) and the dbt model sum from run_results.json, and the ratios
@@ -104,7 +106,8 @@ def bench(n: int, m: int, seed: int, data_dir: Path) -> dict:
     appended = workdir / "appended" / "segfit.duckdb"
     appended.parent.mkdir()
     log("base build (not timed)")
-    base = segfit_build([*customers, "--transactions", str(split["paths"]["base"])], appended, workdir, "base")
+    base = segfit_build([*customers, "--transactions", str(split["paths"]["base"]), "--store-transactions"],
+                        appended, workdir, "base")
     log("incremental: --append-transactions day.parquet")
     incremental = segfit_build([*customers, "--append-transactions", str(split["paths"]["day"])], appended,
                                workdir, "incremental")

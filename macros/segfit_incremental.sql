@@ -16,20 +16,45 @@
     {{ return('incremental') }}
 {%- endmacro %}
 
-{#- Does this run append its transactions file to the stored ones? Only with a transactions file. -#}
-{% macro segfit_transactions_append() -%}
+{#- Does this run keep every checked transaction in the warehouse (var transactions_load store or append),
+    so that later runs can append to them? Only with a transactions file, and only on DuckDB. A full load
+    (the default) stores only the rejected rows: writing every input row costs a full build more than the
+    whole feature computation (20.8 s against a 13.6 s floor query at 1M customers / 20M transactions). -#}
+{% macro segfit_transactions_stored() -%}
     {%- set cfg = segfit_config() -%}
-    {%- if cfg['transactions_load'] != 'append' -%}
+    {%- set load = cfg['transactions_load'] -%}
+    {%- if load == 'full' -%}
         {{ return(false) }}
     {%- endif -%}
     {%- if segfit_transactions_materialization() != 'incremental' -%}
-        {{ segfit_fail("var 'transactions_load' append is implemented for DuckDB only, not " ~ target.type) }}
+        {{ segfit_fail("var 'transactions_load' " ~ load ~ " is implemented for DuckDB only, not " ~ target.type) }}
     {%- endif -%}
     {%- if cfg['transactions_path'] == '' -%}
-        {{ segfit_fail("var 'transactions_load' is append, but no transactions file is given (var transactions_path):"
-                       ~ " append adds a file to the stored transactions") }}
+        {{ segfit_fail("var 'transactions_load' is " ~ load ~ ", but no transactions file is given"
+                       ~ " (var transactions_path): " ~ load ~ " keeps a transactions file's rows in the warehouse") }}
     {%- endif -%}
     {{ return(true) }}
+{%- endmacro %}
+
+{#- Does this run append its transactions file to the stored ones? Only with a transactions file. -#}
+{% macro segfit_transactions_append() -%}
+    {{ return(segfit_transactions_stored() and segfit_config()['transactions_load'] == 'append') }}
+{%- endmacro %}
+
+{#- int_transactions_checked: stored (incremental) when this run stores the transactions; otherwise a view
+    on DuckDB (its rejected half is stored by int_transactions_rejected, its clean half is read from the
+    input through int_transactions_validated), a table elsewhere (Spark). -#}
+{% macro segfit_checked_materialization() -%}
+    {%- if segfit_transactions_stored() -%}
+        {{ return('incremental') }}
+    {%- endif -%}
+    {{ return(adapter.dispatch('segfit_checked_materialization', 'segfit')()) }}
+{%- endmacro %}
+{% macro default__segfit_checked_materialization() -%}
+    {{ return('table') }}
+{%- endmacro %}
+{% macro duckdb__segfit_checked_materialization() -%}
+    {{ return('view') }}
 {%- endmacro %}
 
 {#- The vars whose value is baked into the stored transactions (their checks, and the records they are
@@ -47,7 +72,7 @@
     - the new file is not one that was appended already (every one of its ids stored). -#}
 {% macro segfit_append_guard(checked, staged, records) -%}
     {%- set cfg = segfit_config() -%}
-    {%- set advice = "; rebuild with --full-refresh (or transactions_load full) on all the transactions" -%}
+    {%- set advice = "; rebuild with --full-refresh (or transactions_load store) on all the transactions" -%}
     {%- set marts_schema = generate_schema_name('marts', none) | trim -%}
     {%- set metadata = adapter.get_relation(checked.database, marts_schema, 'build_metadata') -%}
     {%- set aggregated = adapter.get_relation(

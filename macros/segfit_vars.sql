@@ -97,7 +97,7 @@
     {%- set cfg = {
         'customers_path': segfit_path_var('customers_path'),
         'transactions_path': segfit_path_var('transactions_path'),
-        'transactions_load': segfit_choice_var('transactions_load', ['full', 'append']),
+        'transactions_load': segfit_choice_var('transactions_load', ['full', 'store', 'append']),
         'demo_variant': segfit_choice_var('demo_variant', ['transactions', 'precomputed']),
         'allowed_segments': segfit_text_list_var('allowed_segments'),
         'customer_grain': segfit_choice_var('customer_grain', ['all', 'latest']),

@@ -75,6 +75,9 @@ def _add_input_options(parser: argparse.ArgumentParser) -> None:
     transactions.add_argument("--append-transactions", type=Path, metavar="FILE",
                               help="add FILE (e.g. one day's transactions) to the published warehouse's "
                                    "transactions instead of rebuilding from one file (README, 'Daily files')")
+    parser.add_argument("--store-transactions", action="store_true",
+                        help="with --transactions: keep every checked transaction in the warehouse, so that later "
+                             "runs can --append-transactions (a plain build stores only the rejected rows)")
     parser.add_argument("--grain", default="all", choices=GRAINS,
                         help="all (every record) or latest (one per customer)")
     parser.add_argument("--threshold", type=_number, default=0.15, help="anomaly threshold (default 0.15)")
@@ -106,6 +109,7 @@ def _build_options(args: argparse.Namespace) -> pipeline.BuildOptions:
         customers=args.customers,
         transactions=args.append_transactions or args.transactions,
         append=args.append_transactions is not None,
+        store=args.store_transactions,
         grain=args.grain,
         threshold=args.threshold,
         threshold_mode=args.threshold_mode,

@@ -47,7 +47,7 @@ def from_yaml(project_dir: Path = PROJECT_DIR) -> Contracts:
 
     out: Contracts = {}
     for path in sorted((project_dir / "models" / "marts").glob("*.yml")):
-        for model in (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("models") or []:
+        for model in (yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}).get("models") or []:
             out[model["name"]] = tuple(Column(c["name"], c.get("data_type")) for c in model.get("columns") or [])
     return out
 

@@ -576,6 +576,8 @@ class AnomalyModelsResult:
     models: dict[str, AnomalyModel]
     scores: pd.DataFrame
     scores_source: str
+    # each scored record's anomaly flag, in the order of ``scores`` (not written back: for the reliability curve)
+    score_flags: np.ndarray | None = None
 
 
 SCORE_COLUMNS = ["customer_record_id", "anomaly_probability", "predicted_anomaly"]
@@ -690,6 +692,7 @@ def anomaly_models(
     fair = models["fair"]
     _assess(fit, matrix, models, y, groups, config)
     ids = text_column(fit, "customer_record_id", missing="").to_numpy(dtype=object)
+    flags = y
     calibrated = None
     fair_sources = [*model_feature_sets(config)["fair"][0], *model_feature_sets(config)["fair"][1]]
     if not fair.skipped and fair.cv_repeated is not None:
@@ -698,6 +701,7 @@ def anomaly_models(
         calibrated = None if fitted is None else fitted[0]
         if fitted is not None and population is not None and sample_positions is not None:
             calibrated, ids = _score_population(fm, fit, y, groups, fitted[0], population, sample_positions, config)
+            flags = anomaly_mask(population)
         del fm
     if fair.skipped:
         scores, source = empty_scores(), "none (fair model skipped)"
@@ -717,9 +721,11 @@ def anomaly_models(
                 "customer_record_id": ids,
                 "anomaly_probability": proba.astype("float64"),
                 "predicted_anomaly": proba >= 0.5,
+                "_flag": flags,
             }
         )
         scores = scores.sort_values("customer_record_id", kind="mergesort").reset_index(drop=True)
+        flags = scores.pop("_flag").to_numpy(dtype=bool)
     return AnomalyModelsResult(
         skipped=False,
         note="",
@@ -728,6 +734,7 @@ def anomaly_models(
         models=models,
         scores=scores,
         scores_source=source,
+        score_flags=None if fair.skipped else flags,
     )
 
 
@@ -807,7 +814,7 @@ def encode_like(frame: pd.DataFrame, fm: FeatureMatrix, reference: pd.DataFrame,
 
 def _score_population(fm: FeatureMatrix, fit: pd.DataFrame, y: np.ndarray, groups: np.ndarray,
                       sample_oof: np.ndarray, population: pd.DataFrame, sample_positions: np.ndarray,
-                      config: ReportConfig, chunk: int = 200_000) -> tuple[np.ndarray, np.ndarray]:
+                      config: ReportConfig, chunk: int = 200_000) -> tuple[np.ndarray, pd.api.extensions.ExtensionArray]:
     """(P(anomaly), customer_record_id) for every record of ``population``: the sample's calibrated out-of-fold
     probabilities at ``sample_positions``; every other record (in no fit) is scored by one calibrated fair tree
     fitted on the sample (``CalibratedClassifierCV(ensemble=False)``: the sigmoid fitted on inner grouped
@@ -819,10 +826,11 @@ def _score_population(fm: FeatureMatrix, fit: pd.DataFrame, y: np.ndarray, group
     columns = [c for c in dict.fromkeys(["customer_record_id", *fm.sources]) if c in population.columns]
     proba = np.empty(len(population))
     for start in range(0, len(population), chunk):
-        X = encode_like(population[columns].iloc[start:start + chunk], fm, fit)
+        X = encode_like(population.iloc[start:start + chunk][columns], fm, fit)  # slice, then columns: no full copy
         proba[start:start + chunk] = model.predict_proba(X)[:, pos]
     proba[sample_positions] = sample_oof
-    return proba, text_column(population, "customer_record_id", missing="").to_numpy(dtype=object)
+    # the ids stay in the frame's (Arrow) string array: no Python string per record
+    return proba, text_column(population, "customer_record_id", missing="").astype("str").array
 
 
 def _assess(fit: pd.DataFrame, matrix: FeatureMatrix, models: dict[str, AnomalyModel], y: np.ndarray,

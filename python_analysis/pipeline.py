@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -10,6 +11,8 @@ import math
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import duckdb
 
 from python_analysis import warehouse
 from python_analysis.errors import SegfitError
@@ -41,6 +44,9 @@ class BuildOptions:
     # add ``transactions`` to the published warehouse's stored transactions (dbt var transactions_load =
     # append), in a copy of that warehouse, instead of rebuilding from it alone
     append: bool = False
+    # keep every checked transaction in the warehouse (dbt var transactions_load = store), so that later runs
+    # can append to it; a plain full build stores only the rejected rows (it is faster)
+    store: bool = False
 
     def __post_init__(self) -> None:
         if self.grain not in GRAINS:
@@ -56,12 +62,14 @@ class BuildOptions:
             raise SegfitError("--transactions needs --customers (the demo brings its own transactions)")
         if self.append and self.transactions is None:
             raise SegfitError("--append-transactions needs a transactions file")
+        if self.store and (self.transactions is None or self.append):
+            raise SegfitError("--store-transactions needs --transactions (an append always stores its file)")
         for key, value in self.extra_vars:
             if not key.isidentifier():
                 raise SegfitError(f"--var name {key!r} is not a valid name")
             if key in ("customers_path", "transactions_path", "transactions_load"):
                 raise SegfitError(f"--var {key} is not accepted: use --{key.removesuffix('_path').removesuffix('_load')}"
-                                  + (" or --append-transactions" if key != "customers_path" else ""))
+                                  + (" or --append-transactions / --store-transactions" if key != "customers_path" else ""))
             if any(marker in value for marker in _JINJA):
                 raise SegfitError(f"--var {key} contains a Jinja marker ({{{{, {{% or {{#}}), which segfit does not "
                                   f"allow in a var (dbt would run it as a template): {value!r}")
@@ -73,7 +81,7 @@ class BuildOptions:
             "anomaly_threshold": self.threshold,
             "anomaly_threshold_mode": self.threshold_mode,
             "demo_variant": self.demo_variant,
-            "transactions_load": "append" if self.append else "full",
+            "transactions_load": "append" if self.append else "store" if self.store else "full",
         }
         values.update(dict(self.extra_vars))
         return values
@@ -123,16 +131,8 @@ def validated_options(options: BuildOptions) -> BuildOptions:
     transactions = (
         inputs.validate_input_file(options.transactions, "transactions") if options.transactions else None
     )
-    return BuildOptions(
-        customers=customers,
-        transactions=transactions,
-        grain=options.grain,
-        threshold=options.threshold,
-        threshold_mode=options.threshold_mode,
-        demo_variant=options.demo_variant,
-        extra_vars=options.extra_vars,
-        append=options.append,
-    )
+    # every other option as given (a field added to BuildOptions is carried without an edit here)
+    return dataclasses.replace(options, customers=customers, transactions=transactions)
 
 
 def build_candidate(options: BuildOptions, published: Path, force: bool = False) -> publishing.Slot:
@@ -150,7 +150,7 @@ def build_candidate(options: BuildOptions, published: Path, force: bool = False)
         previous = None  # a foreign file replaced with --force has no history to carry over
     if options.append and previous is None:
         raise SegfitError(f"--append-transactions needs a published warehouse to append to, and {published} has "
-                          "none: build it once with --transactions")
+                          "none: build it once with --transactions FILE --store-transactions")
     slot = publishing.new_slot(published)
     try:
         log.info("building %s", options.describe())
@@ -166,14 +166,35 @@ def build_candidate(options: BuildOptions, published: Path, force: bool = False)
             # an appending run skips the dbt unit tests: they test the SQL on fixed rows, not the data, and
             # every full build (and `make test`) runs them
             skip_unit_tests = ["--exclude", "test_type:unit"] if options.append else []
-            code = warehouse.run_dbt(["build", "--vars", json.dumps(options.dbt_vars()), *skip_unit_tests],
-                                     slot.target, build=build_env)
+            skip_customers = (["--exclude", *CUSTOMER_SIDE] if options.append and _same_customers(previous, options)
+                              else [])
+            if skip_customers:
+                log.info("the customers file is the published build's (same SHA-256): its models are kept")
+            code = warehouse.run_dbt(["build", "--vars", json.dumps(options.dbt_vars()), *skip_unit_tests,
+                                      *skip_customers], slot.target, build=build_env)
         if code != 0:
             raise SegfitError(f"dbt build failed (exit {code}); the published warehouse {published} is unchanged")
     except BaseException:
         slot.discard()
         raise
     return slot
+
+
+# the models (with their ancestors and tests) that read only the customers file: an appending run whose
+# customers file is byte-identical to the published build's keeps them as copied, instead of rebuilding
+# and re-testing them to the same rows (the append guard still compares the records with the stored
+# aggregates, and the vars that shaped them)
+CUSTOMER_SIDE = ("+int_customer_records_deduplicated", "+duplicate_customer_keys")
+
+
+def _same_customers(previous: Path | None, options: BuildOptions) -> bool:
+    """Was the published build made from a customers file with this one's content (marts.build_metadata)?"""
+    fingerprint = options.input_fingerprints().get("customers")
+    if previous is None or fingerprint is None:
+        return False
+    with duckdb.connect(str(previous), read_only=True) as con:  # the caller holds its read lock
+        row = con.execute("select file_sha256 from marts.build_metadata where source = 'customers'").fetchone()
+    return row is not None and row[0] == fingerprint["sha256"]
 
 
 def build(options: BuildOptions, published: Path, force: bool = False) -> Path:

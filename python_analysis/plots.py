@@ -220,16 +220,16 @@ def retention_by_segment(fit: pd.DataFrame, order: Sequence[str], threshold: flo
                          config: ReportConfig) -> Figure:
     """Every record's retention (jittered strip) per segment in value order, the segment mean and the band
     inside which a record fits (mean ± threshold); anomalies, outside the band, in the anomaly colour."""
-    segment = text_column(fit, "profitability_segment").to_numpy()
+    segments = text_column(fit, "profitability_segment")  # compared as (Arrow) strings: no Python string per record
     retention = numeric_column(fit, "retention_probability")
     mask = anomaly_mask(fit)
-    customers = text_column(fit, "customer_id").to_numpy() if "customer_id" in fit.columns else None
+    customers = text_column(fit, "customer_id") if "customer_id" in fit.columns else None
     fig = _figure(config, (max(config.figure_size[0], 1.3 * len(order) + 2), config.figure_size[1] + 0.5))
     ax = fig.add_subplot()
     idx = _plot_positions(len(fit), config)
     jitter = np.random.default_rng(config.random_state).uniform(-0.28, 0.28, len(idx))
     pos = {s: i for i, s in enumerate(order)}
-    x = np.array([pos.get(s, -1) for s in segment[idx]], dtype=float)
+    x = np.array([pos.get(s, -1) for s in segments.iloc[idx].to_numpy()], dtype=float)
     keep = x >= 0
     sel_idx, xs, js = idx[keep], x[keep], jitter[keep]
     anomaly = mask[sel_idx]
@@ -239,7 +239,7 @@ def retention_by_segment(fit: pd.DataFrame, order: Sequence[str], threshold: flo
                linewidths=0, label="classification anomaly")
     labels = []
     for i, name in enumerate(order):
-        in_seg = segment == name
+        in_seg = (segments == name).to_numpy(dtype=bool)
         mean = float(np.nanmean(retention[in_seg])) if in_seg.any() else math.nan
         if math.isfinite(mean):
             ax.hlines(mean, i - 0.4, i + 0.4, color="black", linewidth=2, label="segment mean" if i == 0 else None)
@@ -249,7 +249,7 @@ def retention_by_segment(fit: pd.DataFrame, order: Sequence[str], threshold: flo
                 ax.fill_between([i - 0.4, i + 0.4], low, high, color="#4c78a8", alpha=0.12, linewidth=0,
                                 label=f"fits: mean ± {threshold:g}{BAND_LABELS.get(mode or '', '')}"
                                 if i == 0 else None)
-        n_cust = len(set(customers[in_seg])) if customers is not None else 0
+        n_cust = int(customers[in_seg].nunique(dropna=False)) if customers is not None else 0
         labels.append(f"{name}\n{n_cust:,} customers\n{int(in_seg.sum()):,} records")
     ax.set_xticks(np.arange(len(order)), labels, fontsize=8)
     ax.set_xlim(-0.6, len(order) - 0.4)

@@ -47,6 +47,8 @@ class AnalysisSample:
     target_size: int
     positions: np.ndarray
     strata: pd.DataFrame = field(default_factory=pd.DataFrame)  # segment, has_anomaly, customers/records
+    cv_repeats: int | None = None  # repeats of the repeated grouped CV on the sample (None: not sampled)
+    full_cv_repeats: int | None = None  # the repeats small (unsampled) data gets
 
     def to_dict(self) -> dict[str, Any]:
         """metrics.json ``analysis_sample``: what was sampled, from what, and how."""
@@ -64,6 +66,7 @@ class AnalysisSample:
             "applies_to": list(SAMPLED_PARTS) if self.sampled else [],
             "every_record": list(EVERY_RECORD_PARTS),
             "strata": self.strata,
+            "cv_repeats": self.cv_repeats,
         }
 
 
@@ -74,23 +77,24 @@ EVERY_RECORD_PARTS = ("segment summaries", "feature comparison", "rule lift", "c
                       "anomaly list and cluster assignments", "written-back anomaly_probability (every record scored)")
 
 
-def _customer_keys(fit: pd.DataFrame) -> np.ndarray:
+def _customer_codes(fit: pd.DataFrame) -> tuple[np.ndarray, int]:
+    """(each record's customer code, the number of customers); codes number the customer keys in sorted order
+    (as ``np.unique(keys, return_inverse=True)``), factorized on the (Arrow) strings: no Python string per record."""
     column = "customer_id" if "customer_id" in fit.columns else "customer_record_id"
-    return text_column(fit, column, missing="").to_numpy(dtype=object)
+    codes, uniques = pd.factorize(text_column(fit, column, missing=""), sort=True)
+    return codes.astype(np.intp, copy=False), len(uniques)
 
 
 def analysis_sample(fit: pd.DataFrame, config: ReportConfig) -> AnalysisSample:
     """The stated sample of ``fit`` (every record when ``len(fit) <= config.analysis_sample_threshold``)."""
     n = len(fit)
     y = anomaly_mask(fit) if n else np.zeros(0, dtype=bool)
-    keys = _customer_keys(fit) if n else np.zeros(0, dtype=object)
-    codes, inverse = np.unique(keys, return_inverse=True) if n else (np.zeros(0, dtype=object), np.zeros(0, int))
-    n_customers = len(codes)
+    inverse, n_customers = _customer_codes(fit) if n else (np.zeros(0, dtype=np.intp), 0)
     if n <= config.analysis_sample_threshold:
         return AnalysisSample(False, n, n_customers, int(y.sum()), _anomaly_customers(inverse, y), n, n_customers,
                               config.analysis_sample_threshold, config.analysis_sample_size, np.arange(n))
     segment = text_column(fit, "profitability_segment", missing="(missing)").to_numpy(dtype=object)
-    record_ids = text_column(fit, "customer_record_id", missing="").to_numpy(dtype=object)
+    record_ids = text_column(fit, "customer_record_id", missing="")
     has_anomaly = np.bincount(inverse, weights=y.astype(float), minlength=n_customers) > 0
     records_per_customer = np.bincount(inverse, minlength=n_customers)
     customer_segment = np.empty(n_customers, dtype=object)
@@ -98,7 +102,7 @@ def analysis_sample(fit: pd.DataFrame, config: ReportConfig) -> AnalysisSample:
     customer_segment[inverse[single]] = segment[single]
     multi = np.flatnonzero(~single)  # customers with copies: the segment of the smallest customer_record_id
     if len(multi):
-        first = multi[np.lexsort((record_ids[multi], inverse[multi]))]
+        first = multi[np.lexsort((record_ids.iloc[multi].to_numpy(dtype=object), inverse[multi]))]
         first = first[np.r_[True, inverse[first][1:] != inverse[first][:-1]]]
         customer_segment[inverse[first]] = segment[first]
     strata = pd.DataFrame({"profitability_segment": customer_segment, "has_anomaly": has_anomaly,
@@ -123,8 +127,14 @@ def analysis_sample(fit: pd.DataFrame, config: ReportConfig) -> AnalysisSample:
         sampled=True, records=len(positions), customers=int(keep.sum()), anomaly_records=int(y[positions].sum()),
         anomaly_customers=int((keep & has_anomaly).sum()), population_records=n, population_customers=n_customers,
         threshold=config.analysis_sample_threshold, target_size=config.analysis_sample_size, positions=positions,
-        strata=pd.DataFrame(rows),
+        strata=pd.DataFrame(rows), cv_repeats=sampled_cv_repeats(config), full_cv_repeats=config.cv_repeats,
     )
+
+
+def sampled_cv_repeats(config: ReportConfig) -> int:
+    """Repeats of the repeated grouped CV when the data is sampled: fewer than on small data (the sample's CV
+    rests on as many records as a small data set's), stated in the report."""
+    return max(1, min(config.cv_repeats, config.sampled_cv_repeats))
 
 
 def _anomaly_customers(inverse: np.ndarray, y: np.ndarray) -> int:
@@ -141,6 +151,13 @@ def sample_sentence(sample: AnalysisSample) -> str | None:
             f"above {sample.threshold:,}), so the within-segment tests, verdicts, re-segmentation, and every decision "
             f"tree and its cross-validation are computed on a stratified sample of {sample.records:,} records of "
             f"{sample.customers:,} whole customers ({sample.anomaly_customers:,} with an anomaly record): "
-            f"{METHOD}. KMeans is fitted on as many anomaly records as the sample holds. Segment summaries, the feature "
+            f"{METHOD}. The repeated grouped cross-validation uses {_repeats(sample)}. KMeans is fitted on as many anomaly records as the sample holds. Segment summaries, the feature "
             "comparison, rule lift, crosstabs, the data profile and bands, the anomaly list and the cluster assignments "
             "use every record; every record is scored in the written-back anomaly_probability.")
+
+
+def _repeats(sample: AnalysisSample) -> str:
+    repeats = f"{sample.cv_repeats} repeat{'s' if sample.cv_repeats != 1 else ''}"
+    if sample.full_cv_repeats is not None and sample.full_cv_repeats != sample.cv_repeats:
+        return f"{repeats} ({sample.full_cv_repeats} on data at or below the threshold)"
+    return repeats

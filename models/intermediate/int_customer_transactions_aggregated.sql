@@ -10,6 +10,7 @@
     a record is recomputed when its customer has a clean transaction stored since the last computation
     (transactions_through_row) dated on or before the record's as-of date, or when its as-of date moved
     (a record without a segmentation_date is as of the latest transaction date), or when it is new. -#}
+-- depends_on: {{ ref('int_transactions_checked') }}, {{ ref('stg_transactions') }}
 {%- set append = segfit_transactions_append() -%}
 {{ config(
     materialized=segfit_transactions_materialization(),
@@ -72,11 +73,16 @@ records_as_of as (
 
 ),
 
-{# the last stored row this computation has seen (rejected rows included) #}
+{# the last stored row this computation has seen (rejected rows included); with a full load (the checked
+    rows are a view) the last staged row, without running the checks again #}
 stored_transactions as (
 
     select max(source_row_number) as transactions_through_row
-    from {{ ref('int_transactions_checked') }}
+    {%- if segfit_checked_materialization() == 'view' %}
+        from {{ ref('stg_transactions') }}
+    {%- else %}
+        from {{ ref('int_transactions_checked') }}
+    {%- endif %}
 
 ),
 {%- if incremental %}

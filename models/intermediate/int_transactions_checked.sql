@@ -1,19 +1,23 @@
-{#- One row per input transaction (key source_row_number), stored: every staged transaction with one
-    check_<column> per rule (null = passed) and is_rejected. int_transactions_rejected (the quarantine)
-    and int_transactions_validated (the clean rows) are its two halves. Refunds (negative amounts) are
-    valid transactions: they count, and they net off revenue.
-    Incremental (var transactions_load = append, a transactions file given): a run appends only the new
-    file's rows. Their row numbers continue after the stored ones, so N daily files give the
-    source_row_numbers of one concatenated file; a duplicate transaction_id is found against every stored
-    id as well as the new file's (the first occurrence, the lowest row number, is kept), and the orphan
-    check uses the customers as of this run. Stored rows are never re-checked, so anything that would
-    change their checks (the customers, the plausibility vars) needs a full build: segfit_append_guard()
-    stops the run, from the warehouse's data, when it changed. Otherwise (the default, full) the table is
-    rebuilt from the input on every run. -#}
+{#- One row per input transaction (key source_row_number): every staged transaction with one check_<column>
+    per rule (null = passed) and is_rejected. int_transactions_rejected (the quarantine) and
+    int_transactions_validated (the clean rows) are its two halves. Refunds (negative amounts) are valid
+    transactions: they count, and they net off revenue.
+    Full load (var transactions_load = full, the default): a view. The checks run once, when
+    int_transactions_rejected stores the rejected rows; the clean rows are read from the input
+    (int_transactions_validated), so a full build never writes the whole input.
+    Stored (transactions_load = store): a table of every checked row, rebuilt from the file, so that later
+    runs can append to it. Appending (transactions_load = append): a run adds only the new file's rows.
+    Their row numbers continue after the stored ones, so N daily files give the source_row_numbers of one
+    concatenated file; a duplicate transaction_id is found against every stored id as well as the new
+    file's (the first occurrence, the lowest row number, is kept), and the orphan check uses the customers
+    as of this run. Stored rows are never re-checked, so anything that would change their checks (the
+    customers, the plausibility vars) needs a full build: segfit_append_guard() stops the run, from the
+    warehouse's data, when it changed; and an append onto a warehouse that did not store its transactions
+    (a full load) stops too. -#}
 -- depends_on: {{ ref('int_customer_records_deduplicated') }}
 {%- set append = segfit_transactions_append() -%}
 {{ config(
-    materialized=segfit_transactions_materialization(),
+    materialized=segfit_checked_materialization(),
     incremental_strategy='append',
     full_refresh=(none if append else true),
     on_schema_change='fail',
@@ -23,10 +27,11 @@
 
 {%- set incremental = is_incremental() -%}
 {%- if append and not incremental and execute and not flags.FULL_REFRESH and flags.WHICH in ('build', 'run') -%}
-    {#- appending to nothing would silently start over from this one file (e.g. a warehouse built by an
-        older segfit, without stored transactions) -#}
+    {#- appending to nothing would silently start over from this one file (a warehouse built with a full
+        load, which does not store its transactions, or by an older segfit) -#}
     {{ segfit_fail("transactions_load is append, but the warehouse has no stored transactions to append to"
-                   ~ " (" ~ this ~ "); build once with transactions_load full (or --transactions)") }}
+                   ~ " (" ~ this ~ " is not a stored table: a full load does not store them); build once with"
+                   ~ " transactions_load store (segfit build --store-transactions) on all the transactions") }}
 {%- endif -%}
 {%- if incremental and execute -%}
     {%- do segfit_append_guard(this, ref('stg_transactions'), ref('int_customer_records_deduplicated')) -%}

@@ -1,9 +1,9 @@
 {#- One row per input source: every input row is either clean or rejected (quarantined in
     data_quality_issues), and clean customer records are either in the grain or dropped by it.
-    input_rows counts the stored input rows (every staged row of every transactions file loaded, see
-    int_transactions_checked; staging for the customers), clean_rows the clean view, rejected_rows the
-    quarantined rows of data_quality_issues: three independent counts, so a row lost or counted twice
-    shows. -#}
+    input_rows counts the input rows (staging for the customers, and for the transactions of a full load;
+    with stored transactions every stored row of every file loaded, see int_transactions_checked),
+    clean_rows the clean view, rejected_rows the quarantined rows of data_quality_issues: three
+    independent counts, so a row lost or counted twice shows. -#}
 
 with
 
@@ -21,7 +21,13 @@ customers_clean as (
 
 transactions_input as (
 
-    select count(*) as input_rows from {{ ref('int_transactions_checked') }}
+    {#- every stored row of every file loaded; with a full load (no stored rows) the staged file -#}
+    select count(*) as input_rows
+    {%- if segfit_checked_materialization() == 'view' %}
+        from {{ ref('stg_transactions') }}
+    {%- else %}
+        from {{ ref('int_transactions_checked') }}
+    {%- endif %}
 
 ),
 

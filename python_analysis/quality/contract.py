@@ -83,7 +83,7 @@ def contract_columns(files: tuple[Path, ...] = CONTRACT_FILES,
 
     found: dict[str, dict[str, str]] = {}
     for path in files:
-        for model in (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("models") or []:
+        for model in (yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}).get("models") or []:
             if model.get("name") not in tables:
                 continue
             kinds: dict[str, str] = {}

@@ -98,6 +98,9 @@ class ReportContext:
     notes: tuple[str, ...]
     sample: AnalysisSample | None = None  # the stated analysis sample (sampling.py); sampled only when large
     extra: Mapping[str, object] = field(default_factory=dict)
+    # figures derived from the context once and used by more than one part (the reliability curve: chart and
+    # sentence); not part of the context's value
+    derived: dict[str, object] = field(default_factory=dict, compare=False, repr=False)
 
 
 def _mart(marts: Mapping[str, pd.DataFrame], key: str, notes: list[str]) -> pd.DataFrame:
@@ -140,6 +143,8 @@ def _models(fit: pd.DataFrame, anomalies: pd.DataFrame, profile: DataProfile, co
         extra_excluded_features=tuple(dict.fromkeys(config.extra_excluded_features + profile.redundant_columns)),
         segment_defining_feature=config.segment_defining_feature or profile.band_feature,
     )
+    if sample is not None and sample.sampled and sample.cv_repeats is not None:  # fewer CV repeats, stated
+        model_config = replace(model_config, cv_repeats=sample.cv_repeats)
     matrix = model_matrix(fit, model_config) if len(fit) else None
     scored = {"population": population, "sample_positions": sample.positions} if sample and sample.sampled else {}
     models = Models(clustering, segment_tree(fit, model_config, matrix),

@@ -26,12 +26,22 @@ CHART_NAMES: tuple[str, ...] = (
 
 def written_back_reliability(ctx: ReportContext) -> plots.Reliability | None:
     """The reliability curve of the written-back ``anomaly_probability`` (out-of-fold) against each record's
-    anomaly flag; None when no probability was written back or only one class is present."""
+    anomaly flag; None when no probability was written back or only one class is present. Computed once per
+    context (the chart and the sentence both use it)."""
+    if "written_back_reliability" not in ctx.derived:
+        ctx.derived["written_back_reliability"] = _written_back_reliability(ctx)
+    return ctx.derived["written_back_reliability"]  # type: ignore[return-value]
+
+
+def _written_back_reliability(ctx: ReportContext) -> plots.Reliability | None:
     scores = ctx.models.anomaly.scores
     if ctx.models.anomaly.skipped or not len(scores) or "customer_record_id" not in ctx.fit.columns:
         return None
-    flags = pd.Series(anomaly_mask(ctx.fit), index=text_column(ctx.fit, "customer_record_id", missing=""))
-    y = flags.reindex(scores["customer_record_id"].to_numpy()).to_numpy()
+    if ctx.models.anomaly.score_flags is not None and len(ctx.models.anomaly.score_flags) == len(scores):
+        y = ctx.models.anomaly.score_flags  # each scored record's flag, carried in the scores' order
+    else:
+        flags = pd.Series(anomaly_mask(ctx.fit), index=text_column(ctx.fit, "customer_record_id", missing=""))
+        y = flags.reindex(scores["customer_record_id"].to_numpy()).to_numpy()
     if pd.isna(y).any() or len(set(y.tolist())) < 2:
         return None
     return plots.reliability_of(y.astype(bool), scores["anomaly_probability"].to_numpy(dtype=float))

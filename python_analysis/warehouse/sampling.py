@@ -10,7 +10,7 @@ import pandas as pd
 from python_analysis.errors import SegfitError
 
 from .connections import bounded_read_only
-from .reading import _fetch_frame
+from .reading import fetch_frame
 
 # stratified sample of a large mart, for fitting heavy models with bounded memory (see read_stratified_sample)
 _NAME = re.compile(r"[a-z_][a-z0-9_]*")
@@ -64,7 +64,7 @@ def read_stratified_sample(path: Path, table: str = "customer_segment_fit", *, m
         from {relation} {'group by ' + by if strata else ''}
     """  # noqa: S608
     with bounded_read_only(path, "segfit-sample-spill-") as con:
-        sample = _fetch_frame(con.execute(sql, [seed, max_rows, max_rows]))
+        sample = fetch_frame(con, sql, [seed, max_rows, max_rows])
         population = con.execute(strata_sql).df()
     if strata:
         taken = sample.groupby(list(strata), dropna=False).size().rename("sample_rows").reset_index()

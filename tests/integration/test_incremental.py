@@ -1,6 +1,8 @@
 """Incremental daily loads (#13): transactions files appended one by one (dbt var transactions_load =
-append, or `segfit build --append-transactions`) give the marts of one full build on the files
-concatenated in load order, and a file that cannot be appended exactly stops the run with one line.
+append, or `segfit build --append-transactions`) onto a build that stored its transactions
+(transactions_load = store, `--store-transactions`) give the marts of one full build (transactions_load =
+full, which does not store them) on the files concatenated in load order, and a file that cannot be
+appended exactly (onto a full build too) stops the run with one line.
 
 The daily files are cut from the demo transactions by transaction_date, with planted rows that exercise
 every path across days: a duplicate of an earlier day's transaction_id, a duplicate within a day, an
@@ -9,7 +11,7 @@ arrives on) for a record whose segmentation date lies after it. The expected val
 rows come from pandas on the concatenated file, not from the models.
 
 Runtime on the shared 2-core machine: about 3-4 minutes for the first test (5 dbt builds of the demo),
-2-3 minutes for the second (2 CLI builds that publish, 3 that stop early).
+4-5 minutes for the second (4 CLI builds that publish, 4 that stop early).
 """
 
 from __future__ import annotations
@@ -94,8 +96,7 @@ def _plain_dbt(database: Path, target: Path, *args: str) -> subprocess.Completed
                           text=True, timeout=1200)
 
 
-def _build(database: Path, customers: Path, transactions: Path, *, append: bool) -> None:
-    load = "append" if append else "full"
+def _build(database: Path, customers: Path, transactions: Path, *, load: str) -> None:
     result = _plain_dbt(database, database.parent / f"target_{database.stem}", "build", "--vars",
                         f"{{customers_path: '{customers}', transactions_path: '{transactions}', "
                         f"transactions_load: {load}}}")
@@ -133,13 +134,13 @@ def test_appending_daily_files_gives_the_marts_of_one_full_build(daily_files, tm
     files, customers = daily_files["files"], daily_files["customers"]
     full = tmp_path / "full" / "segfit.duckdb"
     full.parent.mkdir()
-    _build(full, customers, daily_files["all"], append=False)
+    _build(full, customers, daily_files["all"], load="full")
 
     appended = tmp_path / "appended" / "segfit.duckdb"
     appended.parent.mkdir()
     fits = []
     for i, day in enumerate(files):
-        _build(appended, customers, day, append=i > 0)
+        _build(appended, customers, day, load="append" if i > 0 else "store")
         fits.append(_tables(appended, "marts")["customer_segment_fit"].set_index("customer_record_id"))
 
     full_marts, appended_marts = _tables(full, "marts"), _tables(appended, "marts")
@@ -188,11 +189,9 @@ def test_a_file_that_cannot_be_appended_exactly_stops_the_build_and_publishes_no
                        tmp_path / "customers.csv")
     published = tmp_path / "warehouse" / "segfit.duckdb"
     published.parent.mkdir()
-    pipeline.build(pipeline.BuildOptions(customers=customers, transactions=files[0]), published)
-    pipeline.build(pipeline.BuildOptions(customers=customers, transactions=files[1], append=True), published)
-    before = published.resolve()
 
     def append_fails(transactions: Path, message: str, **options) -> None:
+        before = published.resolve()
         caplog.clear()
         with caplog.at_level("INFO"), pytest.raises(SegfitError, match="dbt build failed"):
             pipeline.build(pipeline.BuildOptions(customers=customers, transactions=transactions, append=True,
@@ -200,6 +199,25 @@ def test_a_file_that_cannot_be_appended_exactly_stops_the_build_and_publishes_no
         said = [r.getMessage() for r in caplog.records if "segfit: transactions_load is append" in r.getMessage()]
         assert said and message in said[0], said
         assert published.resolve() == before
+
+    # a full build does not store its transactions: nothing to append to
+    pipeline.build(pipeline.BuildOptions(customers=customers, transactions=files[0]), published)
+    append_fails(files[1], "the warehouse has no stored transactions to append to")
+    pipeline.build(pipeline.BuildOptions(customers=customers, transactions=files[0], store=True), published)
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        pipeline.build(pipeline.BuildOptions(customers=customers, transactions=files[1], append=True), published)
+    # the customers file is the stored build's, so the CLI kept its customer-side models: the marts are
+    # still those of one full build on the two days concatenated
+    assert any("its models are kept" in r.getMessage() for r in caplog.records)
+    both = _write(pd.concat([pd.read_csv(f, dtype=str, keep_default_na=False) for f in files[:2]]),
+                  tmp_path / "days_0_1.csv")
+    reference = tmp_path / "reference" / "segfit.duckdb"
+    reference.parent.mkdir()
+    pipeline.build(pipeline.BuildOptions(customers=customers, transactions=both), reference)
+    appended_marts, full_marts = _tables(published, "marts"), _tables(reference, "marts")
+    for name in sorted(full_marts.keys() - RUN_DESCRIBING_MARTS):
+        _assert_same_rows(name, appended_marts[name], full_marts[name])
 
     # the same day again: every id is stored already
     append_fails(files[1], "is already stored")

@@ -15,12 +15,17 @@ try:
 except ImportError:  # tests/ is not a package
     from report_fixtures import make_marts
 
-CONFIG = ReportConfig(cv_repeats=2, dpi=40, analysis_sample_threshold=600, analysis_sample_size=300)
+CONFIG = ReportConfig(cv_repeats=2, sampled_cv_repeats=1, dpi=40, analysis_sample_threshold=600,
+                      analysis_sample_size=300)
 
 
 @pytest.fixture(scope="module")
 def sampled():
     marts = make_marts(n=1200, seed=5)
+    # rows not in customer_record_id order (as in a warehouse, read in source_row_number order): the written-back
+    # scores are sorted by id, so anything carried along with them must be reordered with them
+    fit = marts["customer_segment_fit"]
+    marts["customer_segment_fit"] = fit.sample(frac=1.0, random_state=11).reset_index(drop=True)
     return marts, build_report(marts, CONFIG)
 
 
@@ -55,3 +60,31 @@ def test_every_record_is_scored(sampled):
     outside = ~scores["customer_record_id"].isin(fit["customer_record_id"].iloc[report.context.sample.positions])
     flags = scores.merge(fit[["customer_record_id", "is_classification_anomaly"]], on="customer_record_id")
     assert roc_auc_score(flags.loc[outside.to_numpy(), "is_classification_anomaly"], p[outside.to_numpy()]) > 0.6
+
+
+def test_the_sampled_cv_uses_the_stated_repeats(sampled):
+    """When sampled, the repeated grouped CV runs ``sampled_cv_repeats`` times, and the report says so."""
+    _, report = sampled
+    assert report.metrics["analysis_sample"]["cv_repeats"] == CONFIG.sampled_cv_repeats == 1
+    for name, model in report.context.models.anomaly.models.items():
+        if model.cv_repeated is not None:
+            assert model.cv_repeated.repeats == CONFIG.sampled_cv_repeats, name
+    stated = f"uses 1 repeat ({CONFIG.cv_repeats} on data at or below the threshold)"
+    assert stated in report.markdown and stated in report.html
+
+
+def test_the_reliability_curve_pairs_each_score_with_its_records_flag(sampled):
+    """The written-back reliability curve (from the flags carried with the scores) equals the curve computed
+    here by joining the scores to the fit mart's flags on customer_record_id."""
+    from python_analysis import plots
+    from python_analysis.report.figures import written_back_reliability
+
+    marts, report = sampled
+    fit = marts["customer_segment_fit"]
+    scores = report.anomaly_model_scores
+    joined = scores.merge(fit[["customer_record_id", "is_classification_anomaly"]], on="customer_record_id",
+                          how="left", validate="one_to_one")
+    assert len(joined) == len(scores) and joined["is_classification_anomaly"].notna().all()
+    expected = plots.reliability_of(joined["is_classification_anomaly"].to_numpy(dtype=bool),
+                                    joined["anomaly_probability"].to_numpy(dtype=float))
+    assert written_back_reliability(report.context) == expected
