@@ -34,6 +34,7 @@ import os
 import re
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -96,6 +97,18 @@ def run_measured(command: list[str], **kwargs) -> dict:
 # --------------------------------------------------------------------------------------------------------
 
 
+def _event_lines(path: Path):
+    """The lines of one application's event log: a file, or (Spark 4's rolling logs) a directory of files."""
+    files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")) if path.is_dir() else [path]
+    for file in files:
+        if file.suffix == ".zstd":  # Spark 4 compresses event logs with zstd by default
+            text = subprocess.run(["zstd", "-dc", str(file)], check=True, capture_output=True).stdout  # noqa: S603, S607
+            yield from text.decode("utf-8", errors="replace").splitlines()
+            continue
+        with open(file, encoding="utf-8", errors="replace") as lines:
+            yield from lines
+
+
 def parse_event_log(path: Path) -> dict:
     """One application's event log: its start, jobs, task and shuffle totals (times in s, bytes)."""
     app_start = app_end = None
@@ -104,11 +117,13 @@ def parse_event_log(path: Path) -> dict:
     totals = {"task_run_s": 0.0, "task_cpu_s": 0.0, "gc_s": 0.0, "shuffle_write_bytes": 0,
               "shuffle_write_s": 0.0, "shuffle_read_bytes": 0, "shuffle_fetch_wait_s": 0.0,
               "input_bytes": 0, "output_bytes": 0, "spill_disk_bytes": 0}
-    with open(path, encoding="utf-8", errors="replace") as lines:
-        for line in lines:
+    if True:
+        for line in _event_lines(path):
             try:
                 event = json.loads(line)
             except ValueError:
+                continue
+            if not isinstance(event, dict):
                 continue
             kind = event.get("Event")
             if kind == "SparkListenerApplicationStart":
@@ -210,6 +225,7 @@ def run_engine(engine: str, paths: dict[str, Path], workdir: Path, label: str) -
     else:
         events.mkdir()
         env["PYSPARK_SUBMIT_ARGS"] = (f"--conf spark.eventLog.enabled=true --conf spark.eventLog.dir=file://{events} "
+                                      "--conf spark.eventLog.compress=false "
                                       "pyspark-shell")
     segfit = Path(sys.executable).with_name("segfit")
     command = [str(segfit), "run", "--engine", engine, "--customers", str(paths["customers"]),
@@ -236,7 +252,7 @@ def run_engine(engine: str, paths: dict[str, Path], workdir: Path, label: str) -
 
 def spark_breakdown(measured: dict, events: Path, text: str) -> dict:
     """Where the Spark run's time goes: the dbt build's session and the checks' session, from their logs."""
-    logs = sorted((parse_event_log(p) for p in events.iterdir() if p.is_file()),
+    logs = sorted((parse_event_log(p) for p in events.iterdir() if not p.name.startswith(".")),
                   key=lambda log: log["app_start_epoch"] or 0)
     marks = {line: t for t, line in measured["marks"]}
     build_at = next((t for line, t in marks.items() if "[1/3] build" in line), 0.0)
