@@ -13,9 +13,14 @@ old one. A reader that resolves ``DIR`` gets the old warehouse or the new one, n
 a failed or killed build leaves ``DIR`` untouched. It is the same scheme and code as the DuckDB engine
 (``python_analysis.warehouse.publishing``), with a directory where DuckDB has a file.
 
-**Reading the marts after the build.** The checks and the report read the Parquet tables directly, with
-DuckDB over the files (``parquet_views``): no Spark session and nothing collected through a Spark
-driver; the checks stream each table in bounded chunks as on DuckDB. The report's two analysis tables are
+**Checks.** The great-expectations checks run with GX's Spark datasource (``run_checks_on``,
+``quality.run_checks_spark``): the same suites as on DuckDB, each table a lazy Spark DataFrame over its
+Parquet folder, every expectation evaluated by Spark over every row; only metrics and a few example rows
+reach the driver. The process starts one Spark session for them (``spark_session``) and reuses it; dbt's
+session lives in the dbt process.
+
+**Reading the marts after the build.** The report reads the Parquet tables directly, with DuckDB over the
+files (``parquet_views``): no Spark session and nothing collected through a Spark driver. The report's two analysis tables are
 written back as Parquet tables at ``DIR/analysis.db/<table>/`` (Spark's managed location), in the new
 build directory, which is then published.
 
@@ -33,13 +38,15 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pandas as pd
 
-from python_analysis import pipeline, warehouse
+from python_analysis import pipeline, quality, warehouse
 from python_analysis.config import ReportConfig
 from python_analysis.errors import EXIT_CHECKS_FAILED, EXIT_OK, SegfitError
 from python_analysis.warehouse import publishing
@@ -132,8 +139,11 @@ def build_candidate(options: pipeline.BuildOptions, published: Path, force: bool
         build_env = {**options.dbt_env(), "SEGFIT_INPUT_FINGERPRINTS": json.dumps(options.input_fingerprints())}
         if previous is not None and previous.joinpath(*_history_parts()).is_dir():
             build_env["SEGFIT_PREVIOUS_BUILD"] = str(previous)
-        # the demo seeds are read from their CSV files on Spark (macro spark__segfit_seed_relation)
-        selection = ["--exclude", "resource_type:seed"]
+        # the demo seeds are read from their CSV files on Spark (macro spark__segfit_seed_relation); the
+        # inputs' source tests query the source as a table (`inputs.customers`), which only DuckDB has (its
+        # external_location): on Spark the models read the files (spark__segfit_source_relation), and the
+        # same rules are the quarantine's (data_quality_issues) and the staging models' tests
+        selection = ["--exclude", "resource_type:seed", "source:segfit_inputs"]
         if not tests:
             selection += ["resource_type:test", "resource_type:unit_test"]
         with publishing.reading(previous) if previous is not None else contextlib.nullcontext():
@@ -247,6 +257,69 @@ def parquet_views(warehouse_dir: Path) -> Iterator[Path]:
         yield path
 
 
+# ------------------------------------------------------------------------------------------------ checks
+
+def spark_session() -> Any:
+    """The process's Spark session for the checks (master from ``SEGFIT_SPARK_MASTER``, as the dbt profile;
+    UTC; no UI): started once, then reused by every check run in this process (a JVM start costs 10-30 s).
+    dbt's own session lives in the dbt process and ends with it."""
+    problem = spark_available()
+    if problem:
+        raise SegfitError(problem)
+    os.environ.setdefault("PYSPARK_PYTHON", str(Path(warehouse.dbt_executable()).with_name("python")))
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    started = time.perf_counter()
+    session = (SparkSession.builder.appName("segfit-checks")
+               .master(os.environ.get("SEGFIT_SPARK_MASTER", "local[2]"))
+               .config("spark.sql.session.timeZone", "UTC")
+               .config("spark.sql.catalogImplementation", "in-memory")
+               .config("spark.sql.shuffle.partitions", os.environ.get("SEGFIT_SPARK_SHUFFLE_PARTITIONS", "4"))
+               .config("spark.driver.memory", os.environ.get("SEGFIT_SPARK_DRIVER_MEMORY", "2g"))
+               .config("spark.ui.enabled", "false")
+               .config("spark.ui.showConsoleProgress", "false")
+               .getOrCreate())
+    session.sparkContext.setLogLevel("ERROR")
+    log.info("Spark session for the checks started in %.1f s", time.perf_counter() - started)
+    return session
+
+
+def spark_tables(spark: Any, warehouse_dir: Path) -> dict[str, Any]:
+    """The checked tables of a Spark build (the marts and the validated inputs) as lazy Spark DataFrames over
+    their Parquet folders: nothing is read here."""
+    tables = {}
+    for schema, names in (("marts", warehouse.MARTS), ("intermediate", warehouse.CHECKED_INPUTS)):
+        for name in names:
+            folder = table_dir(warehouse_dir, schema, name)
+            if folder.is_dir() and any(folder.glob("*.parquet")):
+                tables[name] = spark.read.parquet(str(folder))
+    return tables
+
+
+def run_checks_on(warehouse_dir: Path, out_dir: Path, config: ReportConfig) -> quality.CheckReport:
+    """Validate a Spark build with great-expectations' Spark datasource (``quality.run_checks_spark``): the
+    same suites, results and checks page as ``steps.run_checks_on`` on DuckDB, every expectation evaluated
+    by Spark over every row."""
+    from python_analysis import steps
+
+    if not (warehouse_dir / "marts.db").is_dir():
+        raise SegfitError(f"no Spark warehouse at {warehouse_dir}: run `segfit build --engine spark` first")
+    spark = spark_session()
+    tables = spark_tables(spark, warehouse_dir)
+    if "customer_segment_fit" not in tables:
+        raise SegfitError(f"the Spark build {warehouse_dir} has no table marts.customer_segment_fit")
+    first = tables["customer_segment_fit"].select("anomaly_threshold", "anomaly_threshold_mode").limit(1).collect()
+    head = pd.DataFrame([row.asDict() for row in first], columns=["anomaly_threshold", "anomaly_threshold_mode"])
+    check_config = steps.check_config_for(head, config)
+    log.info("checking %d tables: great-expectations' Spark datasource, every expectation in Spark over every row",
+             len(tables))
+    result = quality.run_checks_spark(spark, tables, check_config)
+    return steps.write_checks_page(result, check_config, out_dir)
+
+
 def write_analysis_tables(warehouse_dir: Path, frames: Mapping[str, pd.DataFrame]) -> None:
     """The report's tables as Parquet tables at Spark's managed location, ``DIR/analysis.db/<name>/``."""
     import pyarrow as pa
@@ -273,12 +346,11 @@ def _snapshot(published: Path) -> Path:
 
 def check_published(published: Path, out_dir: Path, config: ReportConfig | None = None) -> int:
     """Validate the published Spark build; the checks page goes to ``out_dir`` (written in place)."""
-    from python_analysis import steps
 
     snapshot = _snapshot(published)
     publishing.check_out_target(out_dir, force=True)
-    with publishing.reading(snapshot), parquet_views(snapshot) as views:
-        result = steps.run_checks_on(views, out_dir, config or ReportConfig())
+    with publishing.reading(snapshot):
+        result = run_checks_on(snapshot, out_dir, config or ReportConfig())
     if not result.ok:
         log.error("%s", result.summary())
         return EXIT_CHECKS_FAILED
@@ -333,21 +405,21 @@ def run_all(options: pipeline.BuildOptions, published: Path, out_dir: Path, conf
     report_slot = None
     try:
         report_slot = publishing.new_slot(out_dir, is_dir=True)
+        log.info("[2/3] checks")
+        check_result = run_checks_on(slot.target, report_slot.target, config)
+        if not check_result.ok:
+            failed = published.with_name(f"{published.name}.failed")
+            shutil.rmtree(failed, ignore_errors=True)
+            os.replace(slot.target, failed)
+            failed_docs = out_dir.with_name(f"{out_dir.name}.failed")
+            shutil.rmtree(failed_docs, ignore_errors=True)
+            os.replace(report_slot.target, failed_docs)
+            log.error("%s", check_result.summary())
+            log.error("checks failed; nothing was published. The failed build is kept at %s, its checks page "
+                      "at %s", failed, failed_docs / steps.CHECKS_PAGE)
+            return EXIT_CHECKS_FAILED
+        log.info("[3/3] report")
         with parquet_views(slot.target) as views:
-            log.info("[2/3] checks")
-            check_result = steps.run_checks_on(views, report_slot.target, config)
-            if not check_result.ok:
-                failed = published.with_name(f"{published.name}.failed")
-                shutil.rmtree(failed, ignore_errors=True)
-                os.replace(slot.target, failed)
-                failed_docs = out_dir.with_name(f"{out_dir.name}.failed")
-                shutil.rmtree(failed_docs, ignore_errors=True)
-                os.replace(report_slot.target, failed_docs)
-                log.error("%s", check_result.summary())
-                log.error("checks failed; nothing was published. The failed build is kept at %s, its checks page "
-                          "at %s", failed, failed_docs / steps.CHECKS_PAGE)
-                return EXIT_CHECKS_FAILED
-            log.info("[3/3] report")
             result = steps.report_from(views, report_slot.target, config, check_result, options.grain, started_at)
         write_analysis_tables(slot.target, steps.analysis_tables(result))
         steps._write(result, report_slot.target)

@@ -49,6 +49,12 @@ def run_checks_on(path: Path, out_dir: Path, config: ReportConfig) -> quality.Ch
                  "in SQL over every row", len(sources), f"{cells:,}")
         check_config = check_config_for(head, config)
         result = quality.run_checks(sources, check_config, chunk_cells=cells)
+    return write_checks_page(result, check_config, out_dir)
+
+
+def write_checks_page(result: quality.CheckReport, check_config: quality.CheckConfig,
+                      out_dir: Path) -> quality.CheckReport:
+    """The checks page of a check run in ``out_dir`` (either engine), and its summary in the log."""
     page = out_dir / CHECKS_PAGE
     out_dir.mkdir(parents=True, exist_ok=True)
     page.write_text(checks_page(result, check_config), encoding="utf-8", newline="\n")

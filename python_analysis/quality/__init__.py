@@ -36,6 +36,9 @@ Data Docs (``index.html``, ``expectations/``, ``validations/``, ``static/``). No
 building; note that the GX HTML pages themselves link CSS/JS from public CDNs, so they look unstyled when
 opened offline. Without ``data_docs_dir`` an ephemeral (in-memory) context is used.
 
+On a Spark build the same suites run with GX's **Spark** datasource instead (``run_checks_spark`` in
+``spark``): every expectation evaluated by Spark over every row, nothing collected to the driver.
+
 One concept per module: ``contract`` (column kinds from the dbt YAML, keys, suite parameters), ``results``
 (configuration, findings, the report), ``suites`` (the expectations), ``derived`` (derived check columns),
 ``sources`` (frames and DuckDB relations read in chunks), ``offending`` (reading GX results),
@@ -58,6 +61,7 @@ from .contract import (
     PROJECT_DIR,
     QUARTERS,
     SEVERITIES,
+    SPARK_TYPE_LISTS,
     TABLES,
     TEXT,
     THRESHOLD_MODES,
@@ -77,8 +81,9 @@ from .sources import (
     chunk_cells_from_env,
     resolve_parameters,
 )
+from .spark import SPARK_DERIVATIONS, SparkSource, run_checks_spark, spark_derived_frame
 from .sql import SQL_DERIVATIONS, SQL_FLAG_DIVISORS, SQL_ROW_LEVEL
 from .suites import expectation_suites
 from .table_level import TABLE_LEVEL
 
-__all__ = ['BOOL', 'CHUNK_CELLS_ENV', 'COLUMNS', 'COMPARISON_FEATURES', 'CONTRACT_FILES', 'CheckConfig', 'CheckReport', 'ChecksError', 'DBT_TYPE_KINDS', 'DEFAULT_CHUNK_CELLS', 'DERIVATIONS', 'FLOAT', 'FailedExpectation', 'FrameSource', 'INT', 'KEYS', 'PARAMETERS', 'PROJECT_DIR', 'QUARTERS', 'RelationSource', 'SEVERITIES', 'SQL_DERIVATIONS', 'SQL_FLAG_DIVISORS', 'SQL_ROW_LEVEL', 'Source', 'TABLES', 'TABLE_LEVEL', 'TEXT', 'THRESHOLD_MODES', 'TIMESTAMP', 'TYPE_LISTS', 'chunk_cells_from_env', 'contract_columns', 'derived_frame', 'expectation_suites', 'expected_anomaly_flag', 'resolve_parameters', 'run_checks']
+__all__ = ['BOOL', 'CHUNK_CELLS_ENV', 'COLUMNS', 'COMPARISON_FEATURES', 'CONTRACT_FILES', 'CheckConfig', 'CheckReport', 'ChecksError', 'DBT_TYPE_KINDS', 'DEFAULT_CHUNK_CELLS', 'DERIVATIONS', 'FLOAT', 'FailedExpectation', 'FrameSource', 'INT', 'KEYS', 'PARAMETERS', 'PROJECT_DIR', 'QUARTERS', 'RelationSource', 'SEVERITIES', 'SPARK_DERIVATIONS', 'SPARK_TYPE_LISTS', 'SparkSource', 'SQL_DERIVATIONS', 'SQL_FLAG_DIVISORS', 'SQL_ROW_LEVEL', 'Source', 'TABLES', 'TABLE_LEVEL', 'TEXT', 'THRESHOLD_MODES', 'TIMESTAMP', 'TYPE_LISTS', 'chunk_cells_from_env', 'contract_columns', 'derived_frame', 'expectation_suites', 'expected_anomaly_flag', 'resolve_parameters', 'run_checks', 'run_checks_spark', 'spark_derived_frame']

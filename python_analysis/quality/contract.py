@@ -22,6 +22,16 @@ TYPE_LISTS: dict[str, list[str]] = {
     TIMESTAMP: ["datetime64[us]", "datetime64[ns]", "datetime64[ms]", "datetime64[s]"],
 }
 
+# The same kinds as GX's Spark datasource sees them: the pyspark.sql.types class names of the column types
+# (GX checks isinstance of the column's Spark type).
+SPARK_TYPE_LISTS: dict[str, list[str]] = {
+    TEXT: ["StringType"],
+    INT: ["LongType", "IntegerType"],
+    FLOAT: ["DoubleType", "FloatType"],
+    BOOL: ["BooleanType"],
+    TIMESTAMP: ["TimestampType", "TimestampNTZType"],
+}
+
 QUARTERS = ("q1", "q2", "q3", "q4")
 
 COMPARISON_FEATURES = (

@@ -7,8 +7,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from .offending import _raised, _target_columns
 from .results import ChecksError
 
@@ -70,20 +68,27 @@ def _make_context(root: Path | None, data_docs_dir: Path | None) -> Any:
 
 
 
-def _validate(validation: Any, suite: Any, table: str, frame: pd.DataFrame, parameters: Mapping[str, float],
-              expected: int, run_name: str | None = None) -> dict[int, Any]:
-    """Run one GX batch; the results keyed by the expectation's position in the suite."""
+def _validate(validation: Any, suite: Any, table: str, frame: Any, parameters: Mapping[str, float],
+              expected: int, run_name: str | None = None,
+              result_format: Mapping[str, Any] | None = None) -> dict[int, Any]:
+    """Run one GX batch (``frame``: a pandas or a Spark DataFrame, for the validation's datasource); the
+    results keyed by the expectation's position in the suite."""
     from great_expectations.core.run_identifier import RunIdentifier
 
     try:
         result = validation.run(
             batch_parameters={"dataframe": frame},
             expectation_parameters={k: parameters[k] for k in sorted(parameters)},
-            result_format={"result_format": "COMPLETE"},
+            result_format=dict(result_format or {"result_format": "COMPLETE"}),
             run_id=RunIdentifier(run_name=run_name) if run_name else None,
         )
     except Exception as exc:  # noqa: BLE001 - any GX failure is a failure of the run
         raise ChecksError(f"{table}: great-expectations raised {type(exc).__name__}: {exc}") from exc
+    return _by_position(result, suite, table, expected)
+
+
+def _by_position(result: Any, suite: Any, table: str, expected: int) -> dict[int, Any]:
+    """A suite's validation result keyed by position; a raised or reported GX exception is a ChecksError."""
     order = {expectation.id: position for position, expectation in enumerate(suite.expectations)}
     by_position: dict[int, Any] = {}
     for item in result.results:

@@ -38,12 +38,23 @@ def _target_columns(kwargs: Mapping[str, Any]) -> list[str]:
     return list(kwargs.get("column_list") or [])
 
 
+def _in_key_order(indices: list[Any], frame: pd.DataFrame, key_columns: list[str]) -> list[Any]:
+    """The offending rows in key order (missing keys last), as the SQL paths and GX's Spark datasource list
+    them, so the examples shown do not depend on the order a table was stored in."""
+    rows = [i for i in indices if not isinstance(i, dict) and i in frame.index]
+    if not key_columns or len(rows) < 2:
+        return indices
+    ordered = frame.loc[rows, key_columns].sort_values(key_columns, na_position="last", kind="stable").index
+    return [*ordered, *(i for i in indices if isinstance(i, dict) or i not in frame.index)]
+
+
 def _offending(result: Mapping[str, Any], kwargs: Mapping[str, Any], frame: pd.DataFrame, keys: tuple[str, ...],
                limit: int) -> tuple[list[str], int | None]:
     indices = result.get("unexpected_index_list")
     if indices is not None:
         columns = [c for c in _target_columns(kwargs) if c in frame.columns]
         key_columns = [c for c in keys if c in frame.columns]
+        indices = _in_key_order(list(indices), frame, key_columns)
         out: list[str] = []
         for index in indices:
             if isinstance(index, dict) or index not in frame.index:

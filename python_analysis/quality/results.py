@@ -57,6 +57,9 @@ class CheckReport:
     skipped: int = 0
     # tables validated in SQL over every row (not in Data Docs): {table: rows}
     validated_in_sql: dict[str, int] = field(default_factory=dict)
+    # what GX's validation result says each table's batch was ({table: "SparkDataFrame"}), filled by
+    # run_checks_spark (GX's Spark datasource)
+    gx_batches: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:

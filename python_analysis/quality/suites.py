@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from .contract import _EPS, COLUMNS, COMPARISON_FEATURES, KEYS, PARAMETERS, QUARTERS, SEVERITIES, TYPE_LISTS
 from .results import CheckConfig
 
 
-def expectation_suites(config: CheckConfig) -> dict[str, list[Any]]:  # noqa: C901 - one declarative list of suites per table; splitting it scatters the contract
+def expectation_suites(config: CheckConfig,  # noqa: C901 - one declarative list of suites per table; splitting it scatters the contract
+                       type_lists: Mapping[str, list[str]] = TYPE_LISTS) -> dict[str, list[Any]]:
     """One list of GX expectations per table (fresh objects on every call).
 
     ``meta`` of every expectation: ``severity`` ("error" | "warning"), optionally ``nonempty_only`` (skip on an
     empty table) and ``check`` (a short human description). Cross-table expectations use suite parameters
-    named in ``PARAMETERS``.
+    named in ``PARAMETERS``. ``type_lists`` names each column kind's types as the datasource sees them:
+    pandas dtypes (``TYPE_LISTS``, the default) or Spark SQL types (``SPARK_TYPE_LISTS``, GX's Spark
+    datasource); everything else is the same suite on either.
     Long: the declarative suites of every table in one place, read as the contract (#11).
     """
     import great_expectations.expectations as gxe
@@ -25,7 +29,7 @@ def expectation_suites(config: CheckConfig) -> dict[str, list[Any]]:  # noqa: C9
         columns = COLUMNS[table]
         out: list[Any] = [gxe.ExpectTableColumnsToMatchSet(
             column_set=list(columns), exact_match=False, meta=meta(check="contract columns present"))]
-        out += [gxe.ExpectColumnValuesToBeInTypeList(column=name, type_list=TYPE_LISTS[kind], meta=meta())
+        out += [gxe.ExpectColumnValuesToBeInTypeList(column=name, type_list=list(type_lists[kind]), meta=meta())
                 for name, kind in columns.items()]
         return out
 

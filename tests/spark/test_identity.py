@@ -22,6 +22,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from python_analysis import pipeline, spark_engine, steps
@@ -251,3 +252,100 @@ def test_mart_readers_get_the_same_frames_as_from_duckdb(builds):
                 right = b.execute(f"describe marts.{mart}").fetchall()
             assert [r[:2] for r in left] == [r[:2] for r in right], mart
     assert duckdb_mart(duck, "customer_segment_fit") and spark_mart(spark, "customer_segment_fit")
+
+
+# ------------------------------------------------------------------------------------------------ checks
+
+def test_the_checks_of_a_spark_build_run_in_gx_spark_and_match_duckdb(builds, tmp_path):
+    """`segfit check --engine spark` validates every table with great-expectations' Spark datasource (GX's
+    validation result names a Spark DataFrame as the batch), with the same expectations, counts, results and
+    checks page as `segfit check` on the DuckDB build of the same input."""
+    from python_analysis import quality
+
+    case = _selected()[0]
+    duck, spark, _ = builds(case)
+    started = time.perf_counter()
+    duck_result = steps.run_checks_on(duck, tmp_path / "duck", ReportConfig())
+    middle = time.perf_counter()
+    spark_result = spark_engine.run_checks_on(spark, tmp_path / "spark", ReportConfig())
+    print(f"\n{case}: checks on DuckDB {middle - started:.1f} s, on Spark (GX Spark datasource) "
+          f"{time.perf_counter() - middle:.1f} s; {spark_result.evaluated} expectations")
+    assert spark_result.gx_batches == {table: "SparkDataFrame" for table in quality.TABLES}
+    assert duck_result.evaluated > 100 and duck_result.ok, duck_result.summary()
+    assert (spark_result.evaluated, spark_result.skipped) == (duck_result.evaluated, duck_result.skipped)
+    assert spark_result.errors == duck_result.errors
+    assert spark_result.warnings == duck_result.warnings
+    assert spark_result.summary() == duck_result.summary()
+    page = (tmp_path / "spark" / steps.CHECKS_PAGE).read_text(encoding="utf-8")
+    assert page == (tmp_path / "duck" / steps.CHECKS_PAGE).read_text(encoding="utf-8")
+
+    # GX's Data Docs from the Spark validation results (two small tables keep this quick)
+    session = spark_engine.spark_session()
+    tables = spark_engine.spark_tables(session, spark)
+    small = {name: tables[name] for name in ("input_row_reconciliation", "segment_retention_summary")}
+    docs = quality.run_checks_spark(session, small, steps.check_config_for(pd.DataFrame(), ReportConfig()),
+                                    data_docs_dir=tmp_path / "docs")
+    assert docs.ok and docs.data_docs_index is not None and docs.data_docs_index.is_file()
+    pages = "".join(p.read_text(encoding="utf-8") for p in (tmp_path / "docs" / "validations").rglob("*.html"))
+    assert "input_row_reconciliation" in pages and "segment_retention_summary" in pages
+
+
+def _plant(source: Path, slot, table: str, column: str, value: float) -> str:
+    """Copy a Spark build into ``slot`` and set ``column`` of one row of ``marts.<table>`` to ``value``
+    (the table's files are rewritten as one new Parquet file); the planted row's key."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    spark_engine._copy_warehouse(source, slot.target)
+    folder = slot.target / "marts.db" / table
+    frame = pq.read_table(folder)
+    keys = frame.column("customer_record_id").to_pylist()
+    row = keys.index(sorted(keys)[len(keys) // 2])
+    values = frame.column(column).to_pylist()
+    values[row] = value
+    frame = frame.set_column(frame.schema.get_field_index(column), column, pa.array(values, type=pa.float64()))
+    for part in folder.glob("*.parquet"):
+        part.unlink()  # a hard link to the source build's file: unlinked, never written through
+    pq.write_table(frame, folder / "part-00000-planted.parquet")
+    return str(keys[row])
+
+
+def test_a_bad_value_in_a_spark_mart_fails_the_gx_spark_checks_and_stops_run(builds, tmp_path, monkeypatch, capsys):
+    """`segfit run --engine spark` on a build whose mart holds one retention probability of 1.5: the check
+    fails in GX's Spark datasource, names the row, and nothing is published (the failed build and its checks
+    page are kept). The dbt build is replaced by a copy of the case's Spark build with the planted value."""
+    from python_analysis import cli
+
+    case = _selected()[0]
+    _, spark, options = builds(case)
+    planted: dict[str, str] = {}
+
+    def build_candidate(options, published, force=False, tests=True):
+        slot = spark_engine.new_slot(published)
+        planted["key"] = _plant(spark.resolve(), slot, "customer_segment_fit", "retention_probability", 1.5)
+        return slot
+
+    results = []
+    real_checks = spark_engine.run_checks_on
+
+    def run_checks_on(*args, **kwargs):
+        results.append(real_checks(*args, **kwargs))
+        return results[-1]
+
+    monkeypatch.setattr(spark_engine, "build_candidate", build_candidate)
+    monkeypatch.setattr(spark_engine, "run_checks_on", run_checks_on)
+    published, out = tmp_path / "warehouse", tmp_path / "report"
+    code = cli.main(["run", "--engine", "spark", "--warehouse", str(published), "--out", str(out),
+                     "--customers", str(SHARED_EXTRACT)])
+    assert code == cli.EXIT_CHECKS_FAILED
+    (result,) = results
+    assert result.gx_batches["customer_segment_fit"] == "SparkDataFrame"
+    label = f"customer_record_id={planted['key']}: retention_probability=1.5"
+    failed = [e for e in result.errors if e.table == "customer_segment_fit" and e.column == "retention_probability"]
+    assert [(e.expectation_type, e.unexpected_count, e.offending) for e in failed] == [
+        ("expect_column_values_to_be_between", 1, [label])]
+    assert label in capsys.readouterr().out
+    assert not published.exists() and not (out / "report.md").exists()
+    assert (tmp_path / "warehouse.failed" / "marts.db" / "customer_segment_fit").is_dir()
+    page = (tmp_path / "report.failed" / steps.CHECKS_PAGE).read_text(encoding="utf-8")
+    assert label in page and ">failed<" in page
