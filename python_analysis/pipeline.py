@@ -163,9 +163,10 @@ def build_candidate(options: BuildOptions, published: Path, force: bool = False)
         if previous is not None:
             build_env["SEGFIT_PREVIOUS_BUILD"] = str(previous)
         with publishing.reading(previous) if previous else contextlib.nullcontext():
-            # an appending run skips the dbt unit tests: they test the SQL on fixed rows, not the data, and
-            # every full build (and `make test`) runs them
-            skip_unit_tests = ["--exclude", "test_type:unit"] if options.append else []
+            # segfit's builds are production runs: they skip the dbt unit tests, which test the SQL on fixed
+            # rows, not the data (dbt's guidance: run unit tests in development and CI). `dbt build` and
+            # `dbt test --select test_type:unit` run them, and `make test` does on an empty warehouse.
+            skip_unit_tests = ["--exclude", "test_type:unit"]
             skip_customers = (["--exclude", *CUSTOMER_SIDE] if options.append and _same_customers(previous, options)
                               else [])
             if skip_customers:
