@@ -31,6 +31,10 @@ def _segfit(*args: str, **kwargs) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True, **kwargs)
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _anomaly_count(path: Path) -> int:
     with contextlib.closing(duckdb.connect(str(path), read_only=True)) as con:
         return con.execute("select count(*) from marts.classification_anomalies").fetchone()[0]
@@ -200,7 +204,9 @@ def test_run_publishes_nothing_when_the_report_cannot_be_written(served, tmp_pat
                                                     (signal.SIGINT, 130, "interrupted")])
 def test_a_signal_stops_the_build_and_cleans_up(served, signum, code, word):
     before = publishing.current_target(served)
-    build = _segfit("build", "--warehouse", str(served), "--threshold", "0.05")
+    # Ctrl-C reaches a foreground process whose SIGINT has its default action; a suite started in the
+    # background by a non-interactive shell (`cmd &`) inherits SIGINT ignored, which segfit rightly keeps
+    build = _segfit("build", "--warehouse", str(served), "--threshold", "0.05", preexec_fn=_default_sigint)
     deadline = time.time() + 180
     children: list[psutil.Process] = []
     while time.time() < deadline:
