@@ -1019,3 +1019,18 @@ def anomaly_definition_sensitivity(frame: pd.DataFrame, settings: InferenceSetti
         "two_population_segments": [r["segment"] for r in rows if r["two_retention_populations"]],
         "bimodal_segments": [r["segment"] for r in rows if r["bimodal"]],
     }
+
+
+def within_segment_with_resegmentation(
+    fit: pd.DataFrame, grain: str, *, other_grain_available: bool, rule_lift: pd.DataFrame | None,
+    excluded: Sequence[str], random_state: int,
+) -> tuple[InferenceResult, dict[str, Resegmentation | None]]:
+    """The report's within-segment tests (``within_segment_inference``) and the re-segmentation simulation per
+    dimension (``resegmentations``), seeded by ``random_state`` alone: one call that the report may run in its
+    helper process (``python_analysis.worker``)."""
+    settings = InferenceSettings(random_state=random_state)
+    rules = rules_from_mart(rule_lift)
+    result = within_segment_inference(
+        fit, grain, other_grain_available=other_grain_available, rules=rules, excluded=excluded, settings=settings
+    )
+    return result, resegmentations(fit, result, rules, excluded, settings)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -29,6 +29,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeClassifier, export_text
 from threadpoolctl import threadpool_limits
 
+from . import worker
 from .analysis import anomaly_mask, bounded_indices, numeric_column, text_column
 from .assessment import AssessmentSettings, assess
 from .config import (
@@ -653,6 +654,7 @@ def _anomaly_model(
 def anomaly_models(
     fit: pd.DataFrame, config: ReportConfig, matrix: FeatureMatrix | None = None,
     population: pd.DataFrame | None = None, sample_positions: np.ndarray | None = None,
+    runner: worker.Runner | None = None,
 ) -> AnomalyModelsResult:
     """What predicts an anomaly: full (leaky), fair, baseline and behavioural trees, in-sample and CV.
 
@@ -681,6 +683,11 @@ def anomaly_models(
         matrix = model_matrix(fit, config)
     id_column = "customer_id" if "customer_id" in fit.columns else "customer_record_id"
     groups = pd.factorize(text_column(fit, id_column, missing=""), sort=True)[0]
+    # the grouped assessment needs only the matrix: on large data it runs in the helper process meanwhile
+    runner = runner or worker.SerialRunner()
+    inputs = _assessment_inputs(fit, matrix, y, groups, config)
+    assessment = None if inputs is None else runner.submit("the grouped assessment", run_assessment, inputs)
+    del inputs
     for name, (numeric, categorical) in model_feature_sets(config).items():
         fm = matrix.select([*numeric, *categorical])
         models[name] = _anomaly_model(name, fm, y, config, groups)
@@ -690,7 +697,6 @@ def anomaly_models(
         if m.cv_repeated is not None and base is not None and base.cv_repeated is not None:
             m.vs_baseline = paired_difference(m.cv_repeated, base.cv_repeated)
     fair = models["fair"]
-    _assess(fit, matrix, models, y, groups, config)
     ids = text_column(fit, "customer_record_id", missing="").to_numpy(dtype=object)
     flags = y
     calibrated = None
@@ -726,6 +732,8 @@ def anomaly_models(
         )
         scores = scores.sort_values("customer_record_id", kind="mergesort").reset_index(drop=True)
         flags = scores.pop("_flag").to_numpy(dtype=bool)
+    if assessment is not None:
+        _apply_assessment(models, runner.result(assessment), config.leak_auc)
     return AnomalyModelsResult(
         skipped=False,
         note="",
@@ -833,17 +841,15 @@ def _score_population(fm: FeatureMatrix, fit: pd.DataFrame, y: np.ndarray, group
     return proba, text_column(population, "customer_record_id", missing="").astype("str").array
 
 
-def _assess(fit: pd.DataFrame, matrix: FeatureMatrix, models: dict[str, AnomalyModel], y: np.ndarray,
-            groups: np.ndarray, config: ReportConfig) -> None:
-    """The grouped assessment (``assessment.assess``) of the fair tree, on a stated sample of whole customers;
-    stored in ``fair.assessment`` (metrics.json ``anomaly_models.assessment``), and the
-    provenance-based leakage flags (single-feature out-of-fold ROC-AUC) in every model's ``leakage``."""
-    fair, base = models.get("fair"), models.get("baseline")
-    if fair is None or base is None or fair.skipped or base.skipped:
-        return
+def _assessment_inputs(fit: pd.DataFrame, matrix: FeatureMatrix, y: np.ndarray, groups: np.ndarray,
+                       config: ReportConfig) -> dict[str, object] | None:
+    """The arguments of the grouped assessment (``assessment.assess``) of the fair tree, on a stated sample
+    of whole customers; None when the fair or the baseline model has no usable feature (it is skipped)."""
     sets = model_feature_sets(config)
     fm = matrix.select([*sets["fair"][0], *sets["fair"][1]])
     bm = matrix.select([*sets["baseline"][0], *sets["baseline"][1]])
+    if fm.X.shape[1] == 0 or bm.X.shape[1] == 0:  # the condition on which _anomaly_model skips a model
+        return None
     settings = AssessmentSettings(random_state=config.random_state, max_rows=config.repeated_cv_sample_size,
                                   leak_auc=config.leak_auc)
     idx = customer_sample(y, groups, settings.max_rows, settings.random_state)
@@ -860,23 +866,34 @@ def _assess(fit: pd.DataFrame, matrix: FeatureMatrix, models: dict[str, AnomalyM
     for name in full_categorical:
         if name in fit.columns and name not in config.extra_excluded_features:
             single_values[name], kinds[name] = text_column(fit, name).to_numpy(dtype=object)[idx], "categorical"
+    return dict(
+        X_fair=fm.X[idx], X_fair_raw=raw, columns=fm.columns, sources=fm.sources, X_base=bm.X[idx], y=y[idx],
+        groups=groups[idx], segment=text_column(fit, "profitability_segment").to_numpy(dtype=object)[idx],
+        single_values=single_values, single_kinds=kinds, config=config, total_records=len(y),
+        settings=settings,
+    )
+
+
+def run_assessment(inputs: dict[str, object]) -> dict | None:
+    """``assessment.assess`` on ``_assessment_inputs``, single-threaded (OpenMP/BLAS)."""
     with threadpool_limits(limits=1):
-        result = assess(
-            X_fair=fm.X[idx], X_fair_raw=raw, columns=fm.columns, sources=fm.sources, X_base=bm.X[idx], y=y[idx],
-            groups=groups[idx], segment=text_column(fit, "profitability_segment").to_numpy(dtype=object)[idx],
-            single_values=single_values, single_kinds=kinds, config=config, total_records=len(y),
-            settings=settings,
-        )
-    if result is None:
+        return assess(**inputs)  # type: ignore[arg-type]
+
+
+def _apply_assessment(models: dict[str, AnomalyModel], result: dict | None, leak_auc: float) -> None:
+    """Store the assessment in ``fair.assessment`` (metrics.json ``anomaly_models.assessment``), and the
+    provenance-based leakage flags (single-feature out-of-fold ROC-AUC) in every model's ``leakage``."""
+    fair = models.get("fair")
+    if result is None or fair is None:
         return
     fair.assessment = result  # metrics.json: anomaly_models.assessment
     for m in models.values():
         if m.skipped:
             continue
         own = set(m.features)
-        flags = [f"{r['feature']} alone has out-of-fold ROC-AUC {r['roc_auc']:.3f} (>= {settings.leak_auc})"
+        flags = [f"{r['feature']} alone has out-of-fold ROC-AUC {r['roc_auc']:.3f} (>= {leak_auc})"
                  for r in result["single_feature_auc"]
-                 if r["feature"] in own and math.isfinite(r["roc_auc"]) and r["roc_auc"] >= settings.leak_auc]
+                 if r["feature"] in own and math.isfinite(r["roc_auc"]) and r["roc_auc"] >= leak_auc]
         m.leakage = flags + [f for f in m.leakage if f.startswith("cross-validated ROC-AUC")]
 
 
@@ -1069,6 +1086,12 @@ class PopulationReference:
     sd: np.ndarray
     quarter_shares: np.ndarray | None
     records: int
+    features: tuple[str, ...] = ()
+
+    def select(self, features: Sequence[str]) -> PopulationReference:
+        """The reference of these features (each feature's median and SD are computed on their own)."""
+        at = [self.features.index(f) for f in features]
+        return replace(self, median=self.median[at], sd=self.sd[at], features=tuple(features))
 
 
 def population_reference(population: pd.DataFrame, features: Sequence[str]) -> PopulationReference:
@@ -1084,7 +1107,7 @@ def population_reference(population: pd.DataFrame, features: Sequence[str]) -> P
         shares = np.nanmean(_quarter_shares(population), axis=0) if len(population) else None
     if shares is not None and not np.isfinite(shares).any():
         shares = None
-    return PopulationReference(np.asarray(med), np.asarray(sd), shares, len(population))
+    return PopulationReference(np.asarray(med), np.asarray(sd), shares, len(population), tuple(features))
 
 
 def _cluster_gaps(z: np.ndarray, labels: np.ndarray, clusters: list[int], features: Sequence[str],
@@ -1168,9 +1191,10 @@ def cluster_labels(
 
 
 def anomaly_clusters(anomalies: pd.DataFrame, config: ReportConfig,
-                     population: pd.DataFrame | None = None) -> ClusteringResult:
+                     population: pd.DataFrame | PopulationReference | None = None) -> ClusteringResult:
     """KMeans on the anomaly records (standardised CLUSTER_FEATURES); K by silhouette or ``fixed_k``. Labels are
-    named against ``population`` (every record, e.g. the fit mart) when given, else against the other clusters.
+    named against ``population`` (every record, e.g. the fit mart, or its ``population_reference`` over
+    ``CLUSTER_FEATURES``) when given, else against the other clusters.
 
     Runs single-threaded (OpenMP/BLAS): identical results on any machine, and no thread oversubscription
     slow-down when the host is busy.
@@ -1179,8 +1203,23 @@ def anomaly_clusters(anomalies: pd.DataFrame, config: ReportConfig,
         return _anomaly_clusters(anomalies, config, population)
 
 
+# the columns of the anomaly records that anomaly_clusters reads
+CLUSTER_INPUT_COLUMNS: tuple[str, ...] = (
+    "customer_record_id", "profitability_segment", "lifecycle_stage", "seasonal_preference",
+    *CLUSTER_FEATURES, *(f"q{q}_transactions" for q in range(1, 5)),
+)
+
+
+def cluster_inputs(anomalies: pd.DataFrame, population: pd.DataFrame) -> tuple[pd.DataFrame, PopulationReference]:
+    """What ``anomaly_clusters`` needs, small enough to send to another process: the anomaly records' columns it
+    reads, and the population's reference instead of the population (the same figures: each feature's median
+    and SD are computed on their own)."""
+    columns = [c for c in dict.fromkeys(CLUSTER_INPUT_COLUMNS) if c in anomalies.columns]
+    return anomalies[columns], population_reference(population, CLUSTER_FEATURES)
+
+
 def _anomaly_clusters(anomalies: pd.DataFrame, config: ReportConfig,  # noqa: C901 - K search, fit, labels and profiles of one clustering; owned by #9
-                      population: pd.DataFrame | None = None) -> ClusteringResult:
+                      population: pd.DataFrame | PopulationReference | None = None) -> ClusteringResult:
     """Long: K search, fit, labels and profiles of one clustering (#9)."""
     n = len(anomalies)
     if n < 3:
@@ -1270,7 +1309,10 @@ def _anomaly_clusters(anomalies: pd.DataFrame, config: ReportConfig,  # noqa: C9
         remap[old] = new
     labels_all = remap[raw]
     centers = km.cluster_centers_[order]
-    reference = population_reference(population, fm.columns) if population is not None else None
+    if isinstance(population, PopulationReference):
+        reference: PopulationReference | None = population.select(fm.columns)
+    else:
+        reference = population_reference(population, fm.columns) if population is not None else None
     names, terms, gaps = cluster_labels(Z_all, labels_all, fm.columns, config, anomalies, fm.X, reference)
     ids = text_column(anomalies, "customer_record_id", missing="").to_numpy(dtype=object)
     assignments = pd.DataFrame(

@@ -12,11 +12,12 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
 
-from python_analysis import pipeline, quality, report, serving, warehouse
+from python_analysis import pipeline, quality, report, serving, warehouse, worker
 from python_analysis.config import ReportConfig
 from python_analysis.errors import EXIT_CHECKS_FAILED, EXIT_OK
 from python_analysis.report.checks_page import checks_page
@@ -68,12 +69,17 @@ def write_checks_page(result: quality.CheckReport, check_config: quality.CheckCo
 
 def report_from(path: Path, out_dir: Path, config: ReportConfig, check_result: quality.CheckReport | None,
                 grain: str, started_at: str | None = None) -> report.Report:
-    marts = warehouse.read_marts(path)  # read-only connection, closed before modelling starts
-    log.info("fitting models on %d records", len(marts["customer_segment_fit"]))
-    warnings = [w.describe() for w in check_result.warnings] if check_result else []
-    page = CHECKS_PAGE if (out_dir / CHECKS_PAGE).is_file() else None
-    run = RunInfo.from_marts(marts, grain=grain, started_at=started_at)
-    return report.build_report(marts, config, check_warnings=warnings, data_docs_href=page, grain=grain, run=run)
+    # on large data the report's helper process (python_analysis.worker) starts before the marts are read, while
+    # this process is small, and imports its modules meanwhile; build_context stops it when its parts are done
+    large = warehouse.count_rows(path, "marts.customer_segment_fit") > config.analysis_sample_threshold
+    with worker.side_process(large and worker.helper_enabled()) as runner:
+        marts = warehouse.read_marts(path)  # read-only connection, closed before modelling starts
+        log.info("fitting models on %d records", len(marts["customer_segment_fit"]))
+        warnings = [w.describe() for w in check_result.warnings] if check_result else []
+        page = CHECKS_PAGE if (out_dir / CHECKS_PAGE).is_file() else None
+        run = RunInfo.from_marts(marts, grain=grain, started_at=started_at)
+        return report.build_report(marts, config, check_warnings=warnings, data_docs_href=page, grain=grain,
+                                   run=run, runner=runner)
 
 
 def analysis_tables(result: report.Report) -> dict[str, pd.DataFrame]:
@@ -109,8 +115,12 @@ def report_published(published: Path, out_dir: Path, config: ReportConfig | None
         slot = publishing.new_slot(published)
         report_slot = publishing.new_slot(out_dir, is_dir=True)
         try:
-            result = report_from(snapshot, report_slot.target, config, None, _grain_of(snapshot), started_at)
-            pipeline.copy_database(snapshot, slot.target)
+            # the copy that receives the analysis tables is made (by the kernel: sendfile) while the report is
+            # computed; leaving this block waits for it, also on an error or interrupt, before cleanup
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="segfit-copy") as copying:
+                copied = copying.submit(pipeline.copy_database, snapshot, slot.target)
+                result = report_from(snapshot, report_slot.target, config, None, _grain_of(snapshot), started_at)
+                copied.result()
             warehouse.write_analysis_tables(slot.target, analysis_tables(result))
             _write(result, report_slot.target)
             publishing.publish(published, slot, report=(out_dir, report_slot), expect_current=snapshot)

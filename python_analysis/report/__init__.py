@@ -25,7 +25,7 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .. import plots
+from .. import plots, worker
 from ..config import ReportConfig
 from .context import ReportContext, build_context, within_segment
 from .figures import CHART_NAMES, build_figures
@@ -83,10 +83,12 @@ def build_report(
     dq_summary: pd.DataFrame | None = None,
     grain: str = "all",
     run: RunInfo | None = None,
+    runner: worker.Runner | None = None,
 ) -> Report:
-    """Compute every statistic, model and chart. Pure and deterministic (apart from ``run``'s start time)."""
+    """Compute every statistic, model and chart. Pure and deterministic (apart from ``run``'s start time).
+    ``runner``: a started helper process for large data (``build_context``)."""
     ctx = build_context(marts, config, check_warnings=check_warnings, checks_href=data_docs_href,
-                        dq_summary=dq_summary, grain=grain, run=run)
+                        dq_summary=dq_summary, grain=grain, run=run, runner=runner)
     figures = build_figures(ctx)
     chart_png = {name: plots.figure_png(fig, config.dpi) for name, fig in figures.items()}
     return Report(metrics=json_ready(metrics(ctx, sorted(figures))), figures=figures, context=ctx, chart_png=chart_png)

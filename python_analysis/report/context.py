@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 import pandas as pd
 
 from .. import inference as inf
+from .. import worker
 from ..analysis import (
     Correlation,
     DataQualitySummary,
@@ -34,12 +35,13 @@ from ..modeling import (
     SegmentTreeResult,
     anomaly_clusters,
     anomaly_models,
+    cluster_inputs,
     empty_assignments,
     model_matrix,
     segment_tree,
 )
 from ..profile import DataProfile, data_profile
-from ..sampling import AnalysisSample, analysis_sample
+from ..sampling import AnalysisSample, analysis_sample, is_large
 from ..verdicts import Recommendation, recommendations
 from . import tables, text
 from .runinfo import RunInfo
@@ -127,17 +129,28 @@ def _statistics(marts: Mapping[str, pd.DataFrame], fit: pd.DataFrame, config: Re
     )
 
 
-def _models(fit: pd.DataFrame, anomalies: pd.DataFrame, profile: DataProfile, config: ReportConfig,
-            notes: list[str], population: pd.DataFrame | None = None, sample: AnalysisSample | None = None
-            ) -> Models:
-    """Clusters of the anomalies and the decision trees; constant, all-null and identical columns are removed
-    before modelling, and the segment-defining (band) feature is kept out of the behavioural model. When
-    ``fit`` is the analysis ``sample`` of ``population``, the written-back scores still cover every record."""
+def submit_clusters(runner: worker.Runner, anomalies: pd.DataFrame, config: ReportConfig, population: pd.DataFrame,
+                    sample: AnalysisSample | None = None) -> worker.Handle:
+    """The clusters of the anomalies (labels named against ``population``), submitted to ``runner``; in the
+    helper process it gets only the anomaly columns it reads and the population's reference figures."""
     cluster_config = config
     if sample is not None and sample.sampled:  # the K search and KMeans fit on as many anomalies as the sample holds
         cluster_config = replace(config, cluster_fit_sample_size=max(min(config.cluster_rows, sample.anomaly_records),
                                                                       config.k_max + 1))
-    clustering = anomaly_clusters(anomalies, cluster_config, population=population if population is not None else fit)
+    if runner.parallel:
+        records, reference = cluster_inputs(anomalies, population)
+        return runner.submit("the anomaly clusters", anomaly_clusters, records, cluster_config, reference)
+    return runner.submit("the anomaly clusters", anomaly_clusters, anomalies, cluster_config, population)
+
+
+def _models(fit: pd.DataFrame, clusters: worker.Handle, profile: DataProfile, config: ReportConfig,
+            notes: list[str], population: pd.DataFrame | None = None, sample: AnalysisSample | None = None,
+            runner: worker.Runner | None = None) -> Models:
+    """Clusters of the anomalies (``submit_clusters``) and the decision trees; constant, all-null and identical
+    columns are removed before modelling, and the segment-defining (band) feature is kept out of the behavioural
+    model. When ``fit`` is the analysis ``sample`` of ``population``, the written-back scores still cover every
+    record."""
+    runner = runner or worker.SerialRunner()
     model_config = replace(
         config,
         extra_excluded_features=tuple(dict.fromkeys(config.extra_excluded_features + profile.redundant_columns)),
@@ -147,8 +160,9 @@ def _models(fit: pd.DataFrame, anomalies: pd.DataFrame, profile: DataProfile, co
         model_config = replace(model_config, cv_repeats=sample.cv_repeats)
     matrix = model_matrix(fit, model_config) if len(fit) else None
     scored = {"population": population, "sample_positions": sample.positions} if sample and sample.sampled else {}
-    models = Models(clustering, segment_tree(fit, model_config, matrix),
-                    anomaly_models(fit, model_config, matrix, **scored))
+    seg_tree = segment_tree(fit, model_config, matrix)
+    anomaly = anomaly_models(fit, model_config, matrix, runner=runner, **scored)
+    models = Models(runner.result(clusters), seg_tree, anomaly)
     for part in (models.clustering, models.seg_tree, models.anomaly):
         if part.skipped:
             notes.append(part.note)
@@ -161,18 +175,23 @@ def within_segment(
     """Within-segment tests under both grains, and the re-segmentation simulation per dimension. The
     segment-defining (band) feature and redundant columns are left out: inside a band the band feature only
     restates the segment."""
+    runner = worker.SerialRunner()
+    return runner.result(submit_within_segment(runner, fit, marts, profile, grain, config))
+
+
+def submit_within_segment(runner: worker.Runner, fit: pd.DataFrame, marts: Mapping[str, pd.DataFrame],
+                          profile: DataProfile, grain: str, config: ReportConfig) -> worker.Handle:
+    """``within_segment``, submitted to ``runner`` (the report's helper process on large data): it gets the
+    records to test and the two small marts it reads, nothing else."""
     rec = marts.get("input_row_reconciliation")
     dropped = 0
     if rec is not None and "dropped_by_grain" in rec.columns and len(rec):
         rows = rec.loc[text_column(rec, "source") == "customers", "dropped_by_grain"]
         dropped = int(pd.to_numeric(rows, errors="coerce").fillna(0).sum())
     excluded = profile.redundant_columns + ((profile.band_feature,) if profile.band_feature else ())
-    settings = inf.InferenceSettings(random_state=config.random_state)
-    rules = inf.rules_from_mart(marts.get("anomaly_rule_lift"))
-    result = inf.within_segment_inference(
-        fit, grain, other_grain_available=dropped == 0, rules=rules, excluded=excluded, settings=settings
-    )
-    return result, inf.resegmentations(fit, result, rules, excluded, settings)
+    return runner.submit("the within-segment tests", inf.within_segment_with_resegmentation, fit, grain,
+                         other_grain_available=dropped == 0, rule_lift=marts.get("anomaly_rule_lift"),
+                         excluded=excluded, random_state=config.random_state)
 
 
 def build_context(
@@ -184,8 +203,14 @@ def build_context(
     dq_summary: pd.DataFrame | None = None,
     grain: str = "all",
     run: RunInfo | None = None,
+    runner: worker.Runner | None = None,
 ) -> ReportContext:
-    """Compute every statistic and model the report shows. Pure and deterministic."""
+    """Compute every statistic and model the report shows. Pure and deterministic.
+
+    On large data (``is_large``) the within-segment tests, the clusters and the grouped assessment run in a
+    helper process (``python_analysis.worker``): ``runner`` when the caller started one, else one started
+    here (unless ``SEGFIT_REPORT_HELPER=0`` or one core); it is stopped once their results are in. The
+    results are those of the serial path: each part is seeded by its own arguments."""
     notes: list[str] = []
     fit = _mart(marts, "customer_segment_fit", notes).reset_index(drop=True)
     anomalies = marts.get("classification_anomalies")
@@ -193,13 +218,23 @@ def build_context(
         anomalies = fit[anomaly_mask(fit)]
         notes.append("classification_anomalies not provided: anomalies taken from customer_segment_fit")
     anomalies = anomalies.reset_index(drop=True)
-    profile = data_profile(fit)
-    order = tables.segment_order(fit, profile)
-    summary = tables.in_segment_order(segment_summary(_mart(marts, "segment_retention_summary", notes)), order)
-    sample = analysis_sample(fit, config)  # the heavy resampling runs on a stated sample when the data is large
-    work = fit.take(sample.positions).reset_index(drop=True) if sample.sampled else fit
-    inference, resegmentation = within_segment(work, marts, profile, grain, config)
-    models = _models(work, anomalies, profile, config, notes, population=fit, sample=sample)
+    # on large data a helper process (the second core) runs the within-segment tests and the grouped
+    # assessment while this one fits the models: started after the marts were read (the read is the memory
+    # peak), it receives only the analysis sample's records and arrays (python_analysis.worker)
+    large = is_large(fit, config)
+    with worker.side_process(large and runner is None and worker.helper_enabled()) as started:
+        if runner is None or not runner.parallel or not large:
+            runner = started
+        sample = analysis_sample(fit, config)  # the heavy resampling runs on a stated sample when the data is large
+        clusters = submit_clusters(runner, anomalies, config, fit, sample)
+        profile = data_profile(fit)
+        order = tables.segment_order(fit, profile)
+        summary = tables.in_segment_order(segment_summary(_mart(marts, "segment_retention_summary", notes)), order)
+        work = fit.take(sample.positions).reset_index(drop=True) if sample.sampled else fit
+        within = submit_within_segment(runner, work, marts, profile, grain, config)
+        models = _models(work, clusters, profile, config, notes, population=fit, sample=sample, runner=runner)
+        inference, resegmentation = runner.result(within)
+        runner.close()  # its parts are done: the helper's memory is returned before the charts
     dq = data_quality_summary(marts.get("input_row_reconciliation"), marts.get("data_quality_issues"), dq_summary)
     dq_issues = marts.get("data_quality_issues")
     keys = marts.get("duplicate_customer_keys")

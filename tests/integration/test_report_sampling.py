@@ -4,11 +4,14 @@ a small threshold stands in for "large". About 15 s."""
 
 from __future__ import annotations
 
+import logging
+import os
+
 import numpy as np
 import pytest
 
 from python_analysis.config import ReportConfig
-from python_analysis.report import build_report
+from python_analysis.report import RunInfo, build_report
 
 try:
     from tests.report_fixtures import make_marts
@@ -26,7 +29,32 @@ def sampled():
     # scores are sorted by id, so anything carried along with them must be reordered with them
     fit = marts["customer_segment_fit"]
     marts["customer_segment_fit"] = fit.sample(frac=1.0, random_state=11).reset_index(drop=True)
-    return marts, build_report(marts, CONFIG)
+    # built as segfit builds it (the helper process on: the default), with its log kept for the helper's test
+    handler = _Messages()
+    logger = logging.getLogger("python_analysis.worker")
+    level = logger.level
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(handler)
+    try:
+        report = build_report(marts, CONFIG, run=RunInfo.from_marts(marts, grain="all", started_at=STARTED))
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    HELPER_LOG[:] = handler.messages
+    return marts, report
+
+
+STARTED = "2026-01-01T00:00:00Z"  # the same run metadata for every report built here
+HELPER_LOG: list[str] = []
+
+
+class _Messages(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
 
 
 def test_metrics_and_report_state_the_sample(sampled):
@@ -88,3 +116,26 @@ def test_the_reliability_curve_pairs_each_score_with_its_records_flag(sampled):
     expected = plots.reliability_of(joined["is_classification_anomaly"].to_numpy(dtype=bool),
                                     joined["anomaly_probability"].to_numpy(dtype=float))
     assert written_back_reliability(report.context) == expected
+
+
+def test_the_helper_process_gives_the_serial_report(sampled, monkeypatch):
+    """On sampled data the within-segment tests, the clusters and the grouped assessment run in the report's
+    helper process (python_analysis.worker); the report is the serial one (SEGFIT_REPORT_HELPER=0), figure for
+    figure: metrics.json, the text, every chart's PNG and both written-back tables. About 10 s."""
+    import pandas as pd
+
+    from python_analysis import worker
+
+    marts, parallel = sampled
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("one core: the report runs no helper process")
+    ran = [message for message in HELPER_LOG if "in the helper process" in message]
+    for part in ("the within-segment tests", "the anomaly clusters", "the grouped assessment"):
+        assert any(message.startswith(part) for message in ran), (part, HELPER_LOG)
+    monkeypatch.setenv(worker.HELPER_ENV, "0")
+    serial = build_report(marts, CONFIG, run=RunInfo.from_marts(marts, grain="all", started_at=STARTED))
+    assert parallel.metrics == serial.metrics
+    assert parallel.chart_png == serial.chart_png
+    assert parallel.render() == serial.render()
+    for name in ("anomaly_clusters", "anomaly_model_scores"):
+        pd.testing.assert_frame_equal(getattr(parallel, name), getattr(serial, name), check_exact=True)
