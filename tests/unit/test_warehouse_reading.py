@@ -41,3 +41,27 @@ def test_fetch_frame_binds_parameters_and_spans_batches():
         expected = con.execute(sql, [5000]).df()
         got = fetch_frame(con, sql, [5000], rows_per_batch=1024)
     pd.testing.assert_frame_equal(got, expected, check_exact=True)
+
+
+def test_read_tables_orders_rows_as_duckdbs_order_by(tmp_path):
+    """``read_tables(order_by=)`` sorts the Arrow result (a stable sort, nulls last) instead of asking DuckDB to
+    sort the wide rows: the frame equals DuckDB's ``order by`` result (fetch_df), over several batches, with
+    rows stored out of order, a null key and every column type of QUERY."""
+    from python_analysis.warehouse.reading import read_tables
+
+    path = tmp_path / "w.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute("create schema marts")
+        rows = (f"select q.* exclude (i), k.key, k.key * 2 as twice "  # noqa: S608 - the test's own text
+                f"from (select (range * 7919) % 5003 as key from range(5003)) k "
+                f"cross join ({QUERY}) q where q.i = 1 + k.key % 2")
+        con.execute(f"create table marts.t as {rows} limit 0")
+        con.execute("insert into marts.t (key, s) values (null, 'null key')")  # stored first, read last
+        con.execute(f"insert into marts.t {rows}")
+        expected = con.execute("select * from marts.t order by key").df()
+    got = read_tables(path, {"t": "marts.t"}, order_by={"t": "key"})["t"]
+    assert got["key"].iloc[:-1].is_monotonic_increasing and pd.isna(got["key"].iloc[-1])
+    pd.testing.assert_frame_equal(got, expected, check_exact=True)
+    unordered = read_tables(path, {"t": "marts.t"})["t"]
+    assert pd.isna(unordered["key"].iloc[0]) and not unordered["key"].iloc[1:].is_monotonic_increasing  # stored
+    # out of order: the sort is what the test sees
