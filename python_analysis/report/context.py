@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 import pandas as pd
 
@@ -194,33 +195,25 @@ def submit_within_segment(runner: worker.Runner, fit: pd.DataFrame, marts: Mappi
                          excluded=excluded, random_state=config.random_state)
 
 
-def build_context(
-    marts: Mapping[str, pd.DataFrame],
-    config: ReportConfig,
-    *,
-    check_warnings: Sequence[str] = (),
-    checks_href: str | None = None,
-    dq_summary: pd.DataFrame | None = None,
-    grain: str = "all",
-    run: RunInfo | None = None,
-    runner: worker.Runner | None = None,
-) -> ReportContext:
-    """Compute every statistic and model the report shows. Pure and deterministic.
+class _Analyses(NamedTuple):
+    profile: DataProfile
+    order: tuple[str, ...]
+    summary: pd.DataFrame
+    sample: AnalysisSample
+    inference: inf.InferenceResult
+    resegmentation: dict[str, inf.Resegmentation | None]
+    models: Models
 
-    On large data (``is_large``) the within-segment tests, the clusters and the grouped assessment run in a
-    helper process (``python_analysis.worker``): ``runner`` when the caller started one, else one started
-    here (unless ``SEGFIT_REPORT_HELPER=0`` or one core); it is stopped once their results are in. The
-    results are those of the serial path: each part is seeded by its own arguments."""
-    notes: list[str] = []
-    fit = _mart(marts, "customer_segment_fit", notes).reset_index(drop=True)
-    anomalies = marts.get("classification_anomalies")
-    if anomalies is None:
-        anomalies = fit[anomaly_mask(fit)]
-        notes.append("classification_anomalies not provided: anomalies taken from customer_segment_fit")
-    anomalies = anomalies.reset_index(drop=True)
-    # on large data a helper process (the second core) runs the within-segment tests and the grouped
-    # assessment while this one fits the models: started after the marts were read (the read is the memory
-    # peak), it receives only the analysis sample's records and arrays (python_analysis.worker)
+
+def _analyses(fit: pd.DataFrame, anomalies: pd.DataFrame, marts: Mapping[str, pd.DataFrame], grain: str,
+              config: ReportConfig, notes: list[str], runner: worker.Runner | None) -> _Analyses:
+    """The profile, the sample, the within-segment tests and the models of ``build_context``.
+
+    On large data (``is_large``) a helper process (the second core; ``python_analysis.worker``) runs the clusters,
+    the within-segment tests and the grouped assessment while this one fits the trees: ``runner`` (the caller's,
+    started before the read while this process was small), else one started here (unless
+    ``SEGFIT_REPORT_HELPER=0`` or one core). It gets only what those parts read, and is stopped once their results
+    are in. Each part is seeded by its own arguments: the results are the serial path's."""
     large = is_large(fit, config)
     with worker.side_process(large and runner is None and worker.helper_enabled()) as started:
         if runner is None or not runner.parallel or not large:
@@ -235,6 +228,31 @@ def build_context(
         models = _models(work, clusters, profile, config, notes, population=fit, sample=sample, runner=runner)
         inference, resegmentation = runner.result(within)
         runner.close()  # its parts are done: the helper's memory is returned before the charts
+    return _Analyses(profile, order, summary, sample, inference, resegmentation, models)
+
+
+def build_context(
+    marts: Mapping[str, pd.DataFrame],
+    config: ReportConfig,
+    *,
+    check_warnings: Sequence[str] = (),
+    checks_href: str | None = None,
+    dq_summary: pd.DataFrame | None = None,
+    grain: str = "all",
+    run: RunInfo | None = None,
+    runner: worker.Runner | None = None,
+) -> ReportContext:
+    """Compute every statistic and model the report shows. Pure and deterministic. On large data three parts
+    run in a helper process (``runner``, else one started here; ``_analyses``): the same results."""
+    notes: list[str] = []
+    fit = _mart(marts, "customer_segment_fit", notes).reset_index(drop=True)
+    anomalies = marts.get("classification_anomalies")
+    if anomalies is None:
+        anomalies = fit[anomaly_mask(fit)]
+        notes.append("classification_anomalies not provided: anomalies taken from customer_segment_fit")
+    anomalies = anomalies.reset_index(drop=True)
+    profile, order, summary, sample, inference, resegmentation, models = _analyses(
+        fit, anomalies, marts, grain, config, notes, runner)
     dq = data_quality_summary(marts.get("input_row_reconciliation"), marts.get("data_quality_issues"), dq_summary)
     dq_issues = marts.get("data_quality_issues")
     keys = marts.get("duplicate_customer_keys")
