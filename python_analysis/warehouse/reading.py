@@ -111,7 +111,7 @@ def arrow_to_frame(table: pa.Table, order: pa.Array | None = None) -> pd.DataFra
         name, values = table.column_names[0], table.column(0)
         table = table.remove_column(0)
         if order is not None:
-            values = values.take(order)
+            values = values.combine_chunks().take(order)
         columns[name] = _series(values, n)
         del values
     frame = pd.DataFrame(index=pd.RangeIndex(n))
