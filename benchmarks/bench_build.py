@@ -323,7 +323,9 @@ def ensure_data(n: int, m: int, seed: int, data_dir: Path, order: str = "time") 
 
 
 class TreeRssMonitor:
-    """Polls a process and its descendants; keeps the max of the summed RSS and of the largest single RSS."""
+    """Polls a process and its descendants; keeps the max of the summed RSS and of the largest single RSS, and
+    the CPU time of every process seen (at its last poll: this includes grandchildren such as a JVM, which
+    wait4's rusage misses when their parent does not wait for them)."""
 
     def __init__(self, pid: int, interval: float = POLL_SECONDS) -> None:
         import psutil
@@ -335,6 +337,8 @@ class TreeRssMonitor:
         self.peak_tree_rss = 0
         self.peak_single_rss = 0
         self.samples = 0
+        self.cpu_tree_s = 0.0
+        self._cpu: dict[int, float] = {}
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
@@ -348,9 +352,12 @@ class TreeRssMonitor:
             for proc in procs:
                 with contextlib.suppress(psutil.Error):
                     rss = proc.memory_info().rss
+                    times = proc.cpu_times()
                     total += rss
                     self.peak_single_rss = max(self.peak_single_rss, rss)
+                    self._cpu[proc.pid] = times.user + times.system
             self.peak_tree_rss = max(self.peak_tree_rss, total)
+            self.cpu_tree_s = sum(self._cpu.values())
             self.samples += 1
             self._stop.wait(self._interval)
 
@@ -400,6 +407,7 @@ def run_measured(command: list[str], *, env: dict[str, str] | None, log_path: Pa
         "rss_samples": monitor.samples,
         "cpu_user_s": usage.ru_utime,
         "cpu_sys_s": usage.ru_stime,
+        "cpu_tree_polled_s": monitor.cpu_tree_s,
         "marks": marks,
     }
 

@@ -45,51 +45,13 @@ import bench_build as bb  # noqa: E402 - the sibling script's measuring helpers
 
 DEFAULT_OUT = bb.BENCH_DIR / "results" / "spark_lane.json"
 DEFAULT_SIZES = "200000:4000000"
+SPARK_SETTINGS = ("SEGFIT_SPARK_MASTER", "SEGFIT_SPARK_DRIVER_MEMORY", "SEGFIT_SPARK_SHUFFLE_PARTITIONS")
 SESSION_STARTED = re.compile(r"Spark session for the checks started in ([0-9.]+) s")
 
 
-# --------------------------------------------------------------------------------------------------------
-# CPU of the whole tree: a JVM started by pyspark is not waited for by its parent (it exits when the Python
-# side closes its pipe), so wait4's rusage misses it. The monitor also keeps, per process, its last polled
-# user + sys time; their sum is the tree's CPU, JVMs included (a process that lives < 50 ms is missed).
-# --------------------------------------------------------------------------------------------------------
-
-LAST_TREE_CPU: dict[str, float] = {}
-
-
-class TreeCpuRssMonitor(bb.TreeRssMonitor):
-    def _run(self) -> None:
-        psutil = self._psutil
-        cpu: dict[int, float] = {}
-        while not self._stop.is_set():
-            try:
-                procs = [self._root, *self._root.children(recursive=True)]
-            except psutil.Error:
-                break
-            total = 0
-            for proc in procs:
-                try:
-                    rss = proc.memory_info().rss
-                    times = proc.cpu_times()
-                except psutil.Error:
-                    continue
-                total += rss
-                self.peak_single_rss = max(self.peak_single_rss, rss)
-                cpu[proc.pid] = times.user + times.system
-            self.peak_tree_rss = max(self.peak_tree_rss, total)
-            self.samples += 1
-            LAST_TREE_CPU["cpu_tree_polled_s"] = sum(cpu.values())
-            self._stop.wait(self._interval)
-
-
-bb.TreeRssMonitor = TreeCpuRssMonitor
-
-
-def run_measured(command: list[str], **kwargs) -> dict:
-    LAST_TREE_CPU.clear()
-    measured = bb.run_measured(command, **kwargs)
-    measured["cpu_tree_polled_s"] = LAST_TREE_CPU.get("cpu_tree_polled_s")
-    return measured
+# CPU of the whole tree: a JVM started by pyspark is not waited for by its parent (it exits when the Python side
+# closes its pipe), so wait4's rusage misses it; bench_build's tree poll keeps each process's last polled
+# user + sys time, and their sum (``cpu_tree_polled_s``) includes the JVMs (a process living < 50 ms is missed).
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -194,7 +156,7 @@ def probe_child() -> int:
 
 def run_probe(workdir: Path) -> dict:
     log_path = workdir / "probe.log"
-    measured = run_measured([sys.executable, str(Path(__file__).resolve()), "--probe-child"], env=None,
+    measured = bb.run_measured([sys.executable, str(Path(__file__).resolve()), "--probe-child"], env=None,
                                log_path=log_path, cwd=bb.PROJECT_DIR)
     text = log_path.read_text()
     if measured["exit_code"] != 0:
@@ -234,7 +196,7 @@ def run_engine(engine: str, paths: dict[str, Path], workdir: Path, label: str) -
     log_path = workdir / f"run-{engine}-{label}.log"
     load_before = os.getloadavg()
     started_epoch = time.time()
-    measured = run_measured(command, env=env, log_path=log_path, cwd=bb.PROJECT_DIR)
+    measured = bb.run_measured(command, env=env, log_path=log_path, cwd=bb.PROJECT_DIR)
     measured.update(engine=engine, command=" ".join(command), loadavg_before=load_before,
                     loadavg_after=os.getloadavg(), started_epoch=started_epoch)
     if measured["exit_code"] != 0:
@@ -342,6 +304,9 @@ def main(argv: list[str] | None = None) -> int:
     from python_analysis.demo_data import DEFAULT_SEED
 
     result: dict = {"machine": bb.machine_facts(), "engines": engines, "order": args.order, "runs": [],
+                    # the profile's Spark settings from the environment (profiles/profiles.yml's defaults apply
+                    # to the ones not set)
+                    "spark_settings": {k: os.environ[k] for k in SPARK_SETTINGS if k in os.environ},
                     "probe": None, "markdown": ""}
     workdir = Path(tempfile.mkdtemp(prefix="segfit-bench-spark-"))
     bb.log(f"work directory {workdir}")

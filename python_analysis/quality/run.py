@@ -158,30 +158,42 @@ def _run(tables: Mapping[str, pd.DataFrame | Source], config: CheckConfig, root:
 
         evaluated += len(runnable)
         for position in sorted(findings):
-            config_ = runnable[position].configuration
-            severity = (config_.meta or {}).get("severity", "error")
-            failed = FailedExpectation(
-                table=table,
-                expectation_type=config_.type,
-                column=",".join(_target_columns(config_.kwargs)) or None,
-                severity=severity,
-                offending=findings[position].offending,
-                unexpected_count=findings[position].count,
-            )
-            (warnings if severity == "warning" else errors).append(failed)
+            failed = failed_expectation(table, runnable[position].configuration, findings[position].offending,
+                                        findings[position].count)
+            (warnings if failed.severity == "warning" else errors).append(failed)
 
-    index: Path | None = None
-    if data_docs_dir is not None:
-        try:
-            _escape_stored_results(context)
-            context.build_data_docs(site_names=["segfit"])
-        except Exception as exc:  # noqa: BLE001
-            raise ChecksError(f"building Data Docs failed: {exc}") from exc
-        index = data_docs_dir / "index.html"
-        if not index.is_file():
-            raise ChecksError(f"Data Docs were built but {index} is missing")
-    return CheckReport(errors=errors, warnings=warnings, evaluated=evaluated, data_docs_index=index,
+    return CheckReport(errors=errors, warnings=warnings, evaluated=evaluated,
+                       data_docs_index=data_docs_index(context, data_docs_dir),
                        skipped=skipped, validated_in_sql=validated_in_sql)
+
+
+def failed_expectation(table: str, configuration: Any, offending: list[str],
+                       unexpected_count: int | None) -> FailedExpectation:
+    """The failure of one expectation, as every engine's check path reports it (severity from its meta)."""
+    return FailedExpectation(
+        table=table,
+        expectation_type=configuration.type,
+        column=",".join(_target_columns(configuration.kwargs)) or None,
+        severity=(configuration.meta or {}).get("severity", "error"),
+        offending=offending,
+        unexpected_count=unexpected_count,
+    )
+
+
+def data_docs_index(context: Any, data_docs_dir: Path | None) -> Path | None:
+    """Build the GX Data Docs site of ``context`` into ``data_docs_dir`` and return its index page (None when
+    no directory was asked for). A GX failure, or a build without an index page, is a ChecksError."""
+    if data_docs_dir is None:
+        return None
+    try:
+        _escape_stored_results(context)
+        context.build_data_docs(site_names=["segfit"])
+    except Exception as exc:  # noqa: BLE001
+        raise ChecksError(f"building Data Docs failed: {exc}") from exc
+    index = data_docs_dir / "index.html"
+    if not index.is_file():
+        raise ChecksError(f"Data Docs were built but {index} is missing")
+    return index
 
 
 def _chain(first: pd.DataFrame, second: pd.DataFrame, rest: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:

@@ -28,11 +28,12 @@ from pathlib import Path
 from typing import Any
 
 from .contract import KEYS, QUARTERS, SPARK_TYPE_LISTS
-from .gx_batches import _by_position, _escape_stored_results, _make_context, _parameters_of
+from .gx_batches import _by_position, _make_context, _parameters_of
 from .offending import _offending, _target_columns, _text
 from .results import CheckConfig, CheckReport, ChecksError, FailedExpectation
+from .run import data_docs_index, failed_expectation
 from .sources import resolve_parameters
-from .sql import SQL_FLAG_DIVISORS
+from .sql import fit_check_columns
 from .suites import expectation_suites
 
 
@@ -48,27 +49,12 @@ def _number(column: str) -> str:
 
 
 def _fit(config: CheckConfig) -> tuple[tuple[str, ...], list[tuple[str, str]]]:
-    """_derive_fit's columns: the q-share nulls and sum, the expected direction and flag (round half to
-    even at 10 decimals, as numpy and the SQL path), the flag as a number."""
-    shares = [_number(f"{q}_share") for q in QUARTERS]
-    deviation = _number("retention_deviation")
-    magnitude = f"abs({deviation})"
-    divisor_column = SQL_FLAG_DIVISORS[config.anomaly_threshold_mode]
-    if divisor_column is not None:
-        divisor = _number(divisor_column)
-        magnitude = f"({magnitude} / (case when {divisor} <> 0 then {divisor} end))"
-    threshold = repr(float(config.anomaly_threshold))  # a validated float, not text from the data
+    """_derive_fit's columns (sql.fit_check_columns in Spark SQL; the null count as bigint, as pandas')."""
     required = (*(f"{q}_share" for q in QUARTERS), "retention_deviation", "segment_avg_retention",
                 "is_classification_anomaly")
-    return required, [
-        ("q_share_nulls", "cast(" + " + ".join(f"(case when {v} is null then 1 else 0 end)" for v in shares)
-         + " as bigint)"),
-        ("q_share_sum", "(" + " + ".join(shares) + ")"),
-        ("expected_direction", f"(case when {deviation} is null then null when bround({deviation}, 10) < 0 "
-                               f"then 'below' else 'above' end)"),
-        ("expected_flag", f"coalesce(bround({magnitude}, 10) > {threshold}, false)"),
-        ("anomaly_flag_numeric", f"cast(try_cast({_q('is_classification_anomaly')} as boolean) as double)"),
-    ]
+    columns = fit_check_columns(config, _number, _q, "bround")
+    return required, [(name, f"cast({expression} as bigint)" if name == "q_share_nulls" else expression)
+                      for name, expression in columns]
 
 
 def _seasonal(config: CheckConfig) -> tuple[tuple[str, ...], list[tuple[str, str]]]:
@@ -256,22 +242,8 @@ def _run_spark(spark: Any, tables: Mapping[str, Any], config: CheckConfig,  # no
             if item.success:
                 continue
             offending, count = _finding(item, keys, limit)
-            config_ = runnable[position].configuration
-            severity = (config_.meta or {}).get("severity", "error")
-            failed = FailedExpectation(table=table, expectation_type=config_.type,
-                                       column=",".join(_target_columns(config_.kwargs)) or None,
-                                       severity=severity, offending=offending, unexpected_count=count)
-            (warnings if severity == "warning" else errors).append(failed)
+            failed = failed_expectation(table, runnable[position].configuration, offending, count)
+            (warnings if failed.severity == "warning" else errors).append(failed)
 
-    index: Path | None = None
-    if data_docs_dir is not None:
-        try:
-            _escape_stored_results(context)
-            context.build_data_docs(site_names=["segfit"])
-        except Exception as exc:  # noqa: BLE001
-            raise ChecksError(f"building Data Docs failed: {exc}") from exc
-        index = data_docs_dir / "index.html"
-        if not index.is_file():
-            raise ChecksError(f"Data Docs were built but {index} is missing")
-    return CheckReport(errors=errors, warnings=warnings, evaluated=evaluated, data_docs_index=index,
-                       skipped=skipped, gx_batches=batches)
+    return CheckReport(errors=errors, warnings=warnings, evaluated=evaluated,
+                       data_docs_index=data_docs_index(context, data_docs_dir), skipped=skipped, gx_batches=batches)

@@ -47,26 +47,33 @@ SQL_FLAG_DIVISORS: dict[str, str | None] = {
 }
 
 
-def _sql_derived_fit(config: CheckConfig) -> str:
-    """The derived check columns of _derive_fit as a SQL select list (same definitions: numpy's
-    round-half-to-even at 10 decimals, missing = null or NaN)."""
-    shares = [_number(f"{q}_share") for q in QUARTERS]
-    deviation = _number("retention_deviation")
+def fit_check_columns(config: CheckConfig, number: Callable[[str], str], quote: Callable[[str], str],
+                      round_even: str) -> list[tuple[str, str]]:
+    """The derived check columns of _derive_fit as (name, SQL expression) pairs, for any engine: ``number``
+    reads a column as a double with NaN as null, ``quote`` quotes an identifier, ``round_even`` names the
+    engine's round-half-to-even function (numpy's rounding at 10 decimals). Same definitions as pandas'."""
+    shares = [number(f"{q}_share") for q in QUARTERS]
+    deviation = number("retention_deviation")
     magnitude = f"abs({deviation})"
     divisor_column = SQL_FLAG_DIVISORS[config.anomaly_threshold_mode]
     if divisor_column is not None:
-        divisor = _number(divisor_column)
+        divisor = number(divisor_column)
         magnitude = f"({magnitude} / (case when {divisor} <> 0 then {divisor} end))"
     threshold = repr(float(config.anomaly_threshold))  # a validated float, not text from the data
-    flag = _quote("is_classification_anomaly")
-    return ", ".join([
-        "(" + " + ".join(f"(case when {v} is null then 1 else 0 end)" for v in shares) + ") as q_share_nulls",
-        "(" + " + ".join(shares) + ") as q_share_sum",
-        f"(case when {deviation} is null then null when round_even({deviation}, 10) < 0 then 'below' "
-        f"else 'above' end) as expected_direction",
-        f"coalesce(round_even({magnitude}, 10) > {threshold}, false) as expected_flag",
-        f"cast(try_cast({flag} as boolean) as double) as anomaly_flag_numeric",
-    ])
+    return [
+        ("q_share_nulls", "(" + " + ".join(f"(case when {v} is null then 1 else 0 end)" for v in shares) + ")"),
+        ("q_share_sum", "(" + " + ".join(shares) + ")"),
+        ("expected_direction", f"(case when {deviation} is null then null when {round_even}({deviation}, 10) < 0 "
+                               f"then 'below' else 'above' end)"),
+        ("expected_flag", f"coalesce({round_even}({magnitude}, 10) > {threshold}, false)"),
+        ("anomaly_flag_numeric", f"cast(try_cast({quote('is_classification_anomaly')} as boolean) as double)"),
+    ]
+
+
+def _sql_derived_fit(config: CheckConfig) -> str:
+    """The derived check columns of _derive_fit as a DuckDB select list."""
+    return ", ".join(f"{expression} as {name}"
+                     for name, expression in fit_check_columns(config, _number, _quote, "round_even"))
 
 
 # derived check columns with a SQL form (the other DERIVATIONS are on small summary tables)
