@@ -167,7 +167,7 @@ point_in_time as (
 
 {# Distinct months without a (record, month) group-by (11M groups at 20M transactions, the costliest
     step of this model): each month sets one bit of a 126-bit mask, at position month mod 126, held in two
-    63-bit integers. Within any 126 consecutive months the positions differ, so for a record whose months
+    63-bit integers (on DuckDB in one 128-bit integer: one aggregate instead of two, segfit_month_bits). Within any 126 consecutive months the positions differ, so for a record whose months
     span fewer than 126 (10.5 years) the number of set bits is the exact count. Records with a longer span
     are counted exactly by long_span_months below. The quarters are counted with count(*) filter (a
     64-bit count, where sum(case ... then 1) keeps a 128-bit sum). #}
@@ -186,8 +186,6 @@ aggregated_in_one_pass as (
         count(*) filter (where transaction_quarter = 4) as q4_transactions,
         min(transaction_date) as first_transaction_date,
         max(transaction_date) as last_transaction_date,
-        min(transaction_month) as first_month,
-        max(transaction_month) as last_month,
         {{ segfit_month_bits('transaction_month', 0) }} as month_bits_low,
         {{ segfit_month_bits('transaction_month', 1) }} as month_bits_high
     from point_in_time
@@ -199,7 +197,11 @@ long_span_records as (
 
     select record_key
     from aggregated_in_one_pass
-    where last_month - first_month >= {{ segfit_month_mask_width() }}
+    {#- the month span from the first and last dates (the month index never decreases with the date, so
+        these are the first and last months without two more aggregates over every transaction) #}
+    where
+        {{ segfit_month_index('last_transaction_date') }} - {{ segfit_month_index('first_transaction_date') }}
+        >= {{ segfit_month_mask_width() }}
 
 ),
 
