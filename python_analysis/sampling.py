@@ -85,9 +85,10 @@ def _customer_codes(fit: pd.DataFrame) -> tuple[np.ndarray, int]:
     return codes.astype(np.intp, copy=False), len(uniques)
 
 
-def is_large(fit: pd.DataFrame, config: ReportConfig) -> bool:
-    """Is ``fit`` sampled (``analysis_sample``): more than ``analysis_sample_threshold`` records?"""
-    return len(fit) > config.analysis_sample_threshold
+def is_large(records: int, config: ReportConfig) -> bool:
+    """Is a fit mart of ``records`` records sampled (``analysis_sample``): more than
+    ``analysis_sample_threshold``?"""
+    return records > config.analysis_sample_threshold
 
 
 def analysis_sample(fit: pd.DataFrame, config: ReportConfig) -> AnalysisSample:
@@ -95,7 +96,7 @@ def analysis_sample(fit: pd.DataFrame, config: ReportConfig) -> AnalysisSample:
     n = len(fit)
     y = anomaly_mask(fit) if n else np.zeros(0, dtype=bool)
     inverse, n_customers = _customer_codes(fit) if n else (np.zeros(0, dtype=np.intp), 0)
-    if not is_large(fit, config):
+    if not is_large(n, config):
         return AnalysisSample(False, n, n_customers, int(y.sum()), _anomaly_customers(inverse, y), n, n_customers,
                               config.analysis_sample_threshold, config.analysis_sample_size, np.arange(n))
     segment = text_column(fit, "profitability_segment", missing="(missing)").to_numpy(dtype=object)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from python_analysis import pipeline, quality, report, serving, warehouse, worker
+from python_analysis import pipeline, quality, report, sampling, serving, warehouse, worker
 from python_analysis.config import ReportConfig
 from python_analysis.errors import EXIT_CHECKS_FAILED, EXIT_OK
 from python_analysis.report.checks_page import checks_page
@@ -71,7 +71,7 @@ def report_from(path: Path, out_dir: Path, config: ReportConfig, check_result: q
                 grain: str, started_at: str | None = None) -> report.Report:
     # on large data the report's helper process (python_analysis.worker) starts before the marts are read, while
     # this process is small, and imports its modules meanwhile; build_context stops it when its parts are done
-    large = warehouse.count_rows(path, "marts.customer_segment_fit") > config.analysis_sample_threshold
+    large = sampling.is_large(warehouse.count_rows(path, "marts.customer_segment_fit"), config)
     with worker.side_process(large and worker.helper_enabled()) as runner:
         marts = warehouse.read_marts(path)  # read-only connection, closed before modelling starts
         log.info("fitting models on %d records", len(marts["customer_segment_fit"]))

@@ -13,6 +13,10 @@ Failures never hang and always name the step: an exception in a call is re-raise
 ``SegfitError`` naming it (with the helper's traceback in the log); a helper that dies (killed, out of
 memory) is detected while waiting and reported with its exit code. Leaving the ``with`` block, normally or
 by an exception (Ctrl-C's ``KeyboardInterrupt``, the CLI's SIGTERM exception), terminates the helper.
+
+Why not ``concurrent.futures.ProcessPoolExecutor``: on Python 3.11 its ``shutdown`` waits for a running call
+and it has no public way to terminate a busy worker (``terminate_workers`` arrived in 3.14), while a Ctrl-C or
+SIGTERM here must stop the helper at once; the queue pair and the liveness poll below are what that needs.
 """
 
 from __future__ import annotations

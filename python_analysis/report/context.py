@@ -214,7 +214,7 @@ def _analyses(fit: pd.DataFrame, anomalies: pd.DataFrame, marts: Mapping[str, pd
     started before the read while this process was small), else one started here (unless
     ``SEGFIT_REPORT_HELPER=0`` or one core). It gets only what those parts read, and is stopped once their results
     are in. Each part is seeded by its own arguments: the results are the serial path's."""
-    large = is_large(fit, config)
+    large = is_large(len(fit), config)
     with worker.side_process(large and runner is None and worker.helper_enabled()) as started:
         if runner is None or not runner.parallel or not large:
             runner = started
