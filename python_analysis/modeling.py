@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -664,12 +664,24 @@ def anomaly_models(
     probability, the others that of the same calibrated model fitted on the sample (they were not in its fit).
     Long: the four models share one matrix and one CV split (#9).
     """
+    return start_anomaly_models(fit, config, matrix, population, sample_positions, runner)()
+
+
+def start_anomaly_models(
+    fit: pd.DataFrame, config: ReportConfig, matrix: FeatureMatrix | None = None,
+    population: pd.DataFrame | None = None, sample_positions: np.ndarray | None = None,
+    runner: worker.Runner | None = None,
+) -> Callable[[], AnomalyModelsResult]:
+    """``anomaly_models`` in two steps: this call fits what runs in this process and submits the grouped
+    assessment and the calibrated out-of-fold folds to ``runner`` (the report's helper process on large data);
+    the function it returns collects them and gives the result. Between the two the caller may do other work
+    (the report draws its data charts): the figures are the same, each part is seeded by its own arguments."""
     n = len(fit)
     y = anomaly_mask(fit)
     n_anom = int(y.sum())
     if n == 0 or n_anom in (0, n):
         only = "no records" if n == 0 else ("no anomalies" if n_anom == 0 else "only anomalies")
-        return AnomalyModelsResult(
+        return lambda: AnomalyModelsResult(
             skipped=True,
             note=f"anomaly trees skipped: a single class ({only}); nothing to separate",
             n_records=n,
@@ -699,16 +711,38 @@ def anomaly_models(
     fair = models["fair"]
     ids = text_column(fit, "customer_record_id", missing="").to_numpy(dtype=object)
     flags = y
-    calibrated = None
+    folds = population_proba = population_ids = None
     fair_sources = [*model_feature_sets(config)["fair"][0], *model_feature_sets(config)["fair"][1]]
     if not fair.skipped and fair.cv_repeated is not None:
         fm = matrix.select(fair_sources)
-        fitted = _calibrated_folds(fm.X, y, groups, config)
-        calibrated = None if fitted is None else fitted[0]
-        if fitted is not None and population is not None and sample_positions is not None:
-            calibrated, ids = _score_population(fm, fit, y, groups, fitted[0], population, sample_positions, config)
-            flags = anomaly_mask(population)
+        # the calibrated out-of-fold folds need only the sample's matrix: on large data the helper fits them
+        # while this process scores the population with the model fitted on the whole sample
+        folds = runner.submit("the calibrated folds", calibrated_oof_proba, fm.X, y, groups, config)
+        if population is not None and sample_positions is not None and _calibration_possible(y, groups, config):
+            population_proba, population_ids = _score_population(fm, fit, y, groups, population, config)
         del fm
+
+    def finish() -> AnomalyModelsResult:
+        return _finish_anomaly_models(fit, config, models, y, n_anom, ids, flags, runner, assessment, folds,
+                                      population, sample_positions, population_proba, population_ids)
+
+    return finish
+
+
+def _finish_anomaly_models(
+    fit: pd.DataFrame, config: ReportConfig, models: dict[str, AnomalyModel], y: np.ndarray, n_anom: int,
+    ids: np.ndarray, flags: np.ndarray, runner: worker.Runner, assessment: worker.Handle | None,
+    folds: worker.Handle | None, population: pd.DataFrame | None, sample_positions: np.ndarray | None,
+    population_proba: np.ndarray | None, population_ids: pd.api.extensions.ExtensionArray | None,
+) -> AnomalyModelsResult:
+    """The second step of ``start_anomaly_models``: the calibrated scores and the assessment collected."""
+    n = len(fit)
+    fair = models["fair"]
+    calibrated = None if folds is None else runner.result(folds)
+    if calibrated is not None and population_proba is not None and sample_positions is not None:
+        population_proba[sample_positions] = calibrated  # the sampled records keep their out-of-fold probability
+        calibrated, ids = population_proba, population_ids
+        flags = anomaly_mask(population)
     if fair.skipped:
         scores, source = empty_scores(), "none (fair model skipped)"
     else:
@@ -820,14 +854,22 @@ def encode_like(frame: pd.DataFrame, fm: FeatureMatrix, reference: pd.DataFrame,
     return out
 
 
+def _calibration_possible(y: np.ndarray, groups: np.ndarray, config: ReportConfig) -> bool:
+    """Do the calibrated folds run (``_calibrated_folds`` returns None otherwise): at least 2 customers with and
+    2 without an anomaly record."""
+    _, inverse = np.unique(groups, return_inverse=True)
+    has = np.bincount(inverse, weights=y.astype(float)) > 0
+    return min(config.cv_folds, int(has.sum()), int((~has).sum())) >= 2
+
+
 def _score_population(fm: FeatureMatrix, fit: pd.DataFrame, y: np.ndarray, groups: np.ndarray,
-                      sample_oof: np.ndarray, population: pd.DataFrame, sample_positions: np.ndarray,
-                      config: ReportConfig, chunk: int = 200_000) -> tuple[np.ndarray, pd.api.extensions.ExtensionArray]:
-    """(P(anomaly), customer_record_id) for every record of ``population``: the sample's calibrated out-of-fold
-    probabilities at ``sample_positions``; every other record (in no fit) is scored by one calibrated fair tree
+                      population: pd.DataFrame, config: ReportConfig, chunk: int = 200_000
+                      ) -> tuple[np.ndarray, pd.api.extensions.ExtensionArray]:
+    """(P(anomaly), customer_record_id) for every record of ``population``, scored by one calibrated fair tree
     fitted on the sample (``CalibratedClassifierCV(ensemble=False)``: the sigmoid fitted on inner grouped
     out-of-fold predictions, one tree on the sample), encoded in slices of ``chunk`` records that read only
-    the model's columns."""
+    the model's columns. The caller then puts the sample's calibrated out-of-fold probabilities at the sample's
+    positions: every other record was in no fit."""
     # the imputer stays even when the sample has no NaN: the records scored here may have some
     model = _calibrated_tree(fm.X, y, groups, config, config.random_state, missing=True, ensemble=False)
     pos = list(model.classes_).index(True)
@@ -836,7 +878,6 @@ def _score_population(fm: FeatureMatrix, fit: pd.DataFrame, y: np.ndarray, group
     for start in range(0, len(population), chunk):
         X = encode_like(population.iloc[start:start + chunk][columns], fm, fit)  # slice, then columns: no full copy
         proba[start:start + chunk] = model.predict_proba(X)[:, pos]
-    proba[sample_positions] = sample_oof
     # the ids stay in the frame's (Arrow) string array: no Python string per record
     return proba, text_column(population, "customer_record_id", missing="").astype("str").array
 

@@ -70,7 +70,7 @@ def write_checks_page(result: quality.CheckReport, check_config: quality.CheckCo
 def report_from(path: Path, out_dir: Path, config: ReportConfig, check_result: quality.CheckReport | None,
                 grain: str, started_at: str | None = None) -> report.Report:
     # on large data the report's helper process (python_analysis.worker) starts before the marts are read, while
-    # this process is small, and imports its modules meanwhile; build_context stops it when its parts are done
+    # this process is small, and imports its modules meanwhile; the report stops it when its parts are done (context.start_context)
     large = sampling.is_large(warehouse.count_rows(path, "marts.customer_segment_fit"), config)
     with worker.side_process(large and worker.helper_enabled()) as runner:
         marts = warehouse.read_marts(path)  # read-only connection, closed before modelling starts
@@ -121,8 +121,7 @@ def report_published(published: Path, out_dir: Path, config: ReportConfig | None
                 copied = copying.submit(pipeline.copy_database, snapshot, slot.target)
                 result = report_from(snapshot, report_slot.target, config, None, _grain_of(snapshot), started_at)
                 copied.result()
-            warehouse.write_analysis_tables(slot.target, analysis_tables(result))
-            _write(result, report_slot.target)
+            _write_outputs(result, slot.target, report_slot.target)
             publishing.publish(published, slot, report=(out_dir, report_slot), expect_current=snapshot)
         finally:
             slot.discard()
@@ -156,8 +155,7 @@ def run_all(options: pipeline.BuildOptions, published: Path, out_dir: Path,
             return EXIT_CHECKS_FAILED
         log.info("[3/3] report")
         result = report_from(slot.target, report_slot.target, config, check_result, options.grain, started_at)
-        warehouse.write_analysis_tables(slot.target, analysis_tables(result))
-        _write(result, report_slot.target)
+        _write_outputs(result, slot.target, report_slot.target)
         publishing.publish(published, slot, report=(out_dir, report_slot))
         log.info("published %s and %s", published, out_dir)
     finally:
@@ -166,6 +164,16 @@ def run_all(options: pipeline.BuildOptions, published: Path, out_dir: Path,
             report_slot.discard()
     log.info("%s", serving.how_to_query(published), extra={"raw": True})
     return EXIT_OK
+
+
+def _write_outputs(result: report.Report, target: Path, out_dir: Path) -> None:
+    """The analysis tables into the warehouse file ``target`` and the report's files into ``out_dir``, side by
+    side: DuckDB's write runs in a thread (outside the GIL) while this one writes the files; leaving waits for
+    both, and either one's error is raised (the report's first)."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="segfit-tables") as writing:
+        tables = writing.submit(warehouse.write_analysis_tables, target, analysis_tables(result))
+        _write(result, out_dir)  # on an error here, leaving the block waits for the tables' write first
+    tables.result()
 
 
 def _write(result: report.Report, out_dir: Path) -> None:

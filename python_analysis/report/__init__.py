@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,8 +28,8 @@ from matplotlib.figure import Figure
 
 from .. import plots, worker
 from ..config import ReportConfig
-from .context import ReportContext, build_context, within_segment
-from .figures import CHART_NAMES, build_figures
+from .context import ReportContext, start_context, within_segment
+from .figures import CHART_NAMES, build_figures, data_figures
 from .metrics import json_ready, metrics
 from .render import RunLine, render_html, render_markdown
 from .runinfo import RunInfo, now_utc
@@ -86,11 +87,16 @@ def build_report(
     runner: worker.Runner | None = None,
 ) -> Report:
     """Compute every statistic, model and chart. Pure and deterministic (apart from ``run``'s start time).
-    ``runner``: a started helper process for large data (``build_context``)."""
-    ctx = build_context(marts, config, check_warnings=check_warnings, checks_href=data_docs_href,
-                        dq_summary=dq_summary, grain=grain, run=run, runner=runner)
-    figures = build_figures(ctx)
-    chart_png = {name: plots.figure_png(fig, config.dpi) for name, fig in figures.items()}
+    ``runner``: a started helper process for large data (``context.start_context``)."""
+    with ExitStack() as stack:
+        pending = start_context(marts, config, stack, check_warnings=check_warnings, checks_href=data_docs_href,
+                                dq_summary=dq_summary, grain=grain, run=run, runner=runner)
+        # the data charts are drawn while a helper process (large data) still runs its parts
+        data = data_figures(pending)
+        chart_png = {name: plots.figure_png(fig, config.dpi) for name, fig in data.items()}
+        ctx = pending.finish()
+    figures = build_figures(ctx, data)
+    chart_png.update({name: plots.figure_png(fig, config.dpi) for name, fig in figures.items() if name not in data})
     return Report(metrics=json_ready(metrics(ctx, sorted(figures))), figures=figures, context=ctx, chart_png=chart_png)
 
 

@@ -5,7 +5,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
@@ -35,11 +36,11 @@ from ..modeling import (
     ClusteringResult,
     SegmentTreeResult,
     anomaly_clusters,
-    anomaly_models,
     cluster_inputs,
     empty_assignments,
     model_matrix,
     segment_tree,
+    start_anomaly_models,
 )
 from ..profile import DataProfile, data_profile
 from ..sampling import AnalysisSample, analysis_sample, is_large
@@ -144,13 +145,13 @@ def submit_clusters(runner: worker.Runner, anomalies: pd.DataFrame, config: Repo
     return runner.submit("the anomaly clusters", anomaly_clusters, anomalies, cluster_config, population)
 
 
-def _models(fit: pd.DataFrame, clusters: worker.Handle, profile: DataProfile, config: ReportConfig,
-            notes: list[str], population: pd.DataFrame | None = None, sample: AnalysisSample | None = None,
-            runner: worker.Runner | None = None) -> Models:
+def _start_models(fit: pd.DataFrame, clusters: worker.Handle, profile: DataProfile, config: ReportConfig,
+                  notes: list[str], population: pd.DataFrame | None = None, sample: AnalysisSample | None = None,
+                  runner: worker.Runner | None = None) -> Callable[[], Models]:
     """Clusters of the anomalies (``submit_clusters``) and the decision trees; constant, all-null and identical
     columns are removed before modelling, and the segment-defining (band) feature is kept out of the behavioural
     model. When ``fit`` is the analysis ``sample`` of ``population``, the written-back scores still cover every
-    record."""
+    record. Fits what runs in this process; the function returned collects the helper's parts (``runner``)."""
     runner = runner or worker.SerialRunner()
     model_config = replace(
         config,
@@ -162,12 +163,17 @@ def _models(fit: pd.DataFrame, clusters: worker.Handle, profile: DataProfile, co
     matrix = model_matrix(fit, model_config) if len(fit) else None
     scored = {"population": population, "sample_positions": sample.positions} if sample and sample.sampled else {}
     seg_tree = segment_tree(fit, model_config, matrix)
-    anomaly = anomaly_models(fit, model_config, matrix, runner=runner, **scored)
-    models = Models(runner.result(clusters), seg_tree, anomaly)
-    for part in (models.clustering, models.seg_tree, models.anomaly):
-        if part.skipped:
-            notes.append(part.note)
-    return models
+    finish_anomaly = start_anomaly_models(fit, model_config, matrix, runner=runner, **scored)
+
+    def finish() -> Models:
+        anomaly = finish_anomaly()
+        models = Models(runner.result(clusters), seg_tree, anomaly)
+        for part in (models.clustering, models.seg_tree, models.anomaly):
+            if part.skipped:
+                notes.append(part.note)
+        return models
+
+    return finish
 
 
 def within_segment(
@@ -196,39 +202,65 @@ def submit_within_segment(runner: worker.Runner, fit: pd.DataFrame, marts: Mappi
 
 
 class _Analyses(NamedTuple):
-    profile: DataProfile
-    order: tuple[str, ...]
-    summary: pd.DataFrame
-    sample: AnalysisSample
     inference: inf.InferenceResult
     resegmentation: dict[str, inf.Resegmentation | None]
     models: Models
 
 
-def _analyses(fit: pd.DataFrame, anomalies: pd.DataFrame, marts: Mapping[str, pd.DataFrame], grain: str,
-              config: ReportConfig, notes: list[str], runner: worker.Runner | None) -> _Analyses:
-    """The profile, the sample, the within-segment tests and the models of ``build_context``.
+class _Descriptive(NamedTuple):
+    profile: DataProfile
+    order: tuple[str, ...]
+    summary: pd.DataFrame
+    sample: AnalysisSample
+
+
+def _start_analyses(fit: pd.DataFrame, anomalies: pd.DataFrame, marts: Mapping[str, pd.DataFrame], grain: str,
+                    config: ReportConfig, notes: list[str], runner: worker.Runner | None, stack: ExitStack
+                    ) -> tuple[_Descriptive, Callable[[], _Analyses]]:
+    """The profile, the sample, the within-segment tests and the models of ``build_context``, in two steps: this
+    call computes what this process computes first (the function returned collects the rest).
 
     On large data (``is_large``) a helper process (the second core; ``python_analysis.worker``) runs the clusters,
-    the within-segment tests and the grouped assessment while this one fits the trees: ``runner`` (the caller's,
-    started before the read while this process was small), else one started here (unless
-    ``SEGFIT_REPORT_HELPER=0`` or one core). It gets only what those parts read, and is stopped once their results
-    are in. Each part is seeded by its own arguments: the results are the serial path's."""
+    the within-segment tests, the grouped assessment and the calibrated folds while this one fits the trees and
+    scores the population: ``runner`` (the caller's, started before the read while this process was small), else
+    one started here in ``stack`` (unless ``SEGFIT_REPORT_HELPER=0`` or one core). It gets only what those parts
+    read, and is stopped once their results are in. Each part is seeded by its own arguments: the results are the
+    serial path's."""
     large = is_large(len(fit), config)
-    with worker.side_process(large and runner is None and worker.helper_enabled()) as started:
-        if runner is None or not runner.parallel or not large:
-            runner = started
-        sample = analysis_sample(fit, config)  # the heavy resampling runs on a stated sample when the data is large
-        clusters = submit_clusters(runner, anomalies, config, fit, sample)
-        profile = data_profile(fit)
-        order = tables.segment_order(fit, profile)
-        summary = tables.in_segment_order(segment_summary(_mart(marts, "segment_retention_summary", notes)), order)
-        work = fit.take(sample.positions).reset_index(drop=True) if sample.sampled else fit
-        within = submit_within_segment(runner, work, marts, profile, grain, config)
-        models = _models(work, clusters, profile, config, notes, population=fit, sample=sample, runner=runner)
+    started = stack.enter_context(worker.side_process(large and runner is None and worker.helper_enabled()))
+    if runner is None or not runner.parallel or not large:
+        runner = started
+    sample = analysis_sample(fit, config)  # the heavy resampling runs on a stated sample when the data is large
+    clusters = submit_clusters(runner, anomalies, config, fit, sample)
+    profile = data_profile(fit)
+    order = tables.segment_order(fit, profile)
+    summary = tables.in_segment_order(segment_summary(_mart(marts, "segment_retention_summary", notes)), order)
+    work = fit.take(sample.positions).reset_index(drop=True) if sample.sampled else fit
+    within = submit_within_segment(runner, work, marts, profile, grain, config)
+    finish_models = _start_models(work, clusters, profile, config, notes, population=fit, sample=sample,
+                                  runner=runner)
+
+    def finish() -> _Analyses:
+        models = finish_models()
         inference, resegmentation = runner.result(within)
-        runner.close()  # its parts are done: the helper's memory is returned before the charts
-    return _Analyses(profile, order, summary, sample, inference, resegmentation, models)
+        runner.close()  # its parts are done: the helper's memory is returned before the remaining charts
+        return _Analyses(inference, resegmentation, models)
+
+    return _Descriptive(profile, order, summary, sample), finish
+
+
+@dataclass(frozen=True)
+class PendingContext:
+    """A ``ReportContext`` being computed (``start_context``): what is known while the helper process still runs
+    its parts. ``finish()`` collects them and gives the context."""
+
+    config: ReportConfig
+    fit: pd.DataFrame
+    segment_order: tuple[str, ...]
+    summary: pd.DataFrame
+    stats: Statistics
+    run: RunInfo
+    finish: Callable[[], ReportContext]
 
 
 def build_context(
@@ -242,8 +274,28 @@ def build_context(
     run: RunInfo | None = None,
     runner: worker.Runner | None = None,
 ) -> ReportContext:
-    """Compute every statistic and model the report shows. Pure and deterministic. On large data three parts
-    run in a helper process (``runner``, else one started here; ``_analyses``): the same results."""
+    """Compute every statistic and model the report shows. Pure and deterministic. On large data four parts
+    run in a helper process (``runner``, else one started here; ``_start_analyses``): the same results."""
+    with ExitStack() as stack:
+        return start_context(marts, config, stack, check_warnings=check_warnings, checks_href=checks_href,
+                             dq_summary=dq_summary, grain=grain, run=run, runner=runner).finish()
+
+
+def start_context(
+    marts: Mapping[str, pd.DataFrame],
+    config: ReportConfig,
+    stack: ExitStack,
+    *,
+    check_warnings: Sequence[str] = (),
+    checks_href: str | None = None,
+    dq_summary: pd.DataFrame | None = None,
+    grain: str = "all",
+    run: RunInfo | None = None,
+    runner: worker.Runner | None = None,
+) -> PendingContext:
+    """``build_context`` in two steps: this process's share first (a helper started here is held by ``stack``);
+    the descriptive statistics are computed while the helper still runs, then ``finish()`` collects its parts.
+    The caller may draw the data charts in between (``figures.data_figures``)."""
     notes: list[str] = []
     fit = _mart(marts, "customer_segment_fit", notes).reset_index(drop=True)
     anomalies = marts.get("classification_anomalies")
@@ -251,35 +303,45 @@ def build_context(
         anomalies = fit[anomaly_mask(fit)]
         notes.append("classification_anomalies not provided: anomalies taken from customer_segment_fit")
     anomalies = anomalies.reset_index(drop=True)
-    profile, order, summary, sample, inference, resegmentation, models = _analyses(
-        fit, anomalies, marts, grain, config, notes, runner)
+    descriptive, finish_analyses = _start_analyses(fit, anomalies, marts, grain, config, notes, runner, stack)
+    profile, order, summary, sample = descriptive
+    statistics_notes: list[str] = []  # appended after the models' notes, in the order of the report's sections
+    stats = _statistics(marts, fit, config, statistics_notes)
+    run = run or RunInfo.from_marts(marts, grain=grain)
     dq = data_quality_summary(marts.get("input_row_reconciliation"), marts.get("data_quality_issues"), dq_summary)
     dq_issues = marts.get("data_quality_issues")
     keys = marts.get("duplicate_customer_keys")
-    return ReportContext(
-        config=config,
-        grain=grain,
-        run=run or RunInfo.from_marts(marts, grain=grain),
-        fit=fit,
-        anomalies=tables.anomaly_export(anomalies, models.assignments, keys),
-        overview=sample_overview(fit, summary, anomalies, grain),
-        summary=summary,
-        segment_order=order,
-        rate_warning=text.rate_warning(int(summary["record_count"].sum()), int(summary["anomaly_count"].sum()),
-                                       config.anomaly_rate_band),
-        stats=_statistics(marts, fit, config, notes),
-        profile=profile,
-        inference=inference,
-        resegmentation=resegmentation,
-        models=models,
-        recs=tuple(recommendations(inference, models.clustering, resegmentation)),
-        dq=dq,
-        dq_issues=tables.issues_in_order(dq_issues),
-        dq_groups=tables.issues_by_reason(dq_issues, dq),
-        conflicts=conflicting_customers(keys, fit),
-        changes=tables.changes_in_order(marts.get("customer_fit_changes")),
-        check_warnings=tuple(check_warnings),
-        checks_href=checks_href,
-        notes=tuple(notes),
-        sample=sample,
-    )
+    conflicts = conflicting_customers(keys, fit)
+    overview = sample_overview(fit, summary, anomalies, grain)
+
+    def finish() -> ReportContext:
+        inference, resegmentation, models = finish_analyses()
+        return ReportContext(
+            config=config,
+            grain=grain,
+            run=run,
+            fit=fit,
+            anomalies=tables.anomaly_export(anomalies, models.assignments, keys),
+            overview=overview,
+            summary=summary,
+            segment_order=order,
+            rate_warning=text.rate_warning(int(summary["record_count"].sum()), int(summary["anomaly_count"].sum()),
+                                           config.anomaly_rate_band),
+            stats=stats,
+            profile=profile,
+            inference=inference,
+            resegmentation=resegmentation,
+            models=models,
+            recs=tuple(recommendations(inference, models.clustering, resegmentation)),
+            dq=dq,
+            dq_issues=tables.issues_in_order(dq_issues),
+            dq_groups=tables.issues_by_reason(dq_issues, dq),
+            conflicts=conflicts,
+            changes=tables.changes_in_order(marts.get("customer_fit_changes")),
+            check_warnings=tuple(check_warnings),
+            checks_href=checks_href,
+            notes=tuple(notes + statistics_notes),
+            sample=sample,
+        )
+
+    return PendingContext(config, fit, order, summary, stats, run, finish)

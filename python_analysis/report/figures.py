@@ -7,7 +7,7 @@ from matplotlib.figure import Figure
 
 from .. import plots
 from ..analysis import anomaly_mask, text_column
-from .context import ReportContext
+from .context import PendingContext, ReportContext
 
 CHART_NAMES: tuple[str, ...] = (
     "retention_by_segment",
@@ -47,21 +47,29 @@ def _written_back_reliability(ctx: ReportContext) -> plots.Reliability | None:
     return plots.reliability_of(y.astype(bool), scores["anomaly_probability"].to_numpy(dtype=float))
 
 
-def build_figures(ctx: ReportContext) -> dict[str, Figure]:
-    """Every chart the data allows, in ``CHART_NAMES`` order."""
-    fit, config, stats = ctx.fit, ctx.config, ctx.stats
+def data_figures(pending: PendingContext | ReportContext) -> dict[str, Figure]:
+    """The charts of the data (records, segment summaries, seasonal mart, correlations), which need no model:
+    the report draws them while its helper process still fits (``context.start_context``)."""
+    fit, config, stats = pending.fit, pending.config, pending.stats
     figures: dict[str, Figure] = {}
     if len(fit):
         figures["retention_by_segment"] = plots.retention_by_segment(
-            fit, ctx.segment_order, ctx.run.threshold, ctx.run.threshold_mode, config)
+            fit, pending.segment_order, pending.run.threshold, pending.run.threshold_mode, config)
         figures["transaction_behaviour"] = plots.transaction_behaviour(fit, config)
         figures["volatility"] = plots.volatility(fit, config)
         overall = next(c for c in stats.correlations if c.group == "all")
         figures["value_realization"] = plots.value_realization(fit, overall.pearson, overall.spearman, config)
     if len(stats.seasonal):
-        figures["seasonal_distribution"] = plots.seasonal_distribution(stats.seasonal, config, ctx.segment_order)
-    if len(ctx.summary):
-        figures["anomaly_rate"] = plots.anomaly_rate(ctx.summary, config)
+        figures["seasonal_distribution"] = plots.seasonal_distribution(stats.seasonal, config, pending.segment_order)
+    if len(pending.summary):
+        figures["anomaly_rate"] = plots.anomaly_rate(pending.summary, config)
+    return figures
+
+
+def model_figures(ctx: ReportContext) -> dict[str, Figure]:
+    """The charts of the clusters and the trees."""
+    config = ctx.config
+    figures: dict[str, Figure] = {}
     clustering, models = ctx.models.clustering, ctx.models.anomaly
     if not clustering.skipped:
         figures["silhouette"] = plots.silhouette(clustering, config)
@@ -76,4 +84,11 @@ def build_figures(ctx: ReportContext) -> dict[str, Figure]:
         if written is not None:
             raw = ((getattr(fair, "assessment", None) or {}).get("calibration") or {}).get("raw")
             figures["reliability"] = plots.reliability(written, raw, config)
+    return figures
+
+
+def build_figures(ctx: ReportContext, data: dict[str, Figure] | None = None) -> dict[str, Figure]:
+    """Every chart the data allows, in ``CHART_NAMES`` order; ``data``: the data charts already drawn
+    (``data_figures``)."""
+    figures = {**(data_figures(ctx) if data is None else data), **model_figures(ctx)}
     return {name: figures[name] for name in CHART_NAMES if name in figures}
