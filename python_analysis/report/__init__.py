@@ -47,6 +47,7 @@ class Report:
     figures: dict[str, Figure]
     context: ReportContext
     chart_png: dict[str, bytes] = field(default_factory=dict)
+    csv_text: dict[str, str] = field(default_factory=dict)  # the CSV exports' text, by file name
 
     @property
     def anomaly_clusters(self) -> pd.DataFrame:
@@ -95,9 +96,15 @@ def build_report(
         data = data_figures(pending)
         chart_png = {name: plots.figure_png(fig, config.dpi) for name, fig in data.items()}
         ctx = pending.finish()
-    figures = build_figures(ctx, data)
-    chart_png.update({name: plots.figure_png(fig, config.dpi) for name, fig in figures.items() if name not in data})
-    return Report(metrics=json_ready(metrics(ctx, sorted(figures))), figures=figures, context=ctx, chart_png=chart_png)
+        # the CSV exports are formatted by the helper (large data: it has finished its parts) meanwhile
+        csv = pending.runner.submit("the CSV exports", csv_texts, {ANOMALIES_CSV: ctx.anomalies,
+                                                                   ISSUES_CSV: ctx.dq_issues})
+        figures = build_figures(ctx, data)
+        chart_png.update({name: plots.figure_png(fig, config.dpi) for name, fig in figures.items() if name not in data})
+        payload = json_ready(metrics(ctx, sorted(figures)))
+        csv_text = pending.runner.result(csv)
+        pending.runner.close()  # its parts are done: the helper's memory is returned
+    return Report(metrics=payload, figures=figures, context=ctx, chart_png=chart_png, csv_text=csv_text)
 
 
 def metrics_json(payload: Mapping[str, Any], generated_at: str) -> str:
@@ -106,7 +113,16 @@ def metrics_json(payload: Mapping[str, Any], generated_at: str) -> str:
 
 
 def _csv(frame: pd.DataFrame, path: Path) -> None:
-    frame.to_csv(path, index=False, lineterminator="\n", date_format="%Y-%m-%d %H:%M:%S")
+    path.write_text(csv_text(frame), encoding="utf-8", newline="")
+
+
+def csv_text(frame: pd.DataFrame) -> str:
+    """``frame`` as the report's CSV files hold it."""
+    return frame.to_csv(index=False, lineterminator="\n", date_format="%Y-%m-%d %H:%M:%S")
+
+
+def csv_texts(frames: Mapping[str, pd.DataFrame]) -> dict[str, str]:
+    return {name: csv_text(frame) for name, frame in frames.items()}
 
 
 def write_report(report: Report, out_dir: Path, *, generated_at: str | None = None) -> dict[str, Path]:
@@ -135,6 +151,9 @@ def write_report(report: Report, out_dir: Path, *, generated_at: str | None = No
         path.write_text(text, encoding="utf-8", newline="\n")
         paths[filename] = path
     for filename, frame in ((ANOMALIES_CSV, report.context.anomalies), (ISSUES_CSV, report.context.dq_issues)):
-        _csv(frame, out_dir / filename)
+        if filename in report.csv_text:  # formatted while the report was built (``build_report``)
+            (out_dir / filename).write_text(report.csv_text[filename], encoding="utf-8", newline="")
+        else:
+            _csv(frame, out_dir / filename)
         paths[filename] = out_dir / filename
     return paths

@@ -212,6 +212,7 @@ class _Descriptive(NamedTuple):
     order: tuple[str, ...]
     summary: pd.DataFrame
     sample: AnalysisSample
+    runner: worker.Runner
 
 
 def _start_analyses(fit: pd.DataFrame, anomalies: pd.DataFrame, marts: Mapping[str, pd.DataFrame], grain: str,
@@ -224,7 +225,7 @@ def _start_analyses(fit: pd.DataFrame, anomalies: pd.DataFrame, marts: Mapping[s
     the within-segment tests, the grouped assessment and the calibrated folds while this one fits the trees and
     scores the population: ``runner`` (the caller's, started before the read while this process was small), else
     one started here in ``stack`` (unless ``SEGFIT_REPORT_HELPER=0`` or one core). It gets only what those parts
-    read, and is stopped once their results are in. Each part is seeded by its own arguments: the results are the
+    read; the caller stops it (``PendingContext.runner``) once it is done with it. Each part is seeded by its own arguments: the results are the
     serial path's."""
     large = is_large(len(fit), config)
     started = stack.enter_context(worker.side_process(large and runner is None and worker.helper_enabled()))
@@ -243,10 +244,9 @@ def _start_analyses(fit: pd.DataFrame, anomalies: pd.DataFrame, marts: Mapping[s
     def finish() -> _Analyses:
         models = finish_models()
         inference, resegmentation = runner.result(within)
-        runner.close()  # its parts are done: the helper's memory is returned before the remaining charts
         return _Analyses(inference, resegmentation, models)
 
-    return _Descriptive(profile, order, summary, sample), finish
+    return _Descriptive(profile, order, summary, sample, runner), finish
 
 
 @dataclass(frozen=True)
@@ -261,6 +261,7 @@ class PendingContext:
     stats: Statistics
     run: RunInfo
     finish: Callable[[], ReportContext]
+    runner: worker.Runner  # the helper process (or the serial runner): still running after finish(); close it
 
 
 def build_context(
@@ -277,8 +278,11 @@ def build_context(
     """Compute every statistic and model the report shows. Pure and deterministic. On large data four parts
     run in a helper process (``runner``, else one started here; ``_start_analyses``): the same results."""
     with ExitStack() as stack:
-        return start_context(marts, config, stack, check_warnings=check_warnings, checks_href=checks_href,
-                             dq_summary=dq_summary, grain=grain, run=run, runner=runner).finish()
+        pending = start_context(marts, config, stack, check_warnings=check_warnings, checks_href=checks_href,
+                                dq_summary=dq_summary, grain=grain, run=run, runner=runner)
+        ctx = pending.finish()
+        pending.runner.close()  # its parts are done: the helper's memory is returned
+        return ctx
 
 
 def start_context(
@@ -304,7 +308,7 @@ def start_context(
         notes.append("classification_anomalies not provided: anomalies taken from customer_segment_fit")
     anomalies = anomalies.reset_index(drop=True)
     descriptive, finish_analyses = _start_analyses(fit, anomalies, marts, grain, config, notes, runner, stack)
-    profile, order, summary, sample = descriptive
+    profile, order, summary, sample, used_runner = descriptive
     statistics_notes: list[str] = []  # appended after the models' notes, in the order of the report's sections
     stats = _statistics(marts, fit, config, statistics_notes)
     run = run or RunInfo.from_marts(marts, grain=grain)
@@ -344,4 +348,4 @@ def start_context(
             sample=sample,
         )
 
-    return PendingContext(config, fit, order, summary, stats, run, finish)
+    return PendingContext(config, fit, order, summary, stats, run, finish, used_runner)
