@@ -68,18 +68,34 @@ def write_checks_page(result: quality.CheckReport, check_config: quality.CheckCo
 
 
 def report_from(path: Path, out_dir: Path, config: ReportConfig, check_result: quality.CheckReport | None,
-                grain: str, started_at: str | None = None) -> report.Report:
+                grain: str, started_at: str | None = None, copy_to: Path | None = None) -> report.Report:
+    """The report of the build at ``path``; with ``copy_to``, the file at ``path`` is also copied there (the copy
+    that receives the analysis tables) while the report is computed, and the copy is complete on return."""
     # on large data the report's helper process (python_analysis.worker) starts before the marts are read, while
-    # this process is small, and imports its modules meanwhile; the report stops it when its parts are done (context.start_context)
+    # this process is small, and imports its modules meanwhile; the report stops it when its parts are done
+    # (context.start_context). The copy is made by the helper while this process reads (its core is idle then),
+    # else by a thread (sendfile runs in the kernel); on an error or interrupt, leaving the block stops the helper
+    # (a partial copy is discarded by the caller) or waits for the thread
     large = sampling.is_large(warehouse.count_rows(path, "marts.customer_segment_fit"), config)
-    with worker.side_process(large and worker.helper_enabled()) as runner:
+    with worker.side_process(large and worker.helper_enabled()) as runner, \
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="segfit-copy") as copying:
+        helper_copy = thread_copy = None
+        if copy_to is not None and runner.parallel:
+            helper_copy = runner.submit("the warehouse copy", pipeline.copy_database, path, copy_to)
+        elif copy_to is not None:
+            thread_copy = copying.submit(pipeline.copy_database, path, copy_to)
         marts = warehouse.read_marts(path)  # read-only connection, closed before modelling starts
         log.info("fitting models on %d records", len(marts["customer_segment_fit"]))
         warnings = [w.describe() for w in check_result.warnings] if check_result else []
         page = CHECKS_PAGE if (out_dir / CHECKS_PAGE).is_file() else None
         run = RunInfo.from_marts(marts, grain=grain, started_at=started_at)
-        return report.build_report(marts, config, check_warnings=warnings, data_docs_href=page, grain=grain,
-                                   run=run, runner=runner)
+        result = report.build_report(marts, config, check_warnings=warnings, data_docs_href=page, grain=grain,
+                                     run=run, runner=runner)
+        if helper_copy is not None:
+            runner.result(helper_copy)
+        if thread_copy is not None:
+            thread_copy.result()
+        return result
 
 
 def analysis_tables(result: report.Report) -> dict[str, pd.DataFrame]:
@@ -115,12 +131,9 @@ def report_published(published: Path, out_dir: Path, config: ReportConfig | None
         slot = publishing.new_slot(published)
         report_slot = publishing.new_slot(out_dir, is_dir=True)
         try:
-            # the copy that receives the analysis tables is made (by the kernel: sendfile) while the report is
-            # computed; leaving this block waits for it, also on an error or interrupt, before cleanup
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="segfit-copy") as copying:
-                copied = copying.submit(pipeline.copy_database, snapshot, slot.target)
-                result = report_from(snapshot, report_slot.target, config, None, _grain_of(snapshot), started_at)
-                copied.result()
+            # the copy that receives the analysis tables is made while the report is computed (report_from)
+            result = report_from(snapshot, report_slot.target, config, None, _grain_of(snapshot), started_at,
+                                 copy_to=slot.target)
             _write_outputs(result, slot.target, report_slot.target)
             publishing.publish(published, slot, report=(out_dir, report_slot), expect_current=snapshot)
         finally:

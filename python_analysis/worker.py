@@ -114,8 +114,11 @@ class ProcessRunner:
         return Handle(self._submitted, what)
 
     def result(self, handle: Handle) -> Any:
+        """The outcome of ``handle``'s call (waiting for it); after ``close()``, only an outcome already received."""
         waiting = time.perf_counter()
         while handle.number not in self._done:
+            if self._closed:
+                raise SegfitError(f"the report's helper process was stopped before it finished {handle.what}")
             try:
                 number, ok, value, seconds = self._results.get(timeout=_POLL_SECONDS)
             except queue.Empty:
