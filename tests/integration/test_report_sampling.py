@@ -119,9 +119,10 @@ def test_the_reliability_curve_pairs_each_score_with_its_records_flag(sampled):
 
 
 def test_the_helper_process_gives_the_serial_report(sampled, monkeypatch):
-    """On sampled data the within-segment tests, the clusters and the grouped assessment run in the report's
-    helper process (python_analysis.worker); the report is the serial one (SEGFIT_REPORT_HELPER=0), figure for
-    figure: metrics.json, the text, every chart's PNG and both written-back tables. About 10 s."""
+    """On sampled data the within-segment tests, the clusters, the grouped assessment, the calibrated folds and
+    the CSV exports run in the report's helper process (python_analysis.worker); the report is the serial one
+    (SEGFIT_REPORT_HELPER=0), figure for figure: metrics.json, the text, every chart's PNG, the CSV files and both
+    written-back tables. About 10 s."""
     import pandas as pd
 
     from python_analysis import worker
@@ -130,12 +131,46 @@ def test_the_helper_process_gives_the_serial_report(sampled, monkeypatch):
     if len(os.sched_getaffinity(0)) < 2:
         pytest.skip("one core: the report runs no helper process")
     ran = [message for message in HELPER_LOG if "in the helper process" in message]
-    for part in ("the within-segment tests", "the anomaly clusters", "the grouped assessment"):
+    for part in ("the within-segment tests", "the anomaly clusters", "the grouped assessment", "the calibrated folds",
+                 "the CSV exports"):
         assert any(message.startswith(part) for message in ran), (part, HELPER_LOG)
     monkeypatch.setenv(worker.HELPER_ENV, "0")
     serial = build_report(marts, CONFIG, run=RunInfo.from_marts(marts, grain="all", started_at=STARTED))
     assert parallel.metrics == serial.metrics
     assert parallel.chart_png == serial.chart_png
     assert parallel.render() == serial.render()
+    # the CSV text formatted in the helper is pandas' CSV of the exported frames, as the serial report has it
+    assert parallel.csv_text == serial.csv_text
+    assert parallel.csv_text["anomalies.csv"] == parallel.context.anomalies.to_csv(
+        index=False, lineterminator="\n", date_format="%Y-%m-%d %H:%M:%S")
     for name in ("anomaly_clusters", "anomaly_model_scores"):
         pd.testing.assert_frame_equal(getattr(parallel, name), getattr(serial, name), check_exact=True)
+
+
+def test_the_copy_that_receives_the_analysis_tables_is_made_by_the_helper(demo_warehouse, tmp_path):
+    """`segfit report` on large data: the helper process copies the warehouse file while the report reads and
+    fits (``steps.report_from(copy_to=)``), and the copy is byte for byte the file read. The demo build, with
+    a threshold that makes it "large". About 10 s."""
+    import filecmp
+    import shutil
+
+    from python_analysis import steps
+
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("one core: the report runs no helper process")
+    source, target = tmp_path / "read.duckdb", tmp_path / "copy.duckdb"
+    shutil.copyfile(demo_warehouse, source)
+    handler = _Messages()
+    logger = logging.getLogger("python_analysis.worker")
+    level = logger.level
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(handler)
+    try:
+        result = steps.report_from(source, tmp_path / "out", CONFIG, None, "all", copy_to=target)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert result.metrics["analysis_sample"]["sampled"] is True
+    assert filecmp.cmp(source, target, shallow=False)
+    assert any(m.startswith("the warehouse copy") and "in the helper process" in m for m in handler.messages), \
+        handler.messages

@@ -87,3 +87,24 @@ def _alive(pid: int) -> bool:
             return stat.read().split(") ")[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_after_close_an_outcome_already_received_is_returned_and_a_missing_one_is_an_error():
+    """The report collects the warehouse copy's outcome after it stopped the helper (steps.report_from): an
+    outcome received before close() is still returned; one never received is a one-line error, not a hang on
+    the closed queue."""
+    started = time.monotonic()
+    with worker.side_process(True) as runner:
+        copied = runner.submit("the warehouse copy", math.sqrt, 9.0)
+        busy = runner.submit("a long call", time.sleep, 600)
+        last = runner.submit("a square root", math.sqrt, 4.0)
+        runner.close()  # the helper is still in the long call: 'last' never ran
+        with pytest.raises(SegfitError, match="stopped before it finished a square root"):
+            runner.result(last)
+        del busy
+    assert time.monotonic() - started < TIMEOUT
+    with worker.side_process(True) as runner:
+        copied = runner.submit("the warehouse copy", math.sqrt, 9.0)
+        assert runner.result(runner.submit("a square root", math.sqrt, 4.0)) == 2.0  # receives the copy's first
+        runner.close()
+        assert runner.result(copied) == 3.0
