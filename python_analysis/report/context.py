@@ -299,7 +299,8 @@ def start_context(
 ) -> PendingContext:
     """``build_context`` in two steps: this process's share first (a helper started here is held by ``stack``);
     the descriptive statistics are computed while the helper still runs, then ``finish()`` collects its parts.
-    The caller may draw the data charts in between (``figures.data_figures``)."""
+    The caller may draw the data charts in between (``figures.data_figures``).
+    Long: the context's fields, computed in two steps and given in one constructor call (#9)."""
     notes: list[str] = []
     fit = _mart(marts, "customer_segment_fit", notes).reset_index(drop=True)
     anomalies = marts.get("classification_anomalies")
