@@ -16,7 +16,7 @@ import duckdb
 
 from python_analysis import warehouse
 from python_analysis.errors import SegfitError
-from python_analysis.warehouse import inputs, publishing
+from python_analysis.warehouse import dbt_runner, inputs, publishing
 
 log = logging.getLogger(__name__)
 
@@ -151,9 +151,11 @@ def build_candidate(options: BuildOptions, published: Path, force: bool = False)
     if options.append and previous is None:
         raise SegfitError(f"--append-transactions needs a published warehouse to append to, and {published} has "
                           "none: build it once with --transactions FILE --store-transactions")
-    slot = publishing.new_slot(published)
+    slot = publishing.new_build_slot(published)
     try:
         log.info("building %s", options.describe())
+        if previous is not None and dbt_runner.seed_partial_parse(previous, slot.target):
+            log.info("dbt starts from the published build's saved parse (it re-parses only what changed)")
         if options.append:
             # the build starts from a copy of the published warehouse (its stored transactions); the
             # published file is untouched until the new one is published whole
@@ -175,6 +177,7 @@ def build_candidate(options: BuildOptions, published: Path, force: bool = False)
                                       *skip_customers], slot.target, build=build_env)
         if code != 0:
             raise SegfitError(f"dbt build failed (exit {code}); the published warehouse {published} is unchanged")
+        slot.settle()
     except BaseException:
         slot.discard()
         raise
