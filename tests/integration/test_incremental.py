@@ -219,8 +219,17 @@ def test_a_file_that_cannot_be_appended_exactly_stops_the_build_and_publishes_no
     for name in sorted(full_marts.keys() - RUN_DESCRIBING_MARTS):
         _assert_same_rows(name, appended_marts[name], full_marts[name])
 
+    # dbt parsed the whole project for that first append (its vars are not the store build's); every later
+    # build with the same vars starts from the published build's saved parse (the CLI builds at a stable
+    # path, and dbt's partial-parse key includes it), as the refused append below shows
+    assert any("Unable to do partial parsing" in r.getMessage() for r in caplog.records)
+
     # the same day again: every id is stored already
     append_fails(files[1], "is already stored")
+    said = [r.getMessage() for r in caplog.records]
+    assert any("starts from the published build's saved parse" in line for line in said)
+    assert not any("Unable to do partial parsing" in line for line in said), [
+        line for line in said if "partial pars" in line]
     # a var that decided the stored rows' checks changed
     append_fails(files[2], "var 'max_abs_value'", extra_vars=(("max_abs_value", "1e9"),))
     # the customers file changed in place (one record fewer): the stored orphan checks and as-of dates
