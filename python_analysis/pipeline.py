@@ -97,6 +97,10 @@ class BuildOptions:
         return {
             PATH_ENV["customers"]: str(self.customers) if self.customers else "",
             PATH_ENV["transactions"]: str(self.transactions) if self.transactions else "",
+            # what dbt's parse sees instead of the paths (macros/segfit_vars.sql, segfit_path_var): the same
+            # from one daily file to the next, so dbt's saved parse stays valid
+            "SEGFIT_PARSE_INPUTS": json.dumps({f"{kind}_path": parse_stand_in(kind, path) for kind, path in
+                                               (("customers", self.customers), ("transactions", self.transactions))}),
         }
 
     def describe(self) -> str:
@@ -106,6 +110,14 @@ class BuildOptions:
             source = f"customers={self.customers}" + (
                 f", {'appending ' if self.append else ''}transactions={self.transactions}" if self.transactions else "")
         return f"{source}; grain={self.grain}; threshold={self.threshold} ({self.threshold_mode})"
+
+
+def parse_stand_in(kind: str, path: Path | None) -> str:
+    """'<kind>.<extension>' (lower case; .csv.gz kept whole) for a given file, '' for none."""
+    if path is None:
+        return ""
+    name = path.name.lower()
+    return f"{kind}.csv.gz" if name.endswith(".csv.gz") else f"{kind}{Path(name).suffix}"
 
 
 def file_fingerprint(path: Path) -> dict[str, object]:
