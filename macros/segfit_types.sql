@@ -76,6 +76,35 @@
     hash({{ expression }})
 {%- endmacro %}
 
+{#- The values of `expression` over the rows of `relation` (a CTE or relation name) where `condition` holds
+    that occur more than once, each exactly once, as column `alias`. The default groups by the
+    value. DuckDB sorts instead and keeps the second of each run of equal neighbours: at 1M/20M, sorting
+    20M 64-bit hashes costs about half of grouping them, and a nearly sorted value (a row number) sorts
+    almost for free. (On Spark a window without a partition would move every row to one task: it groups.) -#}
+{% macro segfit_repeated_values(relation, expression, alias, condition) -%}
+    {{ return(adapter.dispatch('segfit_repeated_values', 'segfit')(relation, expression, alias, condition)) }}
+{%- endmacro %}
+{% macro default__segfit_repeated_values(relation, expression, alias, condition) -%}
+    select {{ expression }} as {{ alias }}
+    from {{ relation }}
+    where {{ condition }}
+    group by {{ expression }}
+    having count(*) > 1
+{%- endmacro %}
+{% macro duckdb__segfit_repeated_values(relation, expression, alias, condition) -%}
+    select sorted_values.repeated as {{ alias }}
+    from (
+        select
+            values_to_sort.sort_value as repeated,
+            lag(values_to_sort.sort_value) over (order by values_to_sort.sort_value) as previous_value,
+            lag(values_to_sort.sort_value, 2) over (order by values_to_sort.sort_value) as second_previous_value
+        from (select {{ expression }} as sort_value from {{ relation }} where {{ condition }}) as values_to_sort
+    ) as sorted_values
+    where
+        sorted_values.repeated = sorted_values.previous_value
+        and sorted_values.repeated is distinct from sorted_values.second_previous_value
+{%- endmacro %}
+
 {#- A number from text, or null. DuckDB would also read `1_000` as 1000; segfit's contract has no digit
     separators, so a text with `_` is not a number. -#}
 {% macro segfit_safe_cast_number_text(expression, type) -%}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -138,7 +139,15 @@ def run_all(options: pipeline.BuildOptions, published: Path, out_dir: Path,
     started_at = now_utc()
     publishing.check_out_target(out_dir, force=force)
     log.info("[1/3] build")
-    slot = pipeline.build_candidate(options, published, force=force)
+    # the checks' library loads while dbt builds (a subprocess that leaves this process idle): about 2.5 s
+    # less on the run's critical path
+    preloading = threading.Thread(target=_import_quietly, args=(quality.import_great_expectations,),
+                                  name="segfit-preload", daemon=True)
+    preloading.start()
+    try:
+        slot = pipeline.build_candidate(options, published, force=force)
+    finally:
+        preloading.join()
     report_slot = None
     try:
         report_slot = publishing.new_slot(out_dir, is_dir=True)
@@ -166,6 +175,15 @@ def run_all(options: pipeline.BuildOptions, published: Path, out_dir: Path,
             report_slot.discard()
     log.info("%s", serving.how_to_query(published), extra={"raw": True})
     return EXIT_OK
+
+
+def _import_quietly(load) -> None:
+    """Run an import function in a background thread; a failure is left for the step that needs the modules
+    to raise, with its own message (a thread would print a traceback)."""
+    try:
+        load()
+    except Exception:  # noqa: BLE001 - re-raised where the modules are used
+        log.debug("background import failed", exc_info=True)
 
 
 def _write(result: report.Report, out_dir: Path) -> None:

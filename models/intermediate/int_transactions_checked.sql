@@ -142,12 +142,9 @@ valid_customers as (
 
 candidate_hashes as (
 
-    {#- grouping 64-bit hashes is far cheaper than grouping millions of distinct strings -#}
-    select {{ segfit_hash64('transaction_id') }} as id_hash
-    from ids_for_hashing
-    where transaction_id is not null
-    group by {{ segfit_hash64('transaction_id') }}
-    having count(*) > 1
+    {#- finding repeated 64-bit hashes is far cheaper than grouping millions of distinct strings -#}
+    {{ segfit_repeated_values('ids_for_hashing', segfit_hash64('transaction_id'), 'id_hash',
+                              'transaction_id is not null') }}
 
 ),
 

@@ -12,7 +12,7 @@ rows of every expectation, with GX's pandas semantics - missing = null or NaN); 
 ``CheckReport.validated_in_sql`` and is not in Data Docs. Any other large table is validated in chunks, each
 chunk its own GX batch with every row-level expectation. Either way the expectations that need the whole
 table (uniqueness, row count, mean, sum) are computed by segfit over the whole table (uniqueness in SQL, via
-64-bit hash candidates) and reported in the same form.
+candidates found by sorting) and reported in the same form.
 
 Rules of the run:
 
@@ -70,6 +70,7 @@ from .contract import (
     contract_columns,
 )
 from .derived import DERIVATIONS, derived_frame, expected_anomaly_flag
+from .gx_batches import import_great_expectations
 from .results import CheckConfig, CheckReport, ChecksError, FailedExpectation
 from .run import run_checks
 from .sources import (
@@ -86,4 +87,4 @@ from .sql import SQL_DERIVATIONS, SQL_FLAG_DIVISORS, SQL_ROW_LEVEL
 from .suites import expectation_suites
 from .table_level import TABLE_LEVEL
 
-__all__ = ['BOOL', 'CHUNK_CELLS_ENV', 'COLUMNS', 'COMPARISON_FEATURES', 'CONTRACT_FILES', 'CheckConfig', 'CheckReport', 'ChecksError', 'DBT_TYPE_KINDS', 'DEFAULT_CHUNK_CELLS', 'DERIVATIONS', 'FLOAT', 'FailedExpectation', 'FrameSource', 'INT', 'KEYS', 'PARAMETERS', 'PROJECT_DIR', 'QUARTERS', 'RelationSource', 'SEVERITIES', 'SPARK_DERIVATIONS', 'SPARK_TYPE_LISTS', 'SparkSource', 'SQL_DERIVATIONS', 'SQL_FLAG_DIVISORS', 'SQL_ROW_LEVEL', 'Source', 'TABLES', 'TABLE_LEVEL', 'TEXT', 'THRESHOLD_MODES', 'TIMESTAMP', 'TYPE_LISTS', 'chunk_cells_from_env', 'contract_columns', 'derived_frame', 'expectation_suites', 'expected_anomaly_flag', 'resolve_parameters', 'run_checks', 'run_checks_spark', 'spark_derived_frame']
+__all__ = ['BOOL', 'CHUNK_CELLS_ENV', 'COLUMNS', 'COMPARISON_FEATURES', 'CONTRACT_FILES', 'CheckConfig', 'CheckReport', 'ChecksError', 'DBT_TYPE_KINDS', 'DEFAULT_CHUNK_CELLS', 'DERIVATIONS', 'FLOAT', 'FailedExpectation', 'FrameSource', 'INT', 'KEYS', 'PARAMETERS', 'PROJECT_DIR', 'QUARTERS', 'RelationSource', 'SEVERITIES', 'SPARK_DERIVATIONS', 'SPARK_TYPE_LISTS', 'SparkSource', 'SQL_DERIVATIONS', 'SQL_FLAG_DIVISORS', 'SQL_ROW_LEVEL', 'Source', 'TABLES', 'TABLE_LEVEL', 'TEXT', 'THRESHOLD_MODES', 'TIMESTAMP', 'TYPE_LISTS', 'chunk_cells_from_env', 'contract_columns', 'derived_frame', 'expectation_suites', 'expected_anomaly_flag', 'import_great_expectations', 'resolve_parameters', 'run_checks', 'run_checks_spark', 'spark_derived_frame']
