@@ -56,7 +56,9 @@
     {%- else -%}
         {%- set label = 'demo seeds (' ~ cfg['demo_variant'] ~ ' variant)' -%}
     {%- endif -%}
-    {%- set fingerprints = fromjson(env_var('SEGFIT_INPUT_FINGERPRINTS', '{}')) or {} -%}
+    {#- read when the model runs, not while dbt parses it: every build's hashes differ, and dbt re-parses a
+        file whose env vars changed -#}
+    {%- set fingerprints = (fromjson(env_var('SEGFIT_INPUT_FINGERPRINTS', '{}')) or {}) if execute else {} -%}
     {%- set measured = fingerprints.get(kind, {}) if path != '' else {} -%}
     {%- set size = measured.get('size_bytes') -%}
     {{ return({

@@ -48,9 +48,18 @@
     {{ return(value) }}
 {%- endmacro %}
 
-{#- The path var when given (plain dbt), else the environment variable SEGFIT_<NAME> (the segfit CLI). -#}
+{#- The path var when given (plain dbt), else the environment variable SEGFIT_<NAME> (the segfit CLI).
+    While dbt parses the project (execute is false), the segfit CLI's SEGFIT_PARSE_INPUTS gives a stand-in
+    instead: '<kind>.<extension>' when a file is given, else ''. What parsing decides from a path (is a file
+    given; is it text or Parquet: the materializations, the refs) is all in it, and it stays the same from one
+    daily file to the next. dbt re-parses every file that read an env var whose value changed, so reading
+    the path itself while parsing made each new day's file name re-parse every model (and its YAML); the
+    models' SQL is rendered when they run (execute is true), from the real path. -#}
 {% macro segfit_path_var(name) -%}
     {%- set value = ((var(name) or '') | string) | trim -%}
+    {%- if value == '' and not execute and env_var('SEGFIT_PARSE_INPUTS', '') != '' -%}
+        {{ return(fromjson(env_var('SEGFIT_PARSE_INPUTS')).get(name, '')) }}
+    {%- endif -%}
     {%- if value == '' -%}
         {%- set value = env_var('SEGFIT_' ~ (name | upper), '') -%}
     {%- endif -%}

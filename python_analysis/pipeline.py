@@ -16,7 +16,7 @@ import duckdb
 
 from python_analysis import warehouse
 from python_analysis.errors import SegfitError
-from python_analysis.warehouse import inputs, publishing
+from python_analysis.warehouse import dbt_runner, inputs, publishing
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +97,10 @@ class BuildOptions:
         return {
             PATH_ENV["customers"]: str(self.customers) if self.customers else "",
             PATH_ENV["transactions"]: str(self.transactions) if self.transactions else "",
+            # what dbt's parse sees instead of the paths (macros/segfit_vars.sql, segfit_path_var): the same
+            # from one daily file to the next, so dbt's saved parse stays valid
+            "SEGFIT_PARSE_INPUTS": json.dumps({f"{kind}_path": parse_stand_in(kind, path) for kind, path in
+                                               (("customers", self.customers), ("transactions", self.transactions))}),
         }
 
     def describe(self) -> str:
@@ -106,6 +110,14 @@ class BuildOptions:
             source = f"customers={self.customers}" + (
                 f", {'appending ' if self.append else ''}transactions={self.transactions}" if self.transactions else "")
         return f"{source}; grain={self.grain}; threshold={self.threshold} ({self.threshold_mode})"
+
+
+def parse_stand_in(kind: str, path: Path | None) -> str:
+    """'<kind>.<extension>' (lower case; .csv.gz kept whole) for a given file, '' for none."""
+    if path is None:
+        return ""
+    name = path.name.lower()
+    return f"{kind}.csv.gz" if name.endswith(".csv.gz") else f"{kind}{Path(name).suffix}"
 
 
 def file_fingerprint(path: Path) -> dict[str, object]:
@@ -151,9 +163,11 @@ def build_candidate(options: BuildOptions, published: Path, force: bool = False)
     if options.append and previous is None:
         raise SegfitError(f"--append-transactions needs a published warehouse to append to, and {published} has "
                           "none: build it once with --transactions FILE --store-transactions")
-    slot = publishing.new_slot(published)
+    slot = publishing.new_build_slot(published)
     try:
         log.info("building %s", options.describe())
+        if previous is not None and dbt_runner.seed_partial_parse(previous, slot.target):
+            log.info("dbt starts from the published build's saved parse (it re-parses only what changed)")
         if options.append:
             # the build starts from a copy of the published warehouse (its stored transactions); the
             # published file is untouched until the new one is published whole
@@ -175,6 +189,7 @@ def build_candidate(options: BuildOptions, published: Path, force: bool = False)
                                       *skip_customers], slot.target, build=build_env)
         if code != 0:
             raise SegfitError(f"dbt build failed (exit {code}); the published warehouse {published} is unchanged")
+        slot.settle()
     except BaseException:
         slot.discard()
         raise

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -24,7 +25,7 @@ def dbt_executable() -> str:
 # Set by the CLI for one build only (the input paths, the build history comes from, the inputs' sizes and
 # hashes); never inherited from the caller's environment.
 BUILD_ENVIRONMENT = ("SEGFIT_CUSTOMERS_PATH", "SEGFIT_TRANSACTIONS_PATH", "SEGFIT_PREVIOUS_BUILD",
-                     "SEGFIT_INPUT_FINGERPRINTS")
+                     "SEGFIT_INPUT_FINGERPRINTS", "SEGFIT_PARSE_INPUTS")
 
 
 def dbt_environment(database_path: Path, build: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -46,9 +47,33 @@ def dbt_environment(database_path: Path, build: Mapping[str, str] | None = None)
     # dbt's target/ and logs/ belong to this build (its manifest describes this file), so two builds, or a
     # build and a plain `dbt` command in the checkout, never overwrite each other's artifacts. A caller's own
     # DBT_TARGET_PATH / DBT_LOG_PATH (the benchmark's) wins.
-    env.setdefault("DBT_TARGET_PATH", str(database_path.parent / "dbt_target"))
+    env.setdefault("DBT_TARGET_PATH", str(artifacts_dir(database_path)))
     env.setdefault("DBT_LOG_PATH", str(Path(env["DBT_TARGET_PATH"]) / "logs"))
     return env
+
+
+def artifacts_dir(database_path: Path) -> Path:
+    """Where dbt writes a build's artifacts (manifest, run results, its saved parse): beside the file."""
+    return database_path.parent / "dbt_target"
+
+
+PARTIAL_PARSE = "partial_parse.msgpack"
+
+
+def seed_partial_parse(previous: Path, database_path: Path) -> bool:
+    """Start a build with the previous build's saved parse, so dbt re-parses only what changed since.
+
+    dbt checks it before use: its own version, the vars, the profile (the DuckDB path: see
+    ``publishing.new_build_slot``), the project's env vars and every file's hash; anything else is a full
+    parse, as without it. A caller's own DBT_TARGET_PATH keeps its own saved parse; ``DBT_PARTIAL_PARSE=false``
+    turns partial parsing off."""
+    saved = artifacts_dir(previous) / PARTIAL_PARSE
+    if "DBT_TARGET_PATH" in os.environ or not saved.is_file():
+        return False
+    target = artifacts_dir(database_path)
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(saved, target / PARTIAL_PARSE)
+    return True
 
 
 def run_dbt(args: list[str], database_path: Path, *, build: Mapping[str, str] | None = None) -> int:

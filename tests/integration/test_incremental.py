@@ -11,7 +11,7 @@ arrives on) for a record whose segmentation date lies after it. The expected val
 rows come from pandas on the concatenated file, not from the models.
 
 Runtime on the shared 2-core machine: about 3-4 minutes for the first test (5 dbt builds of the demo),
-4-5 minutes for the second (4 CLI builds that publish, 4 that stop early).
+5-6 minutes for the second (5 CLI builds that publish, 4 that stop early).
 """
 
 from __future__ import annotations
@@ -219,16 +219,34 @@ def test_a_file_that_cannot_be_appended_exactly_stops_the_build_and_publishes_no
     for name in sorted(full_marts.keys() - RUN_DESCRIBING_MARTS):
         _assert_same_rows(name, appended_marts[name], full_marts[name])
 
+    # dbt parsed the whole project for that first append (its vars are not the store build's). The next day's
+    # append starts from the published build's saved parse (the CLI builds at a stable path, which dbt's
+    # partial-parse key includes), and the new file name re-parses none of the models (while dbt parses,
+    # they see a stand-in for the path), only the sources' YAML, whose file location it is
+    assert any("Unable to do partial parsing" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        pipeline.build(pipeline.BuildOptions(customers=customers, transactions=files[2], append=True), published)
+    said = [r.getMessage() for r in caplog.records]
+    assert any("starts from the published build's saved parse" in line for line in said)
+    dbt_log = (published.resolve().parent / "dbt_target" / "logs" / "dbt.log").read_text()
+    assert "Partial parsing enabled" in dbt_log and "Unable to do partial parsing" not in dbt_log
+    reparsed = {line.split("updated file: ", 1)[1].strip() for line in dbt_log.splitlines()
+                if "Partial parsing: updated file: " in line}
+    assert "segfit://models/staging/_staging__sources.yml" in reparsed
+    assert not {f for f in reparsed if f.startswith(("segfit://models/staging/", "segfit://models/intermediate/"))
+                and f.endswith(".sql")}, reparsed
+
     # the same day again: every id is stored already
     append_fails(files[1], "is already stored")
     # a var that decided the stored rows' checks changed
-    append_fails(files[2], "var 'max_abs_value'", extra_vars=(("max_abs_value", "1e9"),))
+    append_fails(files[3], "var 'max_abs_value'", extra_vars=(("max_abs_value", "1e9"),))
     # the customers file changed in place (one record fewer): the stored orphan checks and as-of dates
     # are stale, and only the data can tell
     fewer = pd.read_csv(customers, dtype=str, keep_default_na=False).iloc[1:]
     _write(fewer, customers)
-    append_fails(files[2], "the customers changed since the transactions were stored (1 customer records differ)")
+    append_fails(files[3], "the customers changed since the transactions were stored (1 customer records differ)")
 
     with duckdb.connect(str(published), read_only=True) as con:
         stored = con.execute("select count(*) from intermediate.int_transactions_checked").fetchone()[0]
-    assert stored == sum(len(pd.read_csv(f, dtype=str)) for f in files[:2])
+    assert stored == sum(len(pd.read_csv(f, dtype=str)) for f in files[:3])

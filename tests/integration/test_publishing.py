@@ -83,6 +83,34 @@ def test_a_sweep_in_another_process_never_removes_a_running_build(tmp_path):
     assert not running.directory.exists()
 
 
+def test_a_build_runs_at_one_stable_path_at_a_time_and_leaves_it_under_its_own_id(tmp_path):
+    """dbt's saved parse is keyed on the DuckDB path, so a warehouse build runs at builds/<name>-work/ (one
+    build at a time: a second, concurrent one gets a fresh directory) and is renamed to its own id when
+    dbt is done, before anything reads or publishes it."""
+    published = tmp_path / "segfit.duckdb"
+    stable = publishing.builds_dir(published) / "segfit.duckdb-work"
+    first = publishing.new_build_slot(published)
+    assert first.directory == stable and first.target == stable / "segfit.duckdb"
+    concurrent = publishing.new_build_slot(published)  # the stable path is taken: a fresh id
+    assert concurrent.directory != stable and concurrent.directory.name.startswith("segfit.duckdb-2")
+    (first.directory / "dbt_target").mkdir()
+    (first.directory / "dbt_target" / "manifest.json").write_text("{}")
+    first.target.write_bytes(b"built")
+    first.settle()
+    assert first.directory not in (stable, concurrent.directory) and first.directory.name.startswith("segfit.duckdb-2")
+    assert first.target == first.directory / "segfit.duckdb" and first.target.read_bytes() == b"built"
+    assert (first.directory / "dbt_target" / "manifest.json").is_file() and not stable.exists()
+    assert not publishing._lock_is_free(first.directory)  # the lock moved with the directory
+    concurrent.settle()  # not at the stable path: stays where it is
+    assert concurrent.directory.is_dir()
+    again = publishing.new_build_slot(published)  # free again for the next build
+    assert again.directory == stable
+    again.release()  # the build died before settling: sweep removes it like any unpublished leftover
+    assert stable in publishing.sweep(published) and not stable.exists()
+    for slot in (first, concurrent):
+        slot.discard()
+
+
 def test_publish_refuses_a_missing_or_empty_candidate(served):
     before = publishing.current_target(served)
     missing = publishing.new_slot(served)
