@@ -4,8 +4,10 @@ a small threshold stands in for "large". About 15 s."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -30,17 +32,9 @@ def sampled():
     fit = marts["customer_segment_fit"]
     marts["customer_segment_fit"] = fit.sample(frac=1.0, random_state=11).reset_index(drop=True)
     # built as segfit builds it (the helper process on: the default), with its log kept for the helper's test
-    handler = _Messages()
-    logger = logging.getLogger("python_analysis.worker")
-    level = logger.level
-    logger.setLevel(logging.DEBUG)
-    logger.addHandler(handler)
-    try:
+    with _worker_messages() as messages:
         report = build_report(marts, CONFIG, run=RunInfo.from_marts(marts, grain="all", started_at=STARTED))
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-    HELPER_LOG[:] = handler.messages
+    HELPER_LOG[:] = messages
     return marts, report
 
 
@@ -55,6 +49,22 @@ class _Messages(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.messages.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def _worker_messages() -> Iterator[list[str]]:
+    """The worker logger's messages (DEBUG and up) while the block runs; the logger is restored after it. A
+    handler on the logger itself, not caplog's root handler: the CLI's logging setup stops propagation."""
+    handler = _Messages()
+    logger = logging.getLogger("python_analysis.worker")
+    level = logger.level
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(handler)
+    try:
+        yield handler.messages
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def test_metrics_and_report_state_the_sample(sampled):
@@ -160,17 +170,8 @@ def test_the_copy_that_receives_the_analysis_tables_is_made_by_the_helper(demo_w
         pytest.skip("one core: the report runs no helper process")
     source, target = tmp_path / "read.duckdb", tmp_path / "copy.duckdb"
     shutil.copyfile(demo_warehouse, source)
-    handler = _Messages()
-    logger = logging.getLogger("python_analysis.worker")
-    level = logger.level
-    logger.setLevel(logging.DEBUG)
-    logger.addHandler(handler)
-    try:
+    with _worker_messages() as messages:
         result = steps.report_from(source, tmp_path / "out", CONFIG, None, "all", copy_to=target)
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
     assert result.metrics["analysis_sample"]["sampled"] is True
     assert filecmp.cmp(source, target, shallow=False)
-    assert any(m.startswith("the warehouse copy") and "in the helper process" in m for m in handler.messages), \
-        handler.messages
+    assert any(m.startswith("the warehouse copy") and "in the helper process" in m for m in messages), messages
