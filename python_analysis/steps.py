@@ -85,13 +85,19 @@ def report_from(path: Path, out_dir: Path, config: ReportConfig, check_result: q
             helper_copy = runner.submit("the warehouse copy", pipeline.copy_database, path, copy_to)
         elif copy_to is not None:
             thread_copy = copying.submit(pipeline.copy_database, path, copy_to)
-        marts = warehouse.read_marts(path)  # read-only connection, closed before modelling starts
+        # read-only connections, closed before modelling starts; on large data the fit mart is not read whole:
+        # a Population holds a few columns of every record and reads the rest when needed (bounded memory, #11)
+        population = None
+        if large:
+            marts, population = warehouse.read_marts_bounded(path)
+        else:
+            marts = warehouse.read_marts(path)
         log.info("fitting models on %d records", len(marts["customer_segment_fit"]))
         warnings = [w.describe() for w in check_result.warnings] if check_result else []
         page = CHECKS_PAGE if (out_dir / CHECKS_PAGE).is_file() else None
         run = RunInfo.from_marts(marts, grain=grain, started_at=started_at)
         result = report.build_report(marts, config, check_warnings=warnings, data_docs_href=page, grain=grain,
-                                     run=run, runner=runner)
+                                     run=run, runner=runner, population=population)
         if helper_copy is not None:
             runner.result(helper_copy)
         if thread_copy is not None:

@@ -1,0 +1,126 @@
+"""The fit mart of a large build, read in bounded memory: the report's every-record figures without the whole
+mart in pandas (#11).
+
+On large data (``sampling.is_large``) the report holds only a few narrow columns of ``customer_segment_fit``
+for every record (``BASE_COLUMNS``: the keys, the segment, the anomaly flag, retention and the run's
+threshold). Every other column is read when a figure needs it, a few at a time (``Population.frame``), the
+analysis sample's whole rows are read by their ``source_row_number`` (``Population.rows``), the written-back
+scores are computed over bounded row chunks (``Population.chunks``), and the data profile is computed in SQL
+(``profile.data_profile_sql``). Every frame given out is exactly what the whole-mart read
+(``reading.read_marts``) gives for those rows and columns: the same values, order (``source_row_number``) and
+dtypes, so the report's figures do not change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .connections import bounded_read_only
+from .reading import _quoted, arrow_to_frame
+
+RELATION = "marts.customer_segment_fit"
+ORDER = "source_row_number"
+# what the report reads for every record besides the columns it asks for (``Population.frame``)
+BASE_COLUMNS = ("customer_record_id", "customer_id", "profitability_segment", "is_classification_anomaly",
+                "behaviour_source", "retention_probability", "anomaly_threshold", "anomaly_threshold_mode")
+_SPILL = "segfit-population-spill-"
+
+
+class Population:
+    """Every record of the fit mart at ``path``, held as ``base`` (``BASE_COLUMNS``, in ``source_row_number``
+    order) and read column-wise on demand. Reads use the insertion order of the table (DuckDB's
+    ``preserve_insertion_order``) and put the rows in ``source_row_number`` order with one permutation."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        with self._connection() as con:
+            names = con.execute("select column_name from information_schema.columns where table_schema = 'marts' "
+                                "and table_name = 'customer_segment_fit' order by ordinal_position").fetchall()
+            self.columns: tuple[str, ...] = tuple(r[0] for r in names)
+            keys = con.sql(f"select {ORDER} from {RELATION}").to_arrow_table()  # noqa: S608 - fixed names
+        # the rows' order: a stable sort of the insertion-order keys, nulls last (ORDER BY in DuckDB)
+        self._order = pc.sort_indices(keys, sort_keys=[(ORDER, "ascending", "at_end")])
+        self._keys = keys.column(0).combine_chunks()
+        self._identity = bool(pc.all(pc.equal(self._order, pa.array(np.arange(len(self._order))))).as_py()) \
+            if len(self._order) else True
+        rank = np.empty(len(self._order), dtype=np.int64)
+        rank[self._order.to_numpy()] = np.arange(len(self._order))
+        self._rank = rank  # insertion row -> position in source_row_number order
+        self.base = self._read([c for c in BASE_COLUMNS if c in self.columns])
+
+    def __len__(self) -> int:
+        return len(self._rank)
+
+    def _connection(self):  # noqa: ANN202 - a context manager
+        return bounded_read_only(self.path, _SPILL)
+
+    def _select(self, columns: Sequence[str]) -> str:
+        return ", ".join([_quoted(ORDER), *(_quoted(c) for c in columns)])
+
+    def _read(self, columns: Sequence[str]) -> pd.DataFrame:
+        """``columns`` for every record, in ``source_row_number`` order (the whole-mart read's frame)."""
+        with self._connection() as con:
+            table = con.sql(f"select {self._select(columns)} from {RELATION}").to_arrow_table()  # noqa: S608
+        self._check_order(table.column(0))
+        table = table.remove_column(0)
+        return arrow_to_frame(table, None if self._identity else self._order)
+
+    def _check_order(self, keys: pa.ChunkedArray, start: int = 0) -> None:
+        if not keys.combine_chunks().equals(self._keys.slice(start, len(keys))):
+            raise RuntimeError(f"{RELATION} was read in another row order than its first read")
+
+    def frame(self, columns: Sequence[str]) -> pd.DataFrame:
+        """``base`` with ``columns`` added (those the table has), for every record: what the whole-mart frame
+        gives for these columns. The base columns are shared, not copied."""
+        extra = [c for c in dict.fromkeys(columns) if c in self.columns and c not in self.base.columns]
+        out = self.base.copy(deep=False)
+        if extra:
+            read = self._read(extra)
+            for name in extra:
+                out[name] = read[name]
+        return out
+
+    def rows(self, positions: np.ndarray) -> pd.DataFrame:
+        """Every column of the records at ``positions`` (of the ``source_row_number`` order), in that order and
+        with the dtypes of the whole-mart frame (a column with a null among every record stays nullable; a text
+        column null on every record is ``object``): ``fit.take(positions).reset_index(drop=True)``."""
+        keys = pa.table({"_key": self._keys.take(self._order.take(pa.array(np.asarray(positions, dtype=np.int64))))})
+        with self._connection() as con:
+            nulls = con.execute("select " + ", ".join(  # noqa: S608 - quoted, checked names
+                f"count(*) - count({_quoted(c)})" for c in self.columns) + f" from {RELATION}").fetchall()[0]
+            con.register("segfit_sample_keys", keys)
+            table = con.sql(f"select src.* from {RELATION} as src semi join segfit_sample_keys as k "  # noqa: S608
+                            f"on src.{ORDER} = k._key order by src.{ORDER}").to_arrow_table()
+            con.unregister("segfit_sample_keys")
+        total = len(self)
+        hints = {c: (int(n) > 0, int(n) == total) for c, n in zip(self.columns, nulls or (), strict=True)}
+        return arrow_to_frame(table, null_hints=hints)
+
+    def chunks(self, columns: Sequence[str], size: int) -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
+        """``columns`` of every record in chunks of at most ``size`` rows, in the table's insertion order:
+        (the rows' positions in ``source_row_number`` order, the chunk's frame). Only one chunk is held."""
+        with self._connection() as con:
+            reader = con.sql(f"select {self._select(columns)} from {RELATION}").to_arrow_reader(size)  # noqa: S608
+            start = 0
+            for batch in reader:
+                table = pa.Table.from_batches([batch])
+                self._check_order(table.column(0), start)
+                positions = self._rank[start:start + len(table)]
+                start += len(table)
+                yield positions, arrow_to_frame(table.remove_column(0))
+            if start != len(self):
+                raise RuntimeError(f"{RELATION} gave {start} rows, not {len(self)}")
+
+    def profile(self):  # noqa: ANN201 - a profile.DataProfile
+        """The data profile over every record (``profile.data_profile``), computed in SQL."""
+        from python_analysis.profile import data_profile_sql
+
+        with self._connection() as con:
+            return data_profile_sql(con, RELATION, self.columns, len(self))
+
