@@ -24,6 +24,7 @@ from ..analysis import (
     data_quality_summary,
     feature_comparison,
     feature_significance,
+    ordered_features,
     rule_lift_table,
     sample_overview,
     segment_summary,
@@ -136,10 +137,12 @@ def _statistics(marts: Mapping[str, pd.DataFrame], fit: pd.DataFrame, config: Re
     mart = _mart(marts, "anomaly_feature_comparison", notes)
     comparison = tables.in_feature_order(feature_comparison(mart), mart)
     crosstabs = _mart(marts, "anomaly_crosstabs", notes)
-    # on large data one feature column at a time is read for every record (``frame_of``)
-    significance = (feature_significance(fit, comparison["feature_name"].tolist(), config) if population is None
-                    else feature_significance(fit, comparison["feature_name"].tolist(), config,
-                                              frame_of=population.frame, available=population.columns))
+    features = comparison["feature_name"].tolist()
+    if population is None:
+        significance = feature_significance(fit, features, config)
+    else:  # the feature columns are read for every record a few at a time (``Population.columns_per_read``)
+        significance = feature_significance(fit, features, config, frame_of=_grouped_reads(population, features),
+                                            available=population.columns)
     return Statistics(
         comparison=comparison,
         significance=significance,
@@ -150,6 +153,25 @@ def _statistics(marts: Mapping[str, pd.DataFrame], fit: pd.DataFrame, config: Re
         associations=crosstab_association(crosstabs, config),
         seasonal=_mart(marts, "seasonal_distribution", notes),
     )
+
+
+def _grouped_reads(population: Population, features: Sequence[str]) -> Callable[[Sequence[str]], pd.DataFrame]:
+    """``frame_of`` for ``feature_significance``: asked for one feature at a time (in ``ordered_features`` order),
+    it reads that feature and the next ones together, ``columns_per_read`` at a time, and holds only that read."""
+    order = [f for f in ordered_features(features) if f in population.columns]
+    held: dict[str, pd.DataFrame] = {}
+
+    def frame_of(columns: Sequence[str]) -> pd.DataFrame:
+        feature = columns[0]
+        if feature not in held:
+            held.clear()
+            start = order.index(feature) if feature in order else 0
+            group = order[start:start + population.columns_per_read()] if feature in order else [feature]
+            read = population.frame(group)
+            held.update(dict.fromkeys(group, read))
+        return held[feature]
+
+    return frame_of
 
 
 def submit_clusters(runner: worker.Runner, anomalies: pd.DataFrame, config: ReportConfig,
@@ -358,7 +380,7 @@ def start_context(
     dq_issues = marts.get("data_quality_issues")
     keys = marts.get("duplicate_customer_keys")
     conflicts = conflicting_customers(keys, fit)
-    overview = sample_overview(fit, summary, anomalies, grain)
+    overview = sample_overview(frame_of(fit, population, ("behaviour_source",)), summary, anomalies, grain)
 
     def finish() -> ReportContext:
         inference, resegmentation, models = finish_analyses()

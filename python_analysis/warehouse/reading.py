@@ -177,7 +177,10 @@ def read_marts_bounded(path: Path) -> tuple[dict[str, pd.DataFrame], Population]
 
     names = [name for name in MARTS + REPORT_ONLY_MARTS if name != "customer_segment_fit"]
     marts = read_tables(path, {name: f"marts.{name}" for name in names}, order_by=READ_ORDER)
-    population = Population(path)
+    meta = marts.get("build_metadata")
+    # without build metadata (an older build) the run's threshold is read from the fit mart's first record
+    population = Population(path, extra_base=() if meta is not None and len(meta)
+                            else ("anomaly_threshold", "anomaly_threshold_mode"))
     contracts.require_columns({**marts, "customer_segment_fit": pd.DataFrame(columns=list(population.columns))},
                               contracts.for_build(path))
     marts["customer_segment_fit"] = population.base
