@@ -191,6 +191,8 @@ def test_a_large_report_reads_the_fit_mart_in_bounded_memory(demo_warehouse, tmp
     shutil.copyfile(demo_warehouse, source)
     n = warehouse.count_rows(source, "marts.customer_segment_fit")
     width = len(warehouse.read_tables(source, {"fit": "marts.customer_segment_fit"})["fit"].columns)
+    monkeypatch.delenv("SEGFIT_BOUNDED_READ_RECORDS", raising=False)
+    monkeypatch.setattr(population, "BOUNDED_READ_RECORDS", n // 2)  # "far above the threshold"
     monkeypatch.setattr(population, "CHUNK_ROWS", 500)
     monkeypatch.setattr(population, "READ_BUDGET_BYTES", 8 * n * 3)  # three numeric columns per read
     reads: list[tuple[int, int]] = []  # (rows, columns) of every Arrow table made into a frame
