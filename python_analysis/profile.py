@@ -138,7 +138,7 @@ def _segment_label(value: object) -> str:
 
 
 def data_profile_sql(con: duckdb.DuckDBPyConnection, relation: str, columns: Sequence[str], records: int,
-                     distinct_limit: int = 1000) -> DataProfile:
+                     distinct_limit: int = 1000, head_rows: int = 4096) -> DataProfile:
     """``data_profile`` of the table ``relation`` (a fixed, trusted name; ``columns``: its columns, ``records``:
     its rows), computed in DuckDB over every record without reading the table into pandas (#11). The same
     profile: minimum, maximum and equality are exact in SQL; a numeric value is ``try_cast(... as double)``
@@ -171,7 +171,7 @@ def data_profile_sql(con: duckdb.DuckDBPyConnection, relation: str, columns: Seq
         elif distinct == 1:
             constant.append(c)
     skip = set(constant + null)
-    pairs = _identical_columns_sql(con, relation, [c for c in numeric if c not in skip], x)
+    pairs = _identical_columns_sql(con, relation, [c for c in numeric if c not in skip], x, head_rows)
     redundant = skip | {b for _, b in pairs}
     band_feature, bands = _segment_bands_sql(con, relation, columns, numeric, quoted, x, sorted(redundant))
     return DataProfile(records=int(records), constant_columns=tuple(constant), all_null_columns=tuple(null),
@@ -179,13 +179,15 @@ def data_profile_sql(con: duckdb.DuckDBPyConnection, relation: str, columns: Seq
 
 
 def _identical_columns_sql(con: duckdb.DuckDBPyConnection, relation: str, candidates: Sequence[str],
-                           x: dict[str, str]) -> list[tuple[str, str]]:
-    """``identical_columns`` over ``candidates`` (numeric, none constant or all-null), compared in SQL."""
+                           x: dict[str, str], head_rows: int) -> list[tuple[str, str]]:
+    """``identical_columns`` over ``candidates`` (numeric, none constant or all-null), compared in SQL (only the
+    pairs equal on the first ``head_rows`` rows, compared in numpy, are compared on every record)."""
     pairs_sql = [(a, b) for i, a in enumerate(candidates) for b in candidates[i + 1:]]
-    if pairs_sql:  # only the pairs equal on a first few thousand rows are compared on every record
-        head = con.execute(f"select {', '.join(x[c] for c in candidates)} from {relation} limit 4096"  # noqa: S608
-                           ).fetchnumpy()
-        values = dict(zip(candidates, (np.ma.filled(np.ma.asarray(v, dtype="float64"), np.nan) for v in head.values()), strict=True))
+    if pairs_sql and head_rows:  # only the pairs equal on a first few thousand rows are compared on every record
+        head = con.execute(f"select {', '.join(x[c] for c in candidates)} from {relation} limit ?",  # noqa: S608
+                           [head_rows]).fetchnumpy()
+        values = dict(zip(candidates, (np.ma.filled(np.ma.asarray(v, dtype="float64"), np.nan)
+                                       for v in head.values()), strict=True))
         pairs_sql = [(a, b) for a, b in pairs_sql if np.array_equal(values[a], values[b], equal_nan=True)]
     equal = dict.fromkeys(((a, b) for i, a in enumerate(candidates) for b in candidates[i + 1:]), False)
     if pairs_sql:

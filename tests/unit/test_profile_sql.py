@@ -54,8 +54,9 @@ CASES = {
 }
 
 
+@pytest.mark.parametrize("head_rows", [0, 4096])  # 0: every pair compared in SQL, none pruned in numpy first
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_the_sql_profile_is_the_pandas_profile(case):
+def test_the_sql_profile_is_the_pandas_profile(case, head_rows):
     frame = CASES[case]()
     with duckdb.connect() as con:
         con.execute("create schema marts")
@@ -65,7 +66,7 @@ def test_the_sql_profile_is_the_pandas_profile(case):
         read = fetch_frame(con, "select * from marts.customer_segment_fit")  # as the report reads it
         columns = list(read.columns)
         expected = data_profile(read)
-        got = data_profile_sql(con, "marts.customer_segment_fit", columns, len(read))
+        got = data_profile_sql(con, "marts.customer_segment_fit", columns, len(read), head_rows=head_rows)
     assert got == expected
     if case == "planted":  # the planted cases are found (so the comparison is not between two empty profiles)
         assert {"months_active", "quarterly_coverage_gap", "quarterly_coverage_gap_ratio",
