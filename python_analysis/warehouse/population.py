@@ -1,9 +1,9 @@
 """The fit mart of a large build, read in bounded memory: the report's every-record figures without the whole
 mart in pandas (#11).
 
-On large data (``sampling.is_large``) the report holds only a few narrow columns of ``customer_segment_fit``
-for every record (``BASE_COLUMNS``: the keys, the segment, the anomaly flag, retention and the run's
-threshold). Every other column is read when a figure needs it, a few at a time (``Population.frame``), the
+On data the report samples (``sampling.is_large``) and above ``BOUNDED_READ_RECORDS`` (``read_bounded``), the
+report holds only a few narrow columns of ``customer_segment_fit`` for every record (``BASE_COLUMNS``: the keys,
+the segment, the anomaly flag, retention; the run's threshold too when the build has no metadata). Every other column is read when a figure needs it, a few at a time (``Population.frame``), the
 analysis sample's whole rows are read by their ``source_row_number`` (``Population.rows``), the written-back
 scores are computed over bounded row chunks (``Population.chunks``), and the data profile is computed in SQL
 (``profile.data_profile_sql``). Every frame given out is exactly what the whole-mart read
