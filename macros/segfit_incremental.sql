@@ -243,28 +243,3 @@
     ) as {{ segfit_double() }})
 {%- endmacro %}
 
-{#- classification_anomalies' post-hooks on an appending (incremental) run: remove the stored rows of records
-    that are no longer anomalies, and copy value_mismatch_z from customer_segment_fit wherever it moved. -#}
-{% macro segfit_anomalies_remove_stale() -%}
-    {%- if not is_incremental() -%}
-        {{ return('') }}
-    {%- endif -%}
-    delete from {{ this }}
-    where customer_record_id not in (
-        select fit.customer_record_id
-        from {{ ref('customer_segment_fit') }} as fit
-        where fit.is_classification_anomaly
-    )
-{%- endmacro %}
-
-{% macro segfit_anomalies_population_update() -%}
-    {%- if not is_incremental() -%}
-        {{ return('') }}
-    {%- endif -%}
-    update {{ this }} as stored
-    set value_mismatch_z = fit.value_mismatch_z
-    from {{ ref('customer_segment_fit') }} as fit
-    where
-        stored.customer_record_id = fit.customer_record_id
-        and stored.value_mismatch_z is distinct from fit.value_mismatch_z
-{%- endmacro %}
