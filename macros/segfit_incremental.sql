@@ -1,7 +1,9 @@
 {#-
     Incremental daily loads (var transactions_load = append): the new transactions file is added to the
     stored, checked transactions (int_transactions_checked) and only the customer records it affects are
-    recomputed (int_customer_transactions_aggregated). Everything else is rebuilt as in a full build.
+    recomputed (int_customer_transactions_aggregated), and customer_segment_fit rebuilds only those records
+    when its other inputs are unchanged (segfit_fit_keeps_stored_rows). Everything else is rebuilt as in a
+    full build.
 -#}
 
 {#- The stored transaction models are incremental on DuckDB; elsewhere (Spark) plain tables, rebuilt
@@ -242,4 +244,3 @@
         / nullif((select stddev_pop(comprehensive_customer_score) from {{ this }}), 0)
     ) as {{ segfit_double() }})
 {%- endmacro %}
-
