@@ -132,7 +132,7 @@ class ReportConfig:
     analysis_sample_threshold: int = 50000
     analysis_sample_size: int = 10000
     # repeats of the repeated grouped CV when the data is sampled (at most cv_repeats; small data keeps cv_repeats)
-    sampled_cv_repeats: int = 5
+    sampled_cv_repeats: int = 3
     # anomaly rate band considered plausible for a segmentation review (outside -> warning in report)
     anomaly_rate_band: tuple[float, float] = (0.02, 0.30)
     top_anomalies: int = 20
