@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -243,12 +243,17 @@ def classify_difference(p_value: float, effect: float, config: ReportConfig) -> 
     return "small"
 
 
-def feature_significance(fit: pd.DataFrame, features: Sequence[str], config: ReportConfig) -> pd.DataFrame:
-    """Mann-Whitney U (two-sided) anomaly vs normal per feature, on at most ``stat_sample_size`` per group."""
+def feature_significance(fit: pd.DataFrame, features: Sequence[str], config: ReportConfig,
+                         frame_of: Callable[[Sequence[str]], pd.DataFrame] | None = None,
+                         available: Sequence[str] | None = None) -> pd.DataFrame:
+    """Mann-Whitney U (two-sided) anomaly vs normal per feature, on at most ``stat_sample_size`` per group.
+    ``frame_of`` / ``available``: the records with a feature's column, read one feature at a time (large data
+    read in bounded memory: ``fit`` then lacks the features), and the columns there are."""
     mask = anomaly_mask(fit)
     rows = []
-    for offset, feature in enumerate(ordered_features([f for f in features if f in fit.columns])):
-        values = numeric_column(fit, feature)
+    names = set(fit.columns if available is None else available)
+    for offset, feature in enumerate(ordered_features([f for f in features if f in names])):
+        values = numeric_column(fit if frame_of is None else frame_of([feature]), feature)
         a = values[mask]
         b = values[~mask]
         a = a[np.isfinite(a)]

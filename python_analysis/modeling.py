@@ -10,6 +10,7 @@ import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -742,7 +743,7 @@ def _finish_anomaly_models(
     if calibrated is not None and population_proba is not None and sample_positions is not None:
         population_proba[sample_positions] = calibrated  # the sampled records keep their out-of-fold probability
         calibrated, ids = population_proba, population_ids
-        flags = anomaly_mask(population)
+        flags = anomaly_mask(_records(population))
     if fair.skipped:
         scores, source = empty_scores(), "none (fair model skipped)"
     else:
@@ -875,11 +876,15 @@ def _score_population(fm: FeatureMatrix, fit: pd.DataFrame, y: np.ndarray, group
     pos = list(model.classes_).index(True)
     columns = [c for c in dict.fromkeys(["customer_record_id", *fm.sources]) if c in population.columns]
     proba = np.empty(len(population))
-    for start in range(0, len(population), chunk):
-        X = encode_like(population.iloc[start:start + chunk][columns], fm, fit)  # slice, then columns: no full copy
-        proba[start:start + chunk] = model.predict_proba(X)[:, pos]
+    if isinstance(population, pd.DataFrame):
+        for start in range(0, len(population), chunk):
+            X = encode_like(population.iloc[start:start + chunk][columns], fm, fit)  # slice, then columns: no copy
+            proba[start:start + chunk] = model.predict_proba(X)[:, pos]
+    else:  # a Population read in bounded memory: its chunks, each put at its records' positions
+        for positions, frame in population.chunks(columns, chunk):
+            proba[positions] = model.predict_proba(encode_like(frame, fm, fit))[:, pos]
     # the ids stay in the frame's (Arrow) string array: no Python string per record
-    return proba, text_column(population, "customer_record_id", missing="").astype("str").array
+    return proba, text_column(_records(population), "customer_record_id", missing="").astype("str").array
 
 
 def _assessment_inputs(fit: pd.DataFrame, matrix: FeatureMatrix, y: np.ndarray, groups: np.ndarray,
@@ -1135,17 +1140,30 @@ class PopulationReference:
         return replace(self, median=self.median[at], sd=self.sd[at], features=tuple(features))
 
 
-def population_reference(population: pd.DataFrame, features: Sequence[str]) -> PopulationReference:
-    """Median and SD (ddof=1) over every record of ``population`` for each feature (missing values left out)."""
+def _frame_with(population: Any, columns: Sequence[str]) -> pd.DataFrame:
+    """Every record of ``population`` with at least ``columns``: the frame itself, or a ``Population`` read in
+    bounded memory (``warehouse.population``) asked for just these columns."""
+    return population if isinstance(population, pd.DataFrame) else population.frame(columns)
+
+
+def _records(population: Any) -> pd.DataFrame:
+    """The frame of every record of ``population`` (a ``Population``: its base columns)."""
+    return population if isinstance(population, pd.DataFrame) else population.base
+
+
+def population_reference(population: Any, features: Sequence[str]) -> PopulationReference:
+    """Median and SD (ddof=1) over every record of ``population`` (a frame, or a ``Population`` read a column at a
+    time) for each feature (missing values left out)."""
     med, sd = [], []
     for feature in features:
-        v = numeric_column(population, feature)
+        v = numeric_column(_frame_with(population, [feature]), feature)
         v = v[np.isfinite(v)]
         med.append(float(np.median(v)) if len(v) else math.nan)
         sd.append(float(np.std(v, ddof=1)) if len(v) > 1 else math.nan)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        shares = np.nanmean(_quarter_shares(population), axis=0) if len(population) else None
+        shares = np.nanmean(_quarter_shares(_frame_with(population, [f"q{q}_transactions" for q in range(1, 5)])),
+                            axis=0) if len(population) else None
     if shares is not None and not np.isfinite(shares).any():
         shares = None
     return PopulationReference(np.asarray(med), np.asarray(sd), shares, len(population), tuple(features))

@@ -24,6 +24,7 @@ from python_analysis.errors import EXIT_CHECKS_FAILED, EXIT_OK
 from python_analysis.report.checks_page import checks_page
 from python_analysis.report.runinfo import RunInfo, now_utc
 from python_analysis.warehouse import publishing
+from python_analysis.warehouse.population import read_bounded
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,8 @@ def report_from(path: Path, out_dir: Path, config: ReportConfig, check_result: q
     # (context.start_context). The copy is made by the helper while this process reads (its core is idle then),
     # else by a thread (sendfile runs in the kernel); on an error or interrupt, leaving the block stops the helper
     # (a partial copy is discarded by the caller) or waits for the thread
-    large = sampling.is_large(warehouse.count_rows(path, "marts.customer_segment_fit"), config)
+    records = warehouse.count_rows(path, "marts.customer_segment_fit")
+    large = sampling.is_large(records, config)
     with worker.side_process(large and worker.helper_enabled()) as runner, \
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="segfit-copy") as copying:
         helper_copy = thread_copy = None
@@ -85,13 +87,20 @@ def report_from(path: Path, out_dir: Path, config: ReportConfig, check_result: q
             helper_copy = runner.submit("the warehouse copy", pipeline.copy_database, path, copy_to)
         elif copy_to is not None:
             thread_copy = copying.submit(pipeline.copy_database, path, copy_to)
-        marts = warehouse.read_marts(path)  # read-only connection, closed before modelling starts
+        # read-only connections, closed before modelling starts; on data far above the sampling threshold the fit
+        # mart is not read whole: a Population holds a few columns of every record and reads the rest when needed
+        # (bounded memory, #11; warehouse.population.read_bounded)
+        population = None
+        if large and read_bounded(records):
+            marts, population = warehouse.read_marts_bounded(path)
+        else:
+            marts = warehouse.read_marts(path)
         log.info("fitting models on %d records", len(marts["customer_segment_fit"]))
         warnings = [w.describe() for w in check_result.warnings] if check_result else []
         page = CHECKS_PAGE if (out_dir / CHECKS_PAGE).is_file() else None
         run = RunInfo.from_marts(marts, grain=grain, started_at=started_at)
         result = report.build_report(marts, config, check_warnings=warnings, data_docs_href=page, grain=grain,
-                                     run=run, runner=runner)
+                                     run=run, runner=runner, population=population)
         if helper_copy is not None:
             runner.result(helper_copy)
         if thread_copy is not None:

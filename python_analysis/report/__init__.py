@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from matplotlib.figure import Figure
@@ -34,6 +34,9 @@ from .metrics import json_ready, metrics
 from .render import RunLine, render_html, render_markdown
 from .runinfo import RunInfo, now_utc
 from .sections import ANOMALIES_CSV, ISSUES_CSV, build_sections
+
+if TYPE_CHECKING:
+    from ..warehouse.population import Population
 
 __all__ = ["CHART_NAMES", "Report", "ReportContext", "RunInfo", "build_report", "json_ready", "metrics_json",
            "within_segment", "write_report"]
@@ -86,12 +89,14 @@ def build_report(
     grain: str = "all",
     run: RunInfo | None = None,
     runner: worker.Runner | None = None,
+    population: Population | None = None,
 ) -> Report:
     """Compute every statistic, model and chart. Pure and deterministic (apart from ``run``'s start time).
-    ``runner``: a started helper process for large data (``context.start_context``)."""
+    ``runner``: a started helper process for large data (``context.start_context``); ``population``: large data
+    read in bounded memory (``warehouse.population``)."""
     with ExitStack() as stack:
         pending = start_context(marts, config, stack, check_warnings=check_warnings, checks_href=data_docs_href,
-                                dq_summary=dq_summary, grain=grain, run=run, runner=runner)
+                                dq_summary=dq_summary, grain=grain, run=run, runner=runner, population=population)
         # the data charts are drawn while a helper process (large data) still runs its parts
         data = data_figures(pending)
         chart_png = {name: plots.figure_png(fig, config.dpi) for name, fig in data.items()}

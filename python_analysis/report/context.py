@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import pandas as pd
 
@@ -24,6 +24,7 @@ from ..analysis import (
     data_quality_summary,
     feature_comparison,
     feature_significance,
+    ordered_features,
     rule_lift_table,
     sample_overview,
     segment_summary,
@@ -47,6 +48,9 @@ from ..sampling import AnalysisSample, analysis_sample, is_large
 from ..verdicts import Recommendation, recommendations
 from . import tables, text
 from .runinfo import RunInfo
+
+if TYPE_CHECKING:
+    from ..warehouse.population import Population
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,19 @@ class ReportContext:
     # figures derived from the context once and used by more than one part (the reliability curve: chart and
     # sentence); not part of the context's value
     derived: dict[str, object] = field(default_factory=dict, compare=False, repr=False)
+    # large data read in bounded memory (steps.report_from): ``fit`` holds only the population's base columns,
+    # every other column is read from here when a figure needs it
+    population: Population | None = field(default=None, compare=False, repr=False)
+
+    def fit_frame(self, columns: Sequence[str]) -> pd.DataFrame:
+        """Every record of the fit mart with at least ``columns`` (``frame_of``)."""
+        return frame_of(self.fit, self.population, columns)
+
+
+def frame_of(fit: pd.DataFrame, population: Population | None, columns: Sequence[str]) -> pd.DataFrame:
+    """Every record of the fit mart with at least ``columns``: ``fit`` itself, or on large data read in bounded
+    memory the population's base columns and ``columns`` (``Population.frame``)."""
+    return fit if population is None else population.frame(columns)
 
 
 def _mart(marts: Mapping[str, pd.DataFrame], key: str, notes: list[str]) -> pd.DataFrame:
@@ -116,37 +133,65 @@ def _mart(marts: Mapping[str, pd.DataFrame], key: str, notes: list[str]) -> pd.D
 
 
 def _statistics(marts: Mapping[str, pd.DataFrame], fit: pd.DataFrame, config: ReportConfig,
-                notes: list[str]) -> Statistics:
+                notes: list[str], population: Population | None = None) -> Statistics:
     mart = _mart(marts, "anomaly_feature_comparison", notes)
     comparison = tables.in_feature_order(feature_comparison(mart), mart)
     crosstabs = _mart(marts, "anomaly_crosstabs", notes)
+    features = comparison["feature_name"].tolist()
+    if population is None:
+        significance = feature_significance(fit, features, config)
+    else:  # the feature columns are read for every record a few at a time (``Population.columns_per_read``)
+        significance = feature_significance(fit, features, config, frame_of=_grouped_reads(population, features),
+                                            available=population.columns)
     return Statistics(
         comparison=comparison,
-        significance=feature_significance(fit, comparison["feature_name"].tolist(), config),
+        significance=significance,
         rules=rule_lift_table(_mart(marts, "anomaly_rule_lift", notes)),
-        correlations=value_realization(fit, config),
+        correlations=value_realization(
+            frame_of(fit, population, ("comprehensive_customer_score", "total_revenue")), config),
         cross=crosstab_table(crosstabs),
         associations=crosstab_association(crosstabs, config),
         seasonal=_mart(marts, "seasonal_distribution", notes),
     )
 
 
-def submit_clusters(runner: worker.Runner, anomalies: pd.DataFrame, config: ReportConfig, population: pd.DataFrame,
-                    sample: AnalysisSample | None = None) -> worker.Handle:
+def _grouped_reads(population: Population, features: Sequence[str]) -> Callable[[Sequence[str]], pd.DataFrame]:
+    """``frame_of`` for ``feature_significance``: asked for one feature at a time (in ``ordered_features`` order),
+    it reads that feature and the next ones together, ``columns_per_read`` at a time, and holds only that read."""
+    order = [f for f in ordered_features(features) if f in population.columns]
+    held: dict[str, pd.DataFrame] = {}
+
+    def frame_of(columns: Sequence[str]) -> pd.DataFrame:
+        feature = columns[0]
+        if feature not in held:
+            held.clear()
+            start = order.index(feature) if feature in order else 0
+            group = order[start:start + population.columns_per_read()] if feature in order else [feature]
+            read = population.frame(group)
+            held.update(dict.fromkeys(group, read))
+        return held[feature]
+
+    return frame_of
+
+
+def submit_clusters(runner: worker.Runner, anomalies: pd.DataFrame, config: ReportConfig,
+                    population: pd.DataFrame | Population, sample: AnalysisSample | None = None) -> worker.Handle:
     """The clusters of the anomalies (labels named against ``population``), submitted to ``runner``; in the
-    helper process it gets only the anomaly columns it reads and the population's reference figures."""
+    helper process it gets only the anomaly columns it reads and the population's reference figures (always
+    when ``population`` is read in bounded memory: its reference is computed a column at a time)."""
     cluster_config = config
     if sample is not None and sample.sampled:  # the K search and KMeans fit on as many anomalies as the sample holds
         cluster_config = replace(config, cluster_fit_sample_size=max(min(config.cluster_rows, sample.anomaly_records),
                                                                       config.k_max + 1))
-    if runner.parallel:
+    if runner.parallel or not isinstance(population, pd.DataFrame):
         records, reference = cluster_inputs(anomalies, population)
         return runner.submit("the anomaly clusters", anomaly_clusters, records, cluster_config, reference)
     return runner.submit("the anomaly clusters", anomaly_clusters, anomalies, cluster_config, population)
 
 
 def _start_models(fit: pd.DataFrame, clusters: worker.Handle, profile: DataProfile, config: ReportConfig,
-                  notes: list[str], population: pd.DataFrame | None = None, sample: AnalysisSample | None = None,
+                  notes: list[str], population: pd.DataFrame | Population | None = None,
+                  sample: AnalysisSample | None = None,
                   runner: worker.Runner | None = None) -> Callable[[], Models]:
     """Clusters of the anomalies (``submit_clusters``) and the decision trees; constant, all-null and identical
     columns are removed before modelling, and the segment-defining (band) feature is kept out of the behavioural
@@ -216,8 +261,8 @@ class _Descriptive(NamedTuple):
 
 
 def _start_analyses(fit: pd.DataFrame, anomalies: pd.DataFrame, marts: Mapping[str, pd.DataFrame], grain: str,
-                    config: ReportConfig, notes: list[str], runner: worker.Runner | None, stack: ExitStack
-                    ) -> tuple[_Descriptive, Callable[[], _Analyses]]:
+                    config: ReportConfig, notes: list[str], runner: worker.Runner | None, stack: ExitStack,
+                    population: Population | None = None) -> tuple[_Descriptive, Callable[[], _Analyses]]:
     """The profile, the sample, the within-segment tests and the models of ``build_context``, in two steps: this
     call computes what this process computes first (the function returned collects the rest).
 
@@ -226,19 +271,28 @@ def _start_analyses(fit: pd.DataFrame, anomalies: pd.DataFrame, marts: Mapping[s
     scores the population: ``runner`` (the caller's, started before the read while this process was small), else
     one started here in ``stack`` (unless ``SEGFIT_REPORT_HELPER=0`` or one core). It gets only what those parts
     read; the caller stops it (``PendingContext.runner``) once it is done with it. Each part is seeded by its own arguments: the results are the
-    serial path's."""
+    serial path's.
+
+    With ``population`` (large data read in bounded memory; ``fit`` is then its base columns) the profile is
+    computed in SQL, the sample's whole rows are read by key, and the population is scored in chunks: the
+    same figures as from the whole fit mart."""
     large = is_large(len(fit), config)
     started = stack.enter_context(worker.side_process(large and runner is None and worker.helper_enabled()))
     if runner is None or not runner.parallel or not large:
         runner = started
     sample = analysis_sample(fit, config)  # the heavy resampling runs on a stated sample when the data is large
-    clusters = submit_clusters(runner, anomalies, config, fit, sample)
-    profile = data_profile(fit)
-    order = tables.segment_order(fit, profile)
+    clusters = submit_clusters(runner, anomalies, config, fit if population is None else population, sample)
+    profile = data_profile(fit) if population is None else population.profile()
+    order = tables.segment_order(frame_of(fit, population, () if profile.band_feature else ("total_revenue",)),
+                                 profile)
     summary = tables.in_segment_order(segment_summary(_mart(marts, "segment_retention_summary", notes)), order)
-    work = fit.take(sample.positions).reset_index(drop=True) if sample.sampled else fit
+    if population is not None:
+        work = population.rows(sample.positions)  # the sample's whole rows (every row when not sampled)
+    else:
+        work = fit.take(sample.positions).reset_index(drop=True) if sample.sampled else fit
     within = submit_within_segment(runner, work, marts, profile, grain, config)
-    finish_models = _start_models(work, clusters, profile, config, notes, population=fit, sample=sample,
+    finish_models = _start_models(work, clusters, profile, config, notes,
+                                  population=fit if population is None else population, sample=sample,
                                   runner=runner)
 
     def finish() -> _Analyses:
@@ -262,6 +316,10 @@ class PendingContext:
     run: RunInfo
     finish: Callable[[], ReportContext]
     runner: worker.Runner  # the helper process (or the serial runner): still running after finish(); close it
+    population: Population | None = None  # large data read in bounded memory (``ReportContext.population``)
+
+    def fit_frame(self, columns: Sequence[str]) -> pd.DataFrame:
+        return frame_of(self.fit, self.population, columns)
 
 
 def build_context(
@@ -274,12 +332,13 @@ def build_context(
     grain: str = "all",
     run: RunInfo | None = None,
     runner: worker.Runner | None = None,
+    population: Population | None = None,
 ) -> ReportContext:
     """Compute every statistic and model the report shows. Pure and deterministic. On large data four parts
     run in a helper process (``runner``, else one started here; ``_start_analyses``): the same results."""
     with ExitStack() as stack:
         pending = start_context(marts, config, stack, check_warnings=check_warnings, checks_href=checks_href,
-                                dq_summary=dq_summary, grain=grain, run=run, runner=runner)
+                                dq_summary=dq_summary, grain=grain, run=run, runner=runner, population=population)
         ctx = pending.finish()
         pending.runner.close()  # its parts are done: the helper's memory is returned
         return ctx
@@ -296,10 +355,13 @@ def start_context(
     grain: str = "all",
     run: RunInfo | None = None,
     runner: worker.Runner | None = None,
+    population: Population | None = None,
 ) -> PendingContext:
     """``build_context`` in two steps: this process's share first (a helper started here is held by ``stack``);
     the descriptive statistics are computed while the helper still runs, then ``finish()`` collects its parts.
     The caller may draw the data charts in between (``figures.data_figures``).
+    ``population``: large data read in bounded memory (``warehouse.population``); ``marts`` then holds its
+    base columns as ``customer_segment_fit``.
     Long: the context's fields, computed in two steps and given in one constructor call (#9)."""
     notes: list[str] = []
     fit = _mart(marts, "customer_segment_fit", notes).reset_index(drop=True)
@@ -308,16 +370,17 @@ def start_context(
         anomalies = fit[anomaly_mask(fit)]
         notes.append("classification_anomalies not provided: anomalies taken from customer_segment_fit")
     anomalies = anomalies.reset_index(drop=True)
-    descriptive, finish_analyses = _start_analyses(fit, anomalies, marts, grain, config, notes, runner, stack)
+    descriptive, finish_analyses = _start_analyses(fit, anomalies, marts, grain, config, notes, runner, stack,
+                                                   population)
     profile, order, summary, sample, used_runner = descriptive
     statistics_notes: list[str] = []  # appended after the models' notes, in the order of the report's sections
-    stats = _statistics(marts, fit, config, statistics_notes)
+    stats = _statistics(marts, fit, config, statistics_notes, population)
     run = run or RunInfo.from_marts(marts, grain=grain)
     dq = data_quality_summary(marts.get("input_row_reconciliation"), marts.get("data_quality_issues"), dq_summary)
     dq_issues = marts.get("data_quality_issues")
     keys = marts.get("duplicate_customer_keys")
     conflicts = conflicting_customers(keys, fit)
-    overview = sample_overview(fit, summary, anomalies, grain)
+    overview = sample_overview(frame_of(fit, population, ("behaviour_source",)), summary, anomalies, grain)
 
     def finish() -> ReportContext:
         inference, resegmentation, models = finish_analyses()
@@ -347,6 +410,7 @@ def start_context(
             checks_href=checks_href,
             notes=tuple(notes + statistics_notes),
             sample=sample,
+            population=population,
         )
 
-    return PendingContext(config, fit, order, summary, stats, run, finish, used_runner)
+    return PendingContext(config, fit, order, summary, stats, run, finish, used_runner, population)

@@ -55,10 +55,14 @@ def data_figures(pending: PendingContext | ReportContext) -> dict[str, Figure]:
     if len(fit):
         figures["retention_by_segment"] = plots.retention_by_segment(
             fit, pending.segment_order, pending.run.threshold, pending.run.threshold_mode, config)
-        figures["transaction_behaviour"] = plots.transaction_behaviour(fit, config)
-        figures["volatility"] = plots.volatility(fit, config)
+        # on large data read in bounded memory, each chart reads the columns it draws (``fit_frame``)
+        figures["transaction_behaviour"] = plots.transaction_behaviour(
+            pending.fit_frame(("transaction_count", "avg_transactions_per_month")), config)
+        figures["volatility"] = plots.volatility(pending.fit_frame(("transaction_value_volatility",)), config)
         overall = next(c for c in stats.correlations if c.group == "all")
-        figures["value_realization"] = plots.value_realization(fit, overall.pearson, overall.spearman, config)
+        figures["value_realization"] = plots.value_realization(
+            pending.fit_frame(("comprehensive_customer_score", "total_revenue")), overall.pearson, overall.spearman,
+            config)
     if len(stats.seasonal):
         figures["seasonal_distribution"] = plots.seasonal_distribution(stats.seasonal, config, pending.segment_order)
     if len(pending.summary):

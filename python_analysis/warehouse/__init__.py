@@ -36,6 +36,7 @@ from .reading import (
     checked_sources,
     count_rows,
     read_marts,
+    read_marts_bounded,
     read_tables,
 )
 from .sampling import read_stratified_sample
@@ -44,6 +45,6 @@ from .writing import write_analysis_tables
 __all__ = [
     "BUILD_ENVIRONMENT", "CHECKED_INPUTS", "DBT_TARGET", "DEFAULT_WAREHOUSE", "MARTS", "PROJECT_DIR",
     "READ_ORDER", "REPORT_ONLY_MARTS", "bounded_read_only", "checked_sources", "dbt_environment",
-    "count_rows", "dbt_executable", "dbt_log", "read_marts", "read_only", "read_stratified_sample", "read_tables",
+    "count_rows", "dbt_executable", "dbt_log", "read_marts", "read_marts_bounded", "read_only", "read_stratified_sample", "read_tables",
     "resolve_warehouse_path", "run_dbt", "stop_process", "write_analysis_tables",
 ]

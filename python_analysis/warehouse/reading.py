@@ -6,6 +6,7 @@ import contextlib
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import pandas as pd
@@ -13,6 +14,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .connections import bounded_read_only, read_only
+
+if TYPE_CHECKING:
+    from .population import Population
 
 MARTS = (
     "customer_segment_fit",
@@ -101,10 +105,13 @@ def fetch_frame(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[objec
     return arrow_to_frame(table, order)
 
 
-def arrow_to_frame(table: pa.Table, order: pa.Array | None = None) -> pd.DataFrame:
+def arrow_to_frame(table: pa.Table, order: pa.Array | None = None,
+                   null_hints: Mapping[str, tuple[bool, bool]] | None = None) -> pd.DataFrame:
     """``table`` as a DataFrame with the dtypes DuckDB's ``fetch_df`` gives (see ``fetch_frame``), its rows taken
     in ``order`` (row indices) when given. Converted one column at a time, each Arrow column dropped once
-    converted: the peak is about one copy of the data plus a column, not the Arrow table and the frame side by side."""
+    converted: the peak is about one copy of the data plus a column, not the Arrow table and the frame side by side.
+    ``null_hints``: per column (has a null, is all null) in the table these rows were taken from, so that the
+    rows get the dtypes the whole table's frame has (``population.Population.rows``)."""
     columns: dict[str, pd.Series] = {}
     n = table.num_rows
     while table.num_columns:
@@ -112,7 +119,7 @@ def arrow_to_frame(table: pa.Table, order: pa.Array | None = None) -> pd.DataFra
         table = table.remove_column(0)
         if order is not None:
             values = values.combine_chunks().take(order)
-        columns[name] = _series(values, n)
+        columns[name] = _series(values, n, (null_hints or {}).get(name))
         del values
     frame = pd.DataFrame(index=pd.RangeIndex(n))
     for name, series in columns.items():  # one block per column, not copied into consolidated blocks
@@ -120,16 +127,17 @@ def arrow_to_frame(table: pa.Table, order: pa.Array | None = None) -> pd.DataFra
     return frame
 
 
-def _series(values: pa.ChunkedArray, n: int) -> pd.Series:
+def _series(values: pa.ChunkedArray, n: int, hint: tuple[bool, bool] | None = None) -> pd.Series:
     kind = values.type
+    has_null, all_null = hint if hint is not None else (bool(values.null_count), values.null_count == len(values))
     if pa.types.is_date(kind):
         values = values.cast(pa.timestamp("us"))
     elif pa.types.is_decimal(kind):
         values = values.cast(pa.float64())
     # an integer or boolean column with a null: DuckDB gives Int64 / boolean, to_pandas would give float64 / object
-    mapper = _NULLABLE.get if kind in _NULLABLE and values.null_count else None
+    mapper = _NULLABLE.get if kind in _NULLABLE and has_null else None
     series = values.to_pandas(types_mapper=mapper)
-    if isinstance(series.dtype, pd.StringDtype) and not series.notna().any():
+    if isinstance(series.dtype, pd.StringDtype) and (all_null if hint is not None else not series.notna().any()):
         return pd.Series([None] * n, dtype=object)  # DuckDB gives an empty or all-null text column the object dtype
     return series
 
@@ -157,6 +165,26 @@ def read_marts(path: Path) -> dict[str, pd.DataFrame]:
     marts = read_tables(path, {name: f"marts.{name}" for name in MARTS + REPORT_ONLY_MARTS}, order_by=READ_ORDER)
     contracts.require_columns(marts, contracts.for_build(path))
     return marts
+
+
+def read_marts_bounded(path: Path) -> tuple[dict[str, pd.DataFrame], Population]:
+    """``read_marts`` for large data, in bounded memory (#11): every mart but the fit mart is read whole; the fit
+    mart is held by a ``Population`` (its base columns for every record, the rest read when needed), whose base
+    frame is given as ``customer_segment_fit``. Checked against the dbt contracts like ``read_marts``."""
+    from python_analysis import contracts
+
+    from .population import Population
+
+    names = [name for name in MARTS + REPORT_ONLY_MARTS if name != "customer_segment_fit"]
+    marts = read_tables(path, {name: f"marts.{name}" for name in names}, order_by=READ_ORDER)
+    meta = marts.get("build_metadata")
+    # without build metadata (an older build) the run's threshold is read from the fit mart's first record
+    population = Population(path, extra_base=() if meta is not None and len(meta)
+                            else ("anomaly_threshold", "anomaly_threshold_mode"))
+    contracts.require_columns({**marts, "customer_segment_fit": pd.DataFrame(columns=list(population.columns))},
+                              contracts.for_build(path))
+    marts["customer_segment_fit"] = population.base
+    return marts, population
 
 
 @contextlib.contextmanager

@@ -96,11 +96,12 @@ def _plain_dbt(database: Path, target: Path, *args: str) -> subprocess.Completed
                           text=True, timeout=1200)
 
 
-def _build(database: Path, customers: Path, transactions: Path, *, load: str) -> None:
+def _build(database: Path, customers: Path, transactions: Path, *, load: str) -> str:
     result = _plain_dbt(database, database.parent / f"target_{database.stem}", "build", "--vars",
                         f"{{customers_path: '{customers}', transactions_path: '{transactions}', "
                         f"transactions_load: {load}}}")
     assert result.returncode == 0, result.stdout[-4000:]
+    return result.stdout
 
 
 def _tables(database: Path, schema: str) -> dict[str, pd.DataFrame]:
@@ -130,18 +131,55 @@ def _assert_same_rows(name: str, left: pd.DataFrame, right: pd.DataFrame) -> Non
         assert close.all(), f"{name}.{column}: {(~close).sum()} rows differ, e.g. {left.loc[~close, column].head(3).tolist()} vs {right.loc[~close, column].head(3).tolist()}"
 
 
+KEEPS_STORED_FIT = "customer_segment_fit keeps the stored rows of the records whose transactions did not change"
+RECOMPUTES_FIT = "customer_segment_fit recomputes every record: "
+
+
+def _edit_retention(customers: Path, fit: pd.DataFrame) -> tuple[str, str]:
+    """Change the customers file in place, the records kept (so the append guard lets the next day through):
+    an anomaly's retention becomes its segment's average (no longer an anomaly), a normal record's moves
+    0.3 from it (a new anomaly). Both move their segment's statistics, so every row of the segment changes."""
+    frame = pd.read_csv(customers, dtype=str, keep_default_na=False)
+    anomaly = fit[fit["is_classification_anomaly"]].iloc[0]
+    normal = fit[~fit["is_classification_anomaly"] & (fit["profitability_segment"] != anomaly["profitability_segment"])
+                 ].iloc[0]
+    for record, retention in ((anomaly, anomaly["segment_avg_retention"]),
+                              (normal, normal["segment_avg_retention"] + (0.3 if normal["segment_avg_retention"] < 0.6
+                                                                          else -0.3))):
+        row = int(record["source_row_number"]) - 1
+        assert (frame.loc[row, "customer_id"], frame.loc[row, "subsidiary_id"]) == (record["customer_id"],
+                                                                                  record["subsidiary_id"])
+        frame.loc[row, "retention_probability"] = f"{retention:.6f}"
+    _write(frame, customers)
+    return anomaly.name, normal.name
+
+
 def test_appending_daily_files_gives_the_marts_of_one_full_build(daily_files, tmp_path):
-    files, customers = daily_files["files"], daily_files["customers"]
+    files = daily_files["files"]
+    # the customers file changes in place before the second append (see _edit_retention): the full build
+    # below reads it as the last append did
+    customers = _write(pd.read_csv(daily_files["customers"], dtype=str, keep_default_na=False),
+                       tmp_path / "customers.csv")
+
+    appended = tmp_path / "appended" / "segfit.duckdb"
+    appended.parent.mkdir()
+    fits, said = [], []
+    for i, day in enumerate(files):
+        if i == 2:
+            edited = _edit_retention(customers, fits[-1])
+        said.append(_build(appended, customers, day, load="append" if i > 0 else "store"))
+        fits.append(_tables(appended, "marts")["customer_segment_fit"].set_index("customer_record_id"))
+
     full = tmp_path / "full" / "segfit.duckdb"
     full.parent.mkdir()
     _build(full, customers, daily_files["all"], load="full")
 
-    appended = tmp_path / "appended" / "segfit.duckdb"
-    appended.parent.mkdir()
-    fits = []
-    for i, day in enumerate(files):
-        _build(appended, customers, day, load="append" if i > 0 else "store")
-        fits.append(_tables(appended, "marts")["customer_segment_fit"].set_index("customer_record_id"))
+    # an append onto the same customer side rebuilds only the records whose transactions changed (and
+    # value_mismatch_z, which the population's revenue moves); after the customers changed, every record
+    assert [KEEPS_STORED_FIT in out for out in said] == [False, True, False, True], said
+    assert RECOMPUTES_FIT + "2 customer records differ" in said[2]
+    assert fits[1].loc[list(edited), "is_classification_anomaly"].tolist() == [True, False]
+    assert fits[2].loc[list(edited), "is_classification_anomaly"].tolist() == [False, True]
 
     full_marts, appended_marts = _tables(full, "marts"), _tables(appended, "marts")
     assert full_marts.keys() == appended_marts.keys()

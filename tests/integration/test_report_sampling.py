@@ -10,6 +10,7 @@ import os
 from collections.abc import Iterator
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from python_analysis.config import ReportConfig
@@ -133,7 +134,6 @@ def test_the_helper_process_gives_the_serial_report(sampled, monkeypatch):
     the CSV exports run in the report's helper process (python_analysis.worker); the report is the serial one
     (SEGFIT_REPORT_HELPER=0), figure for figure: metrics.json, the text, every chart's PNG, the CSV files and both
     written-back tables. About 10 s."""
-    import pandas as pd
 
     from python_analysis import worker
 
@@ -175,3 +175,50 @@ def test_the_copy_that_receives_the_analysis_tables_is_made_by_the_helper(demo_w
     assert result.metrics["analysis_sample"]["sampled"] is True
     assert filecmp.cmp(source, target, shallow=False)
     assert any(m.startswith("the warehouse copy") and "in the helper process" in m for m in messages), messages
+
+
+def test_a_large_report_reads_the_fit_mart_in_bounded_memory(demo_warehouse, tmp_path, monkeypatch):
+    """`segfit report` on large data (#11) never reads the whole fit mart into pandas: of every record it reads
+    a few columns at a time, the sample's whole rows, and bounded chunks for the scores; and the report is the one
+    the whole-mart read gives (metrics apart from the run, charts, CSVs, both analysis tables). The demo build,
+    with a threshold that makes it "large" and the read sizes scaled down to it. About 25 s."""
+    import shutil
+
+    from python_analysis import steps, warehouse
+    from python_analysis.warehouse import population, reading
+
+    source = tmp_path / "read.duckdb"
+    shutil.copyfile(demo_warehouse, source)
+    n = warehouse.count_rows(source, "marts.customer_segment_fit")
+    width = len(warehouse.read_tables(source, {"fit": "marts.customer_segment_fit"})["fit"].columns)
+    monkeypatch.delenv("SEGFIT_BOUNDED_READ_RECORDS", raising=False)
+    monkeypatch.setattr(population, "BOUNDED_READ_RECORDS", n // 2)  # "far above the threshold"
+    monkeypatch.setattr(population, "CHUNK_ROWS", 500)
+    monkeypatch.setattr(population, "READ_BUDGET_BYTES", 8 * n * 3)  # three numeric columns per read
+    reads: list[tuple[int, int]] = []  # (rows, columns) of every Arrow table made into a frame
+    convert = reading.arrow_to_frame
+
+    def spy(table, *args, **kwargs):
+        reads.append((table.num_rows, table.num_columns))
+        return convert(table, *args, **kwargs)
+
+    monkeypatch.setattr(reading, "arrow_to_frame", spy)
+    monkeypatch.setattr(population, "arrow_to_frame", spy)
+    bounded = steps.report_from(source, tmp_path / "out", CONFIG, None, "all")
+    monkeypatch.undo()
+
+    sample = bounded.context.sample
+    assert sample.sampled and sample.population_records == n > 2 * sample.records
+    # of every record never the whole mart: at most 4 columns at a time (the scores' chunks have 500 rows)
+    of_every_record = [cols for rows, cols in reads if rows == n]
+    assert of_every_record and max(of_every_record) <= 4, reads
+    assert (sample.records, width) in reads, reads  # every column only of the sample's records
+
+    marts = warehouse.read_marts(source)  # the whole-mart read: the report as before
+    whole = build_report(marts, CONFIG, run=bounded.context.run)
+    assert {k: v for k, v in bounded.metrics.items() if k != "run"} == \
+        {k: v for k, v in whole.metrics.items() if k != "run"}
+    assert bounded.chart_png == whole.chart_png
+    assert bounded.csv_text == whole.csv_text
+    for name in ("anomaly_clusters", "anomaly_model_scores"):
+        pd.testing.assert_frame_equal(getattr(bounded, name), getattr(whole, name), check_exact=True)
