@@ -231,16 +231,24 @@
 {%- endmacro %}
 
 {#- customer_segment_fit's post-hook: on an appending (incremental) run, value_mismatch_z of every row from
-    the population's revenue and score as the table now holds them; the same expression as the model's. -#}
+    the population's revenue and score as the table now holds them (segfit_value_mismatch_z, as in the model). -#}
 {% macro segfit_fit_population_update() -%}
     {%- if not is_incremental() -%}
         {{ return('') }}
     {%- endif -%}
     update {{ this }}
-    set value_mismatch_z = cast(abs(
-        (total_revenue - (select avg(total_revenue) from {{ this }}))
-        / nullif((select stddev_pop(total_revenue) from {{ this }}), 0)
-        - (comprehensive_customer_score - (select avg(comprehensive_customer_score) from {{ this }}))
-        / nullif((select stddev_pop(comprehensive_customer_score) from {{ this }}), 0)
-    ) as {{ segfit_double() }})
+    set value_mismatch_z = cast({{ segfit_value_mismatch_z(
+        '(select avg(total_revenue) from ' ~ this ~ ')',
+        '(select stddev_pop(total_revenue) from ' ~ this ~ ')',
+        '(select avg(comprehensive_customer_score) from ' ~ this ~ ')',
+        '(select stddev_pop(comprehensive_customer_score) from ' ~ this ~ ')') }} as {{ segfit_double() }})
+{%- endmacro %}
+
+{#- value_mismatch_z of a customer_segment_fit row: how far its revenue and its score sit apart, each in
+    population SDs; the model and its append post-hook give the population's mean and SD as SQL expressions. -#}
+{% macro segfit_value_mismatch_z(revenue_mean, revenue_std, score_mean, score_std) -%}
+    abs(
+        (total_revenue - {{ revenue_mean }}) / nullif({{ revenue_std }}, 0)
+        - (comprehensive_customer_score - {{ score_mean }}) / nullif({{ score_std }}, 0)
+    )
 {%- endmacro %}

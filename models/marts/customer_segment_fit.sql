@@ -98,10 +98,7 @@ deviations as (
     select
         segment_stats.*,
         round(retention_probability - segment_avg_retention, 12) as retention_deviation,
-        abs(
-            (total_revenue - revenue_mean) / nullif(revenue_std, 0)
-            - (comprehensive_customer_score - score_mean) / nullif(score_std, 0)
-        ) as value_mismatch_z
+        {{ segfit_value_mismatch_z('revenue_mean', 'revenue_std', 'score_mean', 'score_std') }} as value_mismatch_z
     from segment_stats
 
 ),
