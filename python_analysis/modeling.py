@@ -1140,9 +1140,9 @@ class PopulationReference:
         return replace(self, median=self.median[at], sd=self.sd[at], features=tuple(features))
 
 
-def _frame_with(population: Any, columns: Sequence[str]) -> pd.DataFrame:
+def frame_with(population: Any, columns: Sequence[str]) -> pd.DataFrame:
     """Every record of ``population`` with at least ``columns``: the frame itself, or a ``Population`` read in
-    bounded memory (``warehouse.population``) asked for just these columns."""
+    bounded memory (``warehouse.population``) asked for just these columns (the report's ``frame_of`` too)."""
     return population if isinstance(population, pd.DataFrame) else population.frame(columns)
 
 
@@ -1156,13 +1156,13 @@ def population_reference(population: Any, features: Sequence[str]) -> Population
     time) for each feature (missing values left out)."""
     med, sd = [], []
     for feature in features:
-        v = numeric_column(_frame_with(population, [feature]), feature)
+        v = numeric_column(frame_with(population, [feature]), feature)
         v = v[np.isfinite(v)]
         med.append(float(np.median(v)) if len(v) else math.nan)
         sd.append(float(np.std(v, ddof=1)) if len(v) > 1 else math.nan)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        shares = np.nanmean(_quarter_shares(_frame_with(population, [f"q{q}_transactions" for q in range(1, 5)])),
+        shares = np.nanmean(_quarter_shares(frame_with(population, [f"q{q}_transactions" for q in range(1, 5)])),
                             axis=0) if len(population) else None
     if shares is not None and not np.isfinite(shares).any():
         shares = None

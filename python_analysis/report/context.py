@@ -39,6 +39,7 @@ from ..modeling import (
     anomaly_clusters,
     cluster_inputs,
     empty_assignments,
+    frame_with,
     model_matrix,
     segment_tree,
     start_anomaly_models,
@@ -121,7 +122,7 @@ class ReportContext:
 def frame_of(fit: pd.DataFrame, population: Population | None, columns: Sequence[str]) -> pd.DataFrame:
     """Every record of the fit mart with at least ``columns``: ``fit`` itself, or on large data read in bounded
     memory the population's base columns and ``columns`` (``Population.frame``)."""
-    return fit if population is None else population.frame(columns)
+    return frame_with(fit if population is None else population, columns)
 
 
 def _mart(marts: Mapping[str, pd.DataFrame], key: str, notes: list[str]) -> pd.DataFrame:
