@@ -163,11 +163,12 @@ def build_candidate(options: BuildOptions, published: Path, force: bool = False)
     if options.append and previous is None:
         raise SegfitError(f"--append-transactions needs a published warehouse to append to, and {published} has "
                           "none: build it once with --transactions FILE --store-transactions")
-    slot = publishing.new_build_slot(published)
+    slot = publishing.new_slot(published)
     try:
         log.info("building %s", options.describe())
-        if previous is not None and dbt_runner.seed_partial_parse(previous, slot.target):
-            log.info("dbt starts from the published build's saved parse (it re-parses only what changed)")
+        saved_parse = dbt_runner.seed_partial_parse(previous, slot.target)
+        if saved_parse is not None:
+            log.info("dbt starts from the saved parse %s (it re-parses only what changed)", saved_parse)
         if options.append:
             # the build starts from a copy of the published warehouse (its stored transactions); the
             # published file is untouched until the new one is published whole
@@ -189,7 +190,7 @@ def build_candidate(options: BuildOptions, published: Path, force: bool = False)
                                       *skip_customers], slot.target, build=build_env)
         if code != 0:
             raise SegfitError(f"dbt build failed (exit {code}); the published warehouse {published} is unchanged")
-        slot.settle()
+        dbt_runner.keep_saved_parse(slot.target)
     except BaseException:
         slot.discard()
         raise

@@ -60,30 +60,64 @@ def artifacts_dir(database_path: Path) -> Path:
 PARTIAL_PARSE = "partial_parse.msgpack"
 
 
-def seed_partial_parse(previous: Path, database_path: Path) -> bool:
-    """Start a build with the previous build's saved parse, so dbt re-parses only what changed since.
+def saved_parse_cache() -> Path:
+    """The saved parse of the last build made from this checkout, whatever its warehouse: where a build with
+    no previous build of its own (a new warehouse) starts from. It lives in the project's git-ignored
+    ``target/``, beside plain dbt's own saved parse."""
+    return PROJECT_DIR / "target" / "segfit_saved_parse" / PARTIAL_PARSE
 
-    dbt checks it before use: its own version, the vars, the profile (the DuckDB path: see
-    ``publishing.new_build_slot``), the project's env vars and every file's hash; anything else is a full
+
+def seed_partial_parse(previous: Path | None, database_path: Path) -> Path | None:
+    """Start a build with a saved parse, so dbt re-parses only what changed since: the previous build's, else
+    the last build's from this checkout (``saved_parse_cache``).
+
+    dbt checks it before use: its own version, the vars, the profile (the same for every build of a
+    warehouse name: ``run_dbt``), the project's env vars and every file's hash; anything else is a full
     parse, as without it. A caller's own DBT_TARGET_PATH keeps its own saved parse; ``DBT_PARTIAL_PARSE=false``
-    turns partial parsing off."""
-    saved = artifacts_dir(previous) / PARTIAL_PARSE
-    if "DBT_TARGET_PATH" in os.environ or not saved.is_file():
-        return False
+    turns partial parsing off. Returns the saved parse used, if any."""
+    if "DBT_TARGET_PATH" in os.environ:
+        return None
+    candidates = ([artifacts_dir(previous) / PARTIAL_PARSE] if previous is not None else []) + [saved_parse_cache()]
+    saved = next((path for path in candidates if path.is_file()), None)
+    if saved is None:
+        return None
     target = artifacts_dir(database_path)
     target.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(saved, target / PARTIAL_PARSE)
-    return True
+    return saved
+
+
+def keep_saved_parse(database_path: Path) -> None:
+    """After a successful build, its saved parse becomes the one new warehouses start from; written whole
+    (a temporary file renamed into place), so a concurrent build reads the old parse or the new one. Best
+    effort: a read-only checkout only loses the head start."""
+    saved = artifacts_dir(database_path) / PARTIAL_PARSE
+    if "DBT_TARGET_PATH" in os.environ or not saved.is_file():
+        return
+    cache = saved_parse_cache()
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        partial = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
+        shutil.copyfile(saved, partial)
+        os.replace(partial, cache)
+    except OSError as error:
+        logging.getLogger(__name__).debug("saved parse not kept for new warehouses: %s", error)
 
 
 def run_dbt(args: list[str], database_path: Path, *, build: Mapping[str, str] | None = None) -> int:
     """Run one dbt command against ``database_path``, streaming its output to the ``dbt`` logger."""
     command = [dbt_executable(), *args, "--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR / "profiles"),
                "--target", DBT_TARGET]
+    # dbt runs in the build's directory and opens the file by its name: the profile (whose connection
+    # details, the DuckDB path among them, key dbt's saved parse) is then the same for every build of a
+    # warehouse name, wherever it lives, so a saved parse from another directory stays valid (``seed_partial_parse``).
+    # Everything else dbt reads has an absolute path: the project, the profile, the inputs, the previous build.
+    env = dbt_environment(database_path, build)
+    env["SEGFIT_DUCKDB_PATH"] = database_path.name
     process = subprocess.Popen(  # noqa: S603 - fixed executable, validated arguments
         command,
-        cwd=PROJECT_DIR,
-        env=dbt_environment(database_path, build),
+        cwd=database_path.parent,
+        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -42,7 +42,6 @@ log = logging.getLogger(__name__)
 BUILDS = "builds"
 LOCK = ".lock"
 PUBLISHED_MARK = ".published"
-WORK_SUFFIX = "-work"  # the stable build directory (new_build_slot)
 REQUIRED_RELATION = ("marts", "customer_segment_fit")
 
 
@@ -66,16 +65,6 @@ class Slot:
         if self._lock is not None:
             self._lock.close()  # closing the descriptor drops the flock
             self._lock = None
-
-    def settle(self) -> None:
-        """Give a build made at the stable path (``new_build_slot``) its own fresh build id: one ``rename`` of
-        its directory, after dbt has closed the file. The lock travels with the directory (it is held on the
-        open descriptor), and the stable path is free again for the next build."""
-        if not self.directory.name.endswith(WORK_SUFFIX):
-            return
-        fresh = self.directory.with_name(_build_id(self.target.name))
-        os.rename(self.directory, fresh)
-        self.directory, self.target = fresh, fresh / self.target.name
 
     def discard(self) -> None:
         """Remove everything this build wrote (on failure, interrupt or abort); a published build stays."""
@@ -118,29 +107,6 @@ def reading(snapshot: Path) -> Iterator[None]:
     with lock.open("rb") as handle:
         fcntl.flock(handle, fcntl.LOCK_SH)
         yield
-
-
-def new_build_slot(published: Path) -> Slot:
-    """A warehouse build's slot at a stable path, ``builds/<name>-work/<name>``, when no other build holds it
-    (else a fresh slot, as ``new_slot``). dbt keys its saved parse (``partial_parse.msgpack``) on the profile,
-    whose DuckDB path is the file it builds: a path that changed every build made dbt parse the whole project
-    every time. ``Slot.settle`` moves the finished build to its own id before it is checked or published, so
-    published builds keep distinct files (see the module's note on DuckDB's database cache). A leftover work
-    directory (a crash, a kill) is unlocked, and ``sweep`` removes it like any other unpublished build."""
-    root = builds_dir(published)
-    root.mkdir(parents=True, exist_ok=True)
-    directory = root / f"{published.name}{WORK_SUFFIX}"
-    try:
-        directory.mkdir()
-    except FileExistsError:
-        return new_slot(published)  # another live build's (sweep has removed a dead one's)
-    handle = (directory / LOCK).open("wb")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        return new_slot(published)
-    return Slot(directory=directory, target=directory / published.name, _lock=handle)
 
 
 def current_target(published: Path) -> Path | None:

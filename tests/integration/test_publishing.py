@@ -83,32 +83,29 @@ def test_a_sweep_in_another_process_never_removes_a_running_build(tmp_path):
     assert not running.directory.exists()
 
 
-def test_a_build_runs_at_one_stable_path_at_a_time_and_leaves_it_under_its_own_id(tmp_path):
-    """dbt's saved parse is keyed on the DuckDB path, so a warehouse build runs at builds/<name>-work/ (one
-    build at a time: a second, concurrent one gets a fresh directory) and is renamed to its own id when
-    dbt is done, before anything reads or publishes it."""
-    published = tmp_path / "segfit.duckdb"
-    stable = publishing.builds_dir(published) / "segfit.duckdb-work"
-    first = publishing.new_build_slot(published)
-    assert first.directory == stable and first.target == stable / "segfit.duckdb"
-    concurrent = publishing.new_build_slot(published)  # the stable path is taken: a fresh id
-    assert concurrent.directory != stable and concurrent.directory.name.startswith("segfit.duckdb-2")
-    (first.directory / "dbt_target").mkdir()
-    (first.directory / "dbt_target" / "manifest.json").write_text("{}")
-    first.target.write_bytes(b"built")
-    first.settle()
-    assert first.directory not in (stable, concurrent.directory) and first.directory.name.startswith("segfit.duckdb-2")
-    assert first.target == first.directory / "segfit.duckdb" and first.target.read_bytes() == b"built"
-    assert (first.directory / "dbt_target" / "manifest.json").is_file() and not stable.exists()
-    assert not publishing._lock_is_free(first.directory)  # the lock moved with the directory
-    concurrent.settle()  # not at the stable path: stays where it is
-    assert concurrent.directory.is_dir()
-    again = publishing.new_build_slot(published)  # free again for the next build
-    assert again.directory == stable
-    again.release()  # the build died before settling: sweep removes it like any unpublished leftover
-    assert stable in publishing.sweep(published) and not stable.exists()
-    for slot in (first, concurrent):
-        slot.discard()
+def test_a_new_warehouse_elsewhere_starts_from_the_last_builds_saved_parse(tmp_path, monkeypatch):
+    """dbt opens every build by its file name from the build's own directory, so its partial-parse key (which
+    includes the profile's DuckDB path) is the same wherever a warehouse lives: a first build of a new
+    warehouse re-parses nothing when the checkout's last build had the same project and vars."""
+    cache = tmp_path / "cache" / "partial_parse.msgpack"
+    monkeypatch.setattr(warehouse.dbt_runner, "saved_parse_cache", lambda: cache)
+    monkeypatch.delenv("DBT_TARGET_PATH", raising=False)
+
+    def dbt_log(published: Path) -> str:
+        return (published.resolve().parent / "dbt_target" / "logs" / "dbt.log").read_text()
+
+    first, second = tmp_path / "one" / "segfit.duckdb", tmp_path / "two" / "deeper" / "segfit.duckdb"
+    for published in (first, second):
+        published.parent.mkdir(parents=True)
+    pipeline.build(pipeline.BuildOptions(), first)
+    assert "Unable to do partial parsing because saved manifest not found" in dbt_log(first)
+    assert cache.is_file()  # kept, whole, for the next new warehouse
+    pipeline.build(pipeline.BuildOptions(), second)
+    log_text = dbt_log(second)
+    assert "Unable to do partial parsing" not in log_text and "Nothing changed, skipping partial parsing" in log_text
+    with contextlib.closing(duckdb.connect(str(second), read_only=True)) as con:  # and built what the first built
+        assert con.execute("select count(*) from marts.customer_segment_fit").fetchone()[0] > 0
+    assert _anomaly_count(second) == _anomaly_count(first)
 
 
 def test_publish_refuses_a_missing_or_empty_candidate(served):
