@@ -292,11 +292,6 @@ def median(values: list[float | None]) -> float | None:
     return statistics.median(clean) if clean else None
 
 
-def dbt_threads() -> int:
-    """The dbt threads of the CLI's builds: SEGFIT_DBT_THREADS, else the profile's default (2)."""
-    return int(os.environ.get("SEGFIT_DBT_THREADS") or 2)
-
-
 def ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
@@ -480,6 +475,10 @@ def summarize_run_results(path: Path) -> dict:
         "test_s": test_s,
         "models": models,
         "non_success": failed,
+        # the dbt threads this build ran its nodes on, as dbt recorded them (its worker threads are named
+        # "Thread-<n> (worker)"; the on-run-start hook runs on "main")
+        "dbt_threads": len({r.get("thread_id") for r in data["results"]
+                            if str(r.get("thread_id") or "").startswith("Thread-")}) or None,
     }
 
 
@@ -697,7 +696,8 @@ def summarize_size(n: int, m: int, builds: list[dict], floors: list[dict], order
     # shared the cores, so the sum counts overlapping time twice; the span (the union of the models' execute
     # intervals) is the wall time during which a model ran. With one thread both are the same.
     summary["model_span_over_floor"] = ratio(summary["model_span_s"], summary["floor_s"])
-    summary["dbt_threads"] = dbt_threads()
+    threads = {b.get("dbt_threads") for b in builds}
+    summary["dbt_threads"] = threads.pop() if len(threads) == 1 else sorted(threads, key=str)
     summary["wall_over_floor"] = ratio(summary["wall_s"], summary["floor_s"])
     summary["meets_model_over_floor"] = (summary["model_sum_over_floor"] or 1e9) <= TARGETS["model_over_floor"]
     summary["meets_peak_rss"] = summary["max_peak_tree_rss_bytes"] <= TARGETS["peak_rss_gb"] * 1024**3

@@ -45,3 +45,28 @@ def test_benchmark_scripts_use_only_helpers_that_exist(script):
     missing = sorted(name for name in used if not hasattr(bench_build, name))
     assert not missing, f"{script.name} uses bench_build.{missing}, which does not exist"
     _load(script)
+
+
+def test_run_results_give_the_models_sum_span_and_the_threads_dbt_ran_them_on(tmp_path):
+    """Two models overlapping on two worker threads (0-2 s and 1-4 s) and a test: sum 5 s, span 4 s, 2 threads;
+    the on-run-start hook runs on dbt's main thread and is not a worker."""
+    import json
+
+    def node(uid: str, thread: str, start: float, end: float) -> dict:
+        stamp = "2026-01-01T00:00:{:06.3f}Z"
+        return {"unique_id": uid, "status": "success", "thread_id": thread, "execution_time": end - start,
+                "timing": [{"name": "execute", "started_at": stamp.format(start), "completed_at": stamp.format(end)}]}
+
+    results = {"metadata": {"invocation_id": "x"}, "elapsed_time": 4.5, "results": [
+        node("operation.segfit.hook", "main", 0, 0.1),
+        node("model.segfit.a", "Thread-1 (worker)", 0, 2),
+        node("model.segfit.b", "Thread-2 (worker)", 1, 4),
+        node("test.segfit.t", "Thread-1 (worker)", 2, 2.5),
+    ]}
+    path = tmp_path / "run_results.json"
+    path.write_text(json.dumps(results))
+    summary = _load(BENCH_DIR / "bench_build.py").summarize_run_results(path)
+    assert summary["model_sum_s"] == pytest.approx(5.0)
+    assert summary["model_span_s"] == pytest.approx(4.0)
+    assert summary["test_s"] == pytest.approx(0.5)
+    assert summary["dbt_threads"] == 2
