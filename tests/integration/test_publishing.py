@@ -24,6 +24,7 @@ from python_analysis import cli, pipeline, steps, warehouse
 from python_analysis.errors import SegfitError
 from python_analysis.warehouse import publishing
 from tests.builds import publish_copy
+from tests.conftest import SHARED_EXTRACT
 
 
 def _segfit(*args: str, **kwargs) -> subprocess.Popen:
@@ -85,8 +86,10 @@ def test_a_sweep_in_another_process_never_removes_a_running_build(tmp_path):
 
 def test_a_new_warehouse_elsewhere_starts_from_the_last_builds_saved_parse(tmp_path, monkeypatch):
     """dbt opens every build by its file name from the build's own directory, so its partial-parse key (which
-    includes the profile's DuckDB path) is the same wherever a warehouse lives: a first build of a new
-    warehouse re-parses nothing when the checkout's last build had the same project and vars."""
+    includes the profile's DuckDB path) is the same wherever a warehouse lives: the first build of a new
+    warehouse starts from the checkout's last saved parse. A customers file under another name (a daily
+    export named by date) re-parses the sources' YAML, not the project: dbt_project.yml reads the CLI's
+    parse stand-in, not the path. And a build from your own file loads no demo seeds."""
     cache = tmp_path / "cache" / "partial_parse.msgpack"
     monkeypatch.setattr(warehouse.dbt_runner, "saved_parse_cache", lambda: cache)
     monkeypatch.delenv("DBT_TARGET_PATH", raising=False)
@@ -95,17 +98,29 @@ def test_a_new_warehouse_elsewhere_starts_from_the_last_builds_saved_parse(tmp_p
         return (published.resolve().parent / "dbt_target" / "logs" / "dbt.log").read_text()
 
     first, second = tmp_path / "one" / "segfit.duckdb", tmp_path / "two" / "deeper" / "segfit.duckdb"
-    for published in (first, second):
+    built = []
+    for published, name in ((first, "customers_2026-11-30.csv"), (second, "customers_2026-12-01.csv")):
         published.parent.mkdir(parents=True)
-    pipeline.build(pipeline.BuildOptions(), first)
-    assert "Unable to do partial parsing because saved manifest not found" in dbt_log(first)
+        customers = tmp_path / name
+        shutil.copyfile(SHARED_EXTRACT, customers)
+        pipeline.build(pipeline.BuildOptions(customers=customers), published)
+        built.append(dbt_log(published))
+    assert "Unable to do partial parsing because saved manifest not found" in built[0]
     assert cache.is_file()  # kept, whole, for the next new warehouse
-    pipeline.build(pipeline.BuildOptions(), second)
-    log_text = dbt_log(second)
-    assert "Unable to do partial parsing" not in log_text and "Nothing changed, skipping partial parsing" in log_text
-    with contextlib.closing(duckdb.connect(str(second), read_only=True)) as con:  # and built what the first built
-        assert con.execute("select count(*) from marts.customer_segment_fit").fetchone()[0] > 0
-    assert _anomaly_count(second) == _anomaly_count(first)
+    assert "Unable to do partial parsing" not in built[1] and "Partial parsing enabled" in built[1]
+    reparsed = {line.split("updated file: ", 1)[1].strip() for line in built[1].splitlines()
+                if "Partial parsing: updated file: " in line}
+    # as for a new day's transactions file (test_incremental): the sources' YAML, whose file location it is,
+    # and none of the models that read the input (dbt also re-parses a mart or so along with a changed YAML)
+    assert "segfit://models/staging/_staging__sources.yml" in reparsed
+    assert not {f for f in reparsed if f.startswith(("segfit://models/staging/", "segfit://models/intermediate/"))
+                and f.endswith(".sql")}, reparsed
+    for published in (first, second):
+        with contextlib.closing(duckdb.connect(str(published), read_only=True)) as con:
+            schemas = {r[0] for r in con.execute("select distinct table_schema from information_schema.tables")
+                       .fetchall()}
+        assert "raw" not in schemas and "marts" in schemas  # no demo seeds beside your marts
+    assert _anomaly_count(second) == _anomaly_count(first) > 0
 
 
 def test_publish_refuses_a_missing_or_empty_candidate(served):
