@@ -7,11 +7,46 @@
                     'txn_consistency_ratio', 'txn_consistency_error', 'quarterly_coverage_gap_ratio',
                     'revenue_per_score', 'value_mismatch_z'] -%}
 
+{#- The fit mart is read three times (the statistics, the bucket counts, the values in the middle buckets),
+    each time through a CTE of its own: a CTE that is read twice is materialized, which would copy all
+    20 features x N records (at 5M records that copy spilled to disk and cost more than all the rest). -#}
+{%- set long_values -%}
+    {%- for feature in features %}
+
+        select
+            {{ loop.index }} as feature_order,
+            is_classification_anomaly as is_anomaly,
+            cast({{ feature }} as {{ segfit_double() }}) as feature_value
+        from {{ ref('customer_segment_fit') }}
+        where {{ feature }} is not null
+        {%- if not loop.last %}
+            union all
+        {%- endif %}
+    {%- endfor %}
+{%- endset -%}
+{#- a value's bucket among 1,024 equal-width buckets of its (feature, group) range -#}
+{%- set bucket -%}
+    case
+        when statistics.max_value = statistics.min_value then 0
+        else least(1023, floor(
+                (long_values.feature_value - statistics.min_value)
+                / (statistics.max_value - statistics.min_value) * 1024
+            ))
+    end
+{%- endset %}
+
 with
 
-fit as (
+-- One narrow row per non-null feature value: the feature's number and the flag, not their names.
+values_for_statistics as ({{ long_values }}
 
-    select * from {{ ref('customer_segment_fit') }}
+),
+
+values_for_bucket_counts as ({{ long_values }}
+
+),
+
+values_for_medians as ({{ long_values }}
 
 ),
 
@@ -27,23 +62,6 @@ groups as (
 
 ),
 
--- One narrow row per non-null feature value: the feature's number and the flag, not their names.
-long_values as (
-    {%- for feature in features %}
-
-        select
-            {{ loop.index }} as feature_order,
-            is_classification_anomaly as is_anomaly,
-            cast({{ feature }} as {{ segfit_double() }}) as feature_value
-        from fit
-        where {{ feature }} is not null
-        {%- if not loop.last %}
-            union all
-        {%- endif %}
-    {%- endfor %}
-
-),
-
 statistics as (
 
     select
@@ -55,7 +73,7 @@ statistics as (
         max(feature_value) as max_value,
         floor((count(*) + 1) / 2.0) as lower_middle_rank,
         floor(count(*) / 2.0) + 1 as upper_middle_rank
-    from long_values
+    from values_for_statistics
     group by feature_order, is_anomaly
 
 ),
@@ -70,15 +88,8 @@ bucketed as (
     select
         long_values.feature_order,
         long_values.is_anomaly,
-        long_values.feature_value,
-        case
-            when statistics.max_value = statistics.min_value then 0
-            else least(1023, floor(
-                    (long_values.feature_value - statistics.min_value)
-                    / (statistics.max_value - statistics.min_value) * 1024
-                ))
-        end as bucket
-    from long_values
+        {{ bucket }} as bucket
+    from values_for_bucket_counts as long_values
     inner join statistics
         on long_values.feature_order = statistics.feature_order
             and long_values.is_anomaly = statistics.is_anomaly
@@ -136,21 +147,35 @@ middle_buckets as (
 
 ),
 
+values_with_buckets as (
+
+    select
+        long_values.feature_order,
+        long_values.is_anomaly,
+        long_values.feature_value,
+        {{ bucket }} as bucket
+    from values_for_medians as long_values
+    inner join statistics
+        on long_values.feature_order = statistics.feature_order
+            and long_values.is_anomaly = statistics.is_anomaly
+
+),
+
 middle_candidates as (
 
     select
-        bucketed.feature_order,
-        bucketed.is_anomaly,
-        bucketed.feature_value,
+        values_with_buckets.feature_order,
+        values_with_buckets.is_anomaly,
+        values_with_buckets.feature_value,
         middle_buckets.ranks_before + row_number() over (
-            partition by bucketed.feature_order, bucketed.is_anomaly, bucketed.bucket
-            order by bucketed.feature_value
+            partition by values_with_buckets.feature_order, values_with_buckets.is_anomaly, values_with_buckets.bucket
+            order by values_with_buckets.feature_value
         ) as value_rank
-    from bucketed
+    from values_with_buckets
     inner join middle_buckets
-        on bucketed.feature_order = middle_buckets.feature_order
-            and bucketed.is_anomaly = middle_buckets.is_anomaly
-            and bucketed.bucket = middle_buckets.bucket
+        on values_with_buckets.feature_order = middle_buckets.feature_order
+            and values_with_buckets.is_anomaly = middle_buckets.is_anomaly
+            and values_with_buckets.bucket = middle_buckets.bucket
 
 ),
 

@@ -25,14 +25,43 @@
 ) }}
 {%- set keep_stored = is_incremental() and segfit_fit_keeps_stored_rows(this) %}
 
-with
-
-features as (
-
-    select * from {{ ref('int_customer_features_computed') }}
+{%- set recomputed_only -%}
     {%- if keep_stored %}
         where customer_record_id in ({{ segfit_recomputed_records() }})
     {%- endif %}
+{%- endset %}
+
+with
+
+{#- The features are read three times, each through an import CTE of its own: a CTE read twice is
+    materialized (every column of every record: at 5M records the copy spilled to disk), while each
+    of these reads only the columns it needs from the view. #}
+features as (
+
+    select * from {{ ref('int_customer_features_computed') }}
+    {{- recomputed_only }}
+
+),
+
+{%- if not keep_stored %}
+
+    retention_by_segment as (
+
+        select
+            profitability_segment,
+            retention_probability
+        from {{ ref('int_customer_features_computed') }}
+
+    ),
+{%- endif %}
+
+revenue_and_score as (
+
+    select
+        total_revenue,
+        comprehensive_customer_score
+    from {{ ref('int_customer_features_computed') }}
+    {{- recomputed_only }}
 
 ),
 
@@ -56,7 +85,7 @@ per_segment as (
             avg(retention_probability) as segment_avg_retention,
             stddev_samp(retention_probability) as segment_sd_retention,
             count(*) as segment_record_count
-        from features
+        from retention_by_segment
         group by profitability_segment
     {%- endif %}
 
@@ -71,7 +100,7 @@ population as (
         stddev_pop(total_revenue) as revenue_std,
         avg(comprehensive_customer_score) as score_mean,
         stddev_pop(comprehensive_customer_score) as score_std
-    from features
+    from revenue_and_score
 
 ),
 
