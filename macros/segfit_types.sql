@@ -200,3 +200,20 @@
 {% macro default__segfit_bit_count(expression) -%}
     coalesce(bit_count({{ expression }}), 0)
 {%- endmacro %}
+
+{#- One narrow row per non-null value of each column in `features` of `relation`: the feature's number (its
+    place in the list, from 1), the anomaly flag and the value as a double. A model that needs these rows
+    more than once calls this once per reader: a CTE read twice is materialized. -#}
+{% macro segfit_feature_values(relation, features) -%}
+    {%- for feature in features %}
+    select
+        {{ loop.index }} as feature_order,
+        is_classification_anomaly as is_anomaly,
+        cast({{ feature }} as {{ segfit_double() }}) as feature_value
+    from {{ relation }}
+    where {{ feature }} is not null
+    {%- if not loop.last %}
+    union all
+    {%- endif %}
+    {%- endfor %}
+{%- endmacro %}

@@ -10,20 +10,6 @@
 {#- The fit mart is read three times (the statistics, the bucket counts, the values in the middle buckets),
     each time through a CTE of its own: a CTE that is read twice is materialized, which would copy all
     20 features x N records (at 5M records that copy spilled to disk and cost more than all the rest). -#}
-{%- set long_values -%}
-    {%- for feature in features %}
-
-        select
-            {{ loop.index }} as feature_order,
-            is_classification_anomaly as is_anomaly,
-            cast({{ feature }} as {{ segfit_double() }}) as feature_value
-        from {{ ref('customer_segment_fit') }}
-        where {{ feature }} is not null
-        {%- if not loop.last %}
-            union all
-        {%- endif %}
-    {%- endfor %}
-{%- endset -%}
 {#- a value's bucket among 1,024 equal-width buckets of its (feature, group) range -#}
 {%- set bucket -%}
     case
@@ -38,15 +24,21 @@
 with
 
 -- One narrow row per non-null feature value: the feature's number and the flag, not their names.
-values_for_statistics as ({{ long_values }}
+values_for_statistics as (
+
+    {{ segfit_feature_values(ref('customer_segment_fit'), features) }}
 
 ),
 
-values_for_bucket_counts as ({{ long_values }}
+values_for_bucket_counts as (
+
+    {{ segfit_feature_values(ref('customer_segment_fit'), features) }}
 
 ),
 
-values_for_medians as ({{ long_values }}
+values_for_medians as (
+
+    {{ segfit_feature_values(ref('customer_segment_fit'), features) }}
 
 ),
 
