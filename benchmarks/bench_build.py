@@ -327,17 +327,20 @@ class TreeRssMonitor:
     the CPU time of every process seen (at its last poll: this includes grandchildren such as a JVM, which
     wait4's rusage misses when their parent does not wait for them)."""
 
-    def __init__(self, pid: int, interval: float = POLL_SECONDS) -> None:
+    def __init__(self, pid: int, interval: float = POLL_SECONDS, started: float | None = None) -> None:
         import psutil
 
         self._psutil = psutil
         self._root = psutil.Process(pid)
         self._interval = interval
+        self._started = started if started is not None else time.perf_counter()
         self._stop = threading.Event()
         self.peak_tree_rss = 0
         self.peak_single_rss = 0
         self.samples = 0
         self.cpu_tree_s = 0.0
+        # (seconds since the monitor started, summed RSS) of every poll: the peak of each step of a run
+        self.timeline: list[tuple[float, int]] = []
         self._cpu: dict[int, float] = {}
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -357,6 +360,7 @@ class TreeRssMonitor:
                     self.peak_single_rss = max(self.peak_single_rss, rss)
                     self._cpu[proc.pid] = times.user + times.system
             self.peak_tree_rss = max(self.peak_tree_rss, total)
+            self.timeline.append((time.perf_counter() - self._started, total))
             self.cpu_tree_s = sum(self._cpu.values())
             self.samples += 1
             self._stop.wait(self._interval)
@@ -392,7 +396,7 @@ def run_measured(command: list[str], *, env: dict[str, str] | None, log_path: Pa
 
         reader = threading.Thread(target=pump, daemon=True)
         reader.start()
-        with TreeRssMonitor(proc.pid) as monitor:
+        with TreeRssMonitor(proc.pid, started=started) as monitor:
             _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - started
         reader.join()
@@ -405,6 +409,7 @@ def run_measured(command: list[str], *, env: dict[str, str] | None, log_path: Pa
         # Linux reports KiB; wait4 covers the child and every descendant it waited for (max, not sum)
         "ru_maxrss_largest_process_bytes": usage.ru_maxrss * 1024,
         "rss_samples": monitor.samples,
+        "step_peak_tree_rss_bytes": step_peaks(marks, monitor.timeline),
         "cpu_user_s": usage.ru_utime,
         "cpu_sys_s": usage.ru_stime,
         "cpu_tree_polled_s": monitor.cpu_tree_s,
@@ -426,6 +431,20 @@ def step_times(marks: list[list], wall: float) -> dict:
         "checks_step_s": (report if report is not None else wall) - checks,
         "report_step_s": ((published if published is not None else wall) - report) if report is not None else None,
     }
+
+
+def step_peaks(marks: list[list], timeline: list[tuple[float, int]]) -> dict[str, int]:
+    """The peak summed RSS of the process tree within each step of ``segfit run`` (build, checks, report:
+    from one step's announcement to the next; the report step runs to the end), from the monitor's polls."""
+    bounds = sorted((t, step) for step in ("build", "checks", "report")
+                    for t, line in marks if line.startswith("segfit: [") and line.endswith(f"] {step}"))
+    peaks: dict[str, int] = {}
+    for index, (start, step) in enumerate(bounds):
+        end = bounds[index + 1][0] if index + 1 < len(bounds) else float("inf")
+        within = [rss for t, rss in timeline if start <= t < end]
+        if within:
+            peaks[step] = max(within)
+    return peaks
 
 
 def union_seconds(intervals: list[tuple[float, float]]) -> float:
@@ -670,6 +689,9 @@ def summarize_size(n: int, m: int, builds: list[dict], floors: list[dict], order
         "build_step_s": median([b.get("build_step_s") for b in builds]),
         "checks_step_s": median([b.get("checks_step_s") for b in builds]),
         "report_step_s": median([b.get("report_step_s") for b in builds]),
+        # the peak RSS of the whole process tree within each step (median over the runs)
+        "step_peak_tree_rss_bytes": {step: median([b.get("step_peak_tree_rss_bytes", {}).get(step) for b in builds])
+                                     for step in ("build", "checks", "report")},
         "check_command_wall_s": median([c["wall_s"] for c in checks]),
         "check_command_peak_tree_rss_bytes": median([c["peak_tree_rss_bytes"] for c in checks]),
         "model_sum_s": median([b["model_sum_s"] for b in builds]),
@@ -739,6 +761,10 @@ def markdown(summaries: list[dict], scaling: dict | None) -> str:
         top = list(s["model_times_median_s"].items())[:5]
         lines += ["", f"Top models at {s['n_customers']:,}:{s['n_transactions']:,} {s.get('order', '')} order "
                   "(median s): " + ", ".join(f"{name} {fmt(sec, 2)}" for name, sec in top)]
+        peaks = {step: value for step, value in (s.get("step_peak_tree_rss_bytes") or {}).items() if value}
+        if peaks:
+            lines.append(f"Peak RSS of the process tree by step ({s.get('order', '')} order, GB): "
+                         + ", ".join(f"{step} {gb(value)}" for step, value in peaks.items()))
     return "\n".join(lines)
 
 

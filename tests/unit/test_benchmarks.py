@@ -70,3 +70,13 @@ def test_run_results_give_the_models_sum_span_and_the_threads_dbt_ran_them_on(tm
     assert summary["model_span_s"] == pytest.approx(4.0)
     assert summary["test_s"] == pytest.approx(0.5)
     assert summary["dbt_threads"] == 2
+
+
+def test_each_step_of_a_run_gets_the_peak_of_its_own_polls():
+    bench = _load(BENCH_DIR / "bench_build.py")
+    marks = [[0.5, "segfit: [1/3] build"], [0.6, "segfit: building customers=x"], [10.0, "segfit: [2/3] checks"],
+             [14.0, "segfit: [3/3] report"], [20.0, "segfit: published w"]]
+    timeline = [(0.1, 9), (1.0, 100), (9.9, 300), (10.0, 50), (13.9, 70), (14.0, 200), (25.0, 250)]
+    # a poll before the first step (segfit's start) belongs to no step; the last step runs to the end
+    assert bench.step_peaks(marks, timeline) == {"build": 300, "checks": 70, "report": 250}
+    assert bench.step_peaks(marks[:1], timeline) == {"build": 300}
