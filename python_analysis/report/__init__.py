@@ -28,6 +28,7 @@ from matplotlib.figure import Figure
 
 from .. import plots, worker
 from ..config import ReportConfig
+from ..memory import release_unused_memory
 from .context import ReportContext, start_context, within_segment
 from .figures import CHART_NAMES, build_figures, data_figures
 from .metrics import json_ready, metrics
@@ -97,16 +98,20 @@ def build_report(
     with ExitStack() as stack:
         pending = start_context(marts, config, stack, check_warnings=check_warnings, checks_href=data_docs_href,
                                 dq_summary=dq_summary, grain=grain, run=run, runner=runner, population=population)
-        # the data charts are drawn while a helper process (large data) still runs its parts
+        # the data charts are drawn while a helper process (large data) still runs its parts; first the memory
+        # the marts' reads and the model inputs freed goes back to the system (the report's peak is in the charts)
+        release_unused_memory()
         data = data_figures(pending)
         chart_png = {name: plots.figure_png(fig, config.dpi) for name, fig in data.items()}
         ctx = pending.finish()
         # the CSV exports are formatted by the helper (large data: it has finished its parts) meanwhile
         csv = pending.runner.submit("the CSV exports", csv_texts, {ANOMALIES_CSV: ctx.anomalies,
                                                                    ISSUES_CSV: ctx.dq_issues})
+        release_unused_memory()
         figures = build_figures(ctx, data)
         chart_png.update({name: plots.figure_png(fig, config.dpi) for name, fig in figures.items() if name not in data})
         payload = json_ready(metrics(ctx, sorted(figures)))
+        release_unused_memory()  # while the helper may still format the CSV files
         csv_text = pending.runner.result(csv)
         pending.runner.close()  # its parts are done: the helper's memory is returned
     return Report(metrics=payload, figures=figures, context=ctx, chart_png=chart_png, csv_text=csv_text)

@@ -220,6 +220,10 @@ def test_reliability_curve_counts_and_gaps_on_planted_calibration():
     assert np.allclose(calibrated.observed_rate, pd.Series(y).groupby(p).mean().to_numpy())
     assert max(abs(o - q) for o, q in zip(calibrated.observed_rate, calibrated.mean_predicted, strict=True)) < 0.05
     assert calibrated.brier == pytest.approx(np.mean((p - y) ** 2))
+    # the report's own Brier score (it saves sklearn's input copies) is sklearn's, to the last bit
+    from sklearn.metrics import brier_score_loss
+
+    assert calibrated.brier == brier_score_loss(y, p)
     squared = plots.reliability_of(y, p ** 2)
     assert all(o > q + 0.02 for o, q in zip(squared.observed_rate, squared.mean_predicted, strict=True)
                if 0.1 < q < 0.8)
