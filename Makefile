@@ -66,7 +66,7 @@ docs: $(STAMP)               ## dbt docs generate (into target/) against a demo 
 
 bench: $(STAMP)              ## `segfit run` step by step vs the floor, time + customer order (benchmarks/README.md)
 	$(BIN)/python benchmarks/bench_build.py $(if $(SIZES),--sizes $(SIZES)) $(if $(ORDERS),--orders $(ORDERS)) \
-		$(if $(RUNS),--runs $(RUNS)) --standalone-check
+		$(if $(RUNS),--runs $(RUNS)) $(if $(DBT_THREADS),--dbt-threads $(DBT_THREADS)) --standalone-check
 
 bench-incremental: $(STAMP)  ## one new day appended vs a full rebuild, time order (SIZES=N:M, default 200000:4000000)
 	$(BIN)/python benchmarks/bench_incremental.py $(if $(SIZES),--sizes $(SIZES))

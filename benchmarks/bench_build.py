@@ -789,6 +789,10 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - one flat sequenc
     parser.add_argument("--floor-memory-limit", default=None,
                         help="SET memory_limit for the floor (default: DuckDB's default, like the dbt profile)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary warehouses and logs")
+    parser.add_argument("--dbt-threads", type=int, default=None,
+                        help="dbt threads for the runs (SEGFIT_DBT_THREADS; default: the profile's, 2). With 1 the "
+                             "models run one at a time, so the model sum is their serial cost; with 2 a model's "
+                             "time includes time it shared the two cores with another")
     parser.add_argument("--resummarize", type=Path, default=None, metavar="JSON",
                         help="only recompute the summary/table of an earlier result file (written to --out or itself)")
     parser.add_argument("--floor-child", nargs=3, metavar=("CUSTOMERS", "TRANSACTIONS", "DB"), help=argparse.SUPPRESS)
@@ -799,6 +803,10 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - one flat sequenc
     if args.resummarize:
         return resummarize(args.resummarize, args.out)
 
+    if args.dbt_threads is not None:
+        if args.dbt_threads < 1:
+            parser.error("--dbt-threads must be at least 1")
+        os.environ["SEGFIT_DBT_THREADS"] = str(args.dbt_threads)  # the runs inherit it (run_segfit)
     sizes = parse_sizes(args.sizes or (QUICK_SIZES if args.quick else DEFAULT_SIZES))
     runs = args.runs or (1 if args.quick else 3)
     verify = args.verify or args.quick
