@@ -70,24 +70,30 @@ statistics as (
 
 ),
 
+-- Each value's bucket, twice: for the bucket counts, and for the values in the middle buckets (each from
+-- its own read of the fit mart).
+{%- for name, values in [('bucketed', 'values_for_bucket_counts'), ('values_with_buckets', 'values_for_medians')] %}
+
+    {{ name }} as (
+
+        select
+            long_values.feature_order,
+            long_values.is_anomaly,
+            long_values.feature_value,
+            {{ bucket }} as bucket
+        from {{ values }} as long_values
+        inner join statistics
+            on long_values.feature_order = statistics.feature_order
+                and long_values.is_anomaly = statistics.is_anomaly
+
+    ),
+{%- endfor %}
+
 -- The exact median in bounded memory. A percentile aggregate keeps every value of its group in memory
 -- (20 features x 5M records did not fit in DuckDB's 1 GB limit), and ranking all values sorts them all.
 -- Instead: count the values in 1,024 equal-width buckets per group, find the bucket(s) holding the
 -- middle rank(s), and rank only the values in those buckets. n odd: the middle value; n even: the mean
 -- of the two middle values.
-bucketed as (
-
-    select
-        long_values.feature_order,
-        long_values.is_anomaly,
-        {{ bucket }} as bucket
-    from values_for_bucket_counts as long_values
-    inner join statistics
-        on long_values.feature_order = statistics.feature_order
-            and long_values.is_anomaly = statistics.is_anomaly
-
-),
-
 bucket_counts as (
 
     select
@@ -136,20 +142,6 @@ middle_buckets as (
             bucket_ranges.ranks_before < statistics.upper_middle_rank
             and bucket_ranges.ranks_before + bucket_ranges.bucket_n >= statistics.upper_middle_rank
         )
-
-),
-
-values_with_buckets as (
-
-    select
-        long_values.feature_order,
-        long_values.is_anomaly,
-        long_values.feature_value,
-        {{ bucket }} as bucket
-    from values_for_medians as long_values
-    inner join statistics
-        on long_values.feature_order = statistics.feature_order
-            and long_values.is_anomaly = statistics.is_anomaly
 
 ),
 
