@@ -25,25 +25,32 @@
 ) }}
 {%- set keep_stored = is_incremental() and segfit_fit_keeps_stored_rows(this) %}
 
-{%- set recomputed_only -%}
-    {%- if keep_stored %}
-        where customer_record_id in ({{ segfit_recomputed_records() }})
-    {%- endif %}
-{%- endset %}
-
 with
 
-{#- The features are read three times, each through an import CTE of its own: a CTE read twice is
-    materialized (every column of every record: at 5M records the copy spilled to disk), while each
-    of these reads only the columns it needs from the view. #}
+{#- A full build reads the features three times, each through an import CTE of its own: a CTE read twice
+    is materialized (every column of every record: at 5M records the copy spilled to disk), while each of
+    these reads only the columns it needs from the view. When the stored rows are kept, the features are
+    the recomputed records only (about 2 % of them), read once and materialized: two filtered reads of
+    the view ran out of DuckDB's 1 GB in a 5M-record append, where this single read does not. #}
 features as (
 
     select * from {{ ref('int_customer_features_computed') }}
-    {{- recomputed_only }}
+    {%- if keep_stored %}
+        where customer_record_id in ({{ segfit_recomputed_records() }})
+    {%- endif %}
 
 ),
+{%- if keep_stored %}
 
-{%- if not keep_stored %}
+    revenue_and_score as (
+
+        select
+            total_revenue,
+            comprehensive_customer_score
+        from features
+
+    ),
+{%- else %}
 
     retention_by_segment as (
 
@@ -53,17 +60,16 @@ features as (
         from {{ ref('int_customer_features_computed') }}
 
     ),
+
+    revenue_and_score as (
+
+        select
+            total_revenue,
+            comprehensive_customer_score
+        from {{ ref('int_customer_features_computed') }}
+
+    ),
 {%- endif %}
-
-revenue_and_score as (
-
-    select
-        total_revenue,
-        comprehensive_customer_score
-    from {{ ref('int_customer_features_computed') }}
-    {{- recomputed_only }}
-
-),
 
 {#- Grouped aggregates joined back (rather than window aggregates): hash aggregation runs in
     parallel, while an unpartitioned window materializes the whole table in one thread. #}
