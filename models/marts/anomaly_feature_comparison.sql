@@ -10,16 +10,6 @@
 {#- The fit mart is read three times (the statistics, the bucket counts, the values in the middle buckets),
     each time through a CTE of its own: a CTE that is read twice is materialized, which would copy all
     20 features x N records (at 5M records that copy spilled to disk and cost more than all the rest). -#}
-{#- a value's bucket among 1,024 equal-width buckets of its (feature, group) range -#}
-{%- set bucket -%}
-    case
-        when statistics.max_value = statistics.min_value then 0
-        else least(1023, floor(
-                (long_values.feature_value - statistics.min_value)
-                / (statistics.max_value - statistics.min_value) * 1024
-            ))
-    end
-{%- endset %}
 
 with
 
@@ -80,7 +70,14 @@ statistics as (
             long_values.feature_order,
             long_values.is_anomaly,
             long_values.feature_value,
-            {{ bucket }} as bucket
+            {#- its bucket among 1,024 equal-width buckets of its (feature, group) range #}
+            case
+                when statistics.max_value = statistics.min_value then 0
+                else least(1023, floor(
+                        (long_values.feature_value - statistics.min_value)
+                        / (statistics.max_value - statistics.min_value) * 1024
+                    ))
+            end as bucket
         from {{ values }} as long_values
         inner join statistics
             on long_values.feature_order = statistics.feature_order
