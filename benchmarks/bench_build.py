@@ -421,13 +421,25 @@ def run_measured(command: list[str], *, env: dict[str, str] | None, log_path: Pa
     }
 
 
+STEPS = ("build", "checks", "report")  # the steps of ``segfit run``, announced as "segfit: [k/3] <step>"
+
+
+def step_starts(marks: list[list]) -> dict[str, float]:
+    """When each step of ``segfit run`` was announced (seconds since the start), for the steps it reached."""
+    starts: dict[str, float] = {}
+    for index, step in enumerate(STEPS, start=1):
+        at = next((t for t, line in marks if f"[{index}/{len(STEPS)}] {step}" in line), None)
+        if at is not None:
+            starts[step] = at
+    return starts
+
+
 def step_times(marks: list[list], wall: float) -> dict:
     """Seconds per step of ``segfit run`` from its announcements: build (input checks, dbt build, publish
     preparation), checks (great-expectations), report (models, report files, write-back, publish)."""
-    def at(fragment: str) -> float | None:
-        return next((t for t, line in marks if fragment in line), None)
-
-    build, checks, report, published = at("[1/3] build"), at("[2/3] checks"), at("[3/3] report"), at("published")
+    starts = step_starts(marks)
+    build, checks, report = (starts.get(step) for step in STEPS)
+    published = next((t for t, line in marks if "published" in line), None)
     if build is None or checks is None:
         return {"build_step_s": wall, "checks_step_s": None, "report_step_s": None}
     return {
@@ -440,8 +452,7 @@ def step_times(marks: list[list], wall: float) -> dict:
 def step_peaks(marks: list[list], timeline: list[tuple[float, int]]) -> dict[str, int]:
     """The peak summed RSS of the process tree within each step of ``segfit run`` (build, checks, report:
     from one step's announcement to the next; the report step runs to the end), from the monitor's polls."""
-    bounds = sorted((t, step) for step in ("build", "checks", "report")
-                    for t, line in marks if line.startswith("segfit: [") and line.endswith(f"] {step}"))
+    bounds = sorted((t, step) for step, t in step_starts(marks).items())
     peaks: dict[str, int] = {}
     for index, (start, step) in enumerate(bounds):
         end = bounds[index + 1][0] if index + 1 < len(bounds) else float("inf")
@@ -695,7 +706,7 @@ def summarize_size(n: int, m: int, builds: list[dict], floors: list[dict], order
         "report_step_s": median([b.get("report_step_s") for b in builds]),
         # the peak RSS of the whole process tree within each step (median over the runs)
         "step_peak_tree_rss_bytes": {step: median([b.get("step_peak_tree_rss_bytes", {}).get(step) for b in builds])
-                                     for step in ("build", "checks", "report")},
+                                     for step in STEPS},
         "check_command_wall_s": median([c["wall_s"] for c in checks]),
         "check_command_peak_tree_rss_bytes": median([c["peak_tree_rss_bytes"] for c in checks]),
         "model_sum_s": median([b["model_sum_s"] for b in builds]),
