@@ -134,7 +134,7 @@
     {%- endif -%}
 {%- endmacro %}
 
-{#- customer_segment_fit on an appending run (incremental on DuckDB, merged on customer_record_id).
+{#- customer_segment_fit on an appending run (incremental on DuckDB, delete+insert on customer_record_id).
     A record's row depends on its transaction aggregates, on its own customer-side columns, on its segment's
     retention statistics (all records' customer-side columns), on the vars, and, for value_mismatch_z only,
     on the whole population's revenue and score. The append recomputes the aggregates of the records the new

@@ -186,8 +186,12 @@ def build_candidate(options: BuildOptions, published: Path, force: bool = False)
                               else [])
             if skip_customers:
                 log.info("the customers file is the published build's (same SHA-256): its models are kept")
+            skip_history = ["--exclude", HISTORY] if skip_customers and _same_flag_rule(previous, options) else []
+            if skip_history:
+                log.info("so is the anomaly rule (threshold and mode): no customer's segment, retention or flag can "
+                         "change, and the history snapshot is kept as it is")
             code = warehouse.run_dbt(["build", "--vars", json.dumps(options.dbt_vars()), *skip_unit_tests,
-                                      *skip_customers], slot.target, build=build_env)
+                                      *skip_customers, *skip_history], slot.target, build=build_env)
         if code != 0:
             raise SegfitError(f"dbt build failed (exit {code}); the published warehouse {published} is unchanged")
         dbt_runner.keep_saved_parse(slot.target)
@@ -202,6 +206,29 @@ def build_candidate(options: BuildOptions, published: Path, force: bool = False)
 # and re-testing them to the same rows (the append guard still compares the records with the stored
 # aggregates, and the vars that shaped them)
 CUSTOMER_SIDE = ("+int_customer_records_deduplicated", "+duplicate_customer_keys")
+
+
+# The history snapshot (snapshots/customer_segment_fit_history.sql) versions each customer's segment,
+# retention and anomaly flag. When an append keeps the customer side (CUSTOMER_SIDE, same customers file), the
+# records, their segments and retentions, and so the segment averages, are the stored ones; the flag then
+# depends only on the anomaly threshold and its mode. With those unchanged too, the snapshot would find no
+# change (and customer_fit_changes, which lists the versions this build started or ended, is empty either
+# way), so the append leaves it out instead of comparing every customer with its current version.
+HISTORY = "customer_segment_fit_history"
+
+
+def _same_flag_rule(previous: Path, options: BuildOptions) -> bool:
+    """Did the published build flag anomalies with this build's threshold and mode (marts.build_metadata)?"""
+    effective = options.dbt_vars()
+    try:
+        threshold = float(effective["anomaly_threshold"])
+    except (TypeError, ValueError):
+        return False  # dbt's own validation reports it
+    mode = str(effective["anomaly_threshold_mode"]).strip().lower()
+    with duckdb.connect(str(previous), read_only=True) as con:  # the caller holds its read lock
+        rows = con.execute("select distinct anomaly_threshold, anomaly_threshold_mode from marts.build_metadata"
+                           ).fetchall()
+    return rows == [(threshold, mode)]
 
 
 def _same_customers(previous: Path | None, options: BuildOptions) -> bool:

@@ -111,6 +111,12 @@ def _tables(database: Path, schema: str) -> dict[str, pd.DataFrame]:
         return {name: con.execute(f'select * from {schema}."{name}"').df() for name in names}
 
 
+def _history(database: Path) -> pd.DataFrame:
+    with duckdb.connect(str(database), read_only=True) as con:
+        return con.execute("select * from snapshots.customer_segment_fit_history "
+                           "order by customer_id, dbt_valid_from").df()
+
+
 def _assert_same_rows(name: str, left: pd.DataFrame, right: pd.DataFrame) -> None:
     """Row by row after sorting by every non-float column. Integers, text, booleans and dates exactly;
     doubles within 1e-9 relative or 1e-12 absolute: a float sum depends on the order its terms are added
@@ -242,12 +248,27 @@ def test_a_file_that_cannot_be_appended_exactly_stops_the_build_and_publishes_no
     pipeline.build(pipeline.BuildOptions(customers=customers, transactions=files[0]), published)
     append_fails(files[1], "the warehouse has no stored transactions to append to")
     pipeline.build(pipeline.BuildOptions(customers=customers, transactions=files[0], store=True), published)
+    history_before = _history(published)
     caplog.clear()
     with caplog.at_level("INFO"):
         pipeline.build(pipeline.BuildOptions(customers=customers, transactions=files[1], append=True), published)
     # the customers file is the stored build's, so the CLI kept its customer-side models: the marts are
     # still those of one full build on the two days concatenated
     assert any("its models are kept" in r.getMessage() for r in caplog.records)
+    # and so was the anomaly rule: the CLI left the history snapshot out, which is exact only if no
+    # customer's segment, retention or flag can have changed. The history is the stored build's, and its
+    # current versions are each customer's latest record in the appended marts (pandas, not the snapshot's SQL)
+    assert any("the history snapshot is kept" in r.getMessage() for r in caplog.records)
+    history = _history(published)
+    pd.testing.assert_frame_equal(history, history_before)
+    fit = _tables(published, "marts")["customer_segment_fit"]
+    latest = (fit.sort_values(["customer_id", "segmentation_date", "subsidiary_id", "source_row_number"],
+                              na_position="first").groupby("customer_id").tail(1))
+    checked = ["customer_id", "profitability_segment", "retention_probability", "is_classification_anomaly"]
+    current = history.loc[history["dbt_valid_to"].isna(), checked].sort_values("customer_id")
+    pd.testing.assert_frame_equal(current.reset_index(drop=True),
+                                  latest[checked].sort_values("customer_id").reset_index(drop=True))
+    assert _tables(published, "marts")["customer_fit_changes"].empty
     both = _write(pd.concat([pd.read_csv(f, dtype=str, keep_default_na=False) for f in files[:2]]),
                   tmp_path / "days_0_1.csv")
     reference = tmp_path / "reference" / "segfit.duckdb"
