@@ -9,12 +9,14 @@ import json
 import logging
 import math
 import shutil
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 
-from python_analysis import warehouse
+from python_analysis import build_gate, warehouse
 from python_analysis.errors import SegfitError
 from python_analysis.warehouse import dbt_runner, inputs, publishing
 
@@ -137,6 +139,34 @@ def copy_database(source: Path, target: Path) -> None:
         shutil.copyfile(wal, target.with_name(target.name + ".wal"))
 
 
+@contextlib.contextmanager
+def copying_in_background(source: Path, target: Path) -> Iterator[Path]:
+    """Copy ``source`` to ``target`` in a thread, and yield the gate file (build_gate) that says when it is
+    written, or why not. On leaving, the copy has ended; a failed copy raises SegfitError (after whatever
+    ran inside, which stops at the gate)."""
+    gate = target.with_name(".segfit-build-file")
+    failure: list[BaseException] = []
+
+    def copy() -> None:
+        try:
+            copy_database(source, target)
+        except BaseException as error:  # reported by the caller's thread
+            failure.append(error)
+            build_gate.open_gate(gate, f"copying {source} failed: {error}")
+        else:
+            build_gate.open_gate(gate)
+
+    thread = threading.Thread(target=copy, name="segfit-copy", daemon=True)
+    thread.start()
+    try:
+        yield gate
+    finally:
+        thread.join()
+        gate.unlink(missing_ok=True)
+    if failure:
+        raise SegfitError(f"copying the published warehouse {source} failed: {failure[0]}") from failure[0]
+
+
 def validated_options(options: BuildOptions) -> BuildOptions:
     """Check the input files (readable, parseable, required columns) and return absolute paths."""
     customers = inputs.validate_input_file(options.customers, "customers") if options.customers else None
@@ -169,12 +199,8 @@ def build_candidate(options: BuildOptions, published: Path, force: bool = False)
         saved_parse = dbt_runner.seed_partial_parse(previous, slot.target)
         if saved_parse is not None:
             log.info("dbt starts from the saved parse %s (it re-parses only what changed)", saved_parse)
-        if options.append:
-            # the build starts from a copy of the published warehouse (its stored transactions); the
-            # published file is untouched until the new one is published whole
-            with publishing.reading(previous):
-                copy_database(previous, slot.target)
-        build_env = {**options.dbt_env(), "SEGFIT_INPUT_FINGERPRINTS": json.dumps(options.input_fingerprints())}
+        fingerprints = options.input_fingerprints()
+        build_env = {**options.dbt_env(), "SEGFIT_INPUT_FINGERPRINTS": json.dumps(fingerprints)}
         if previous is not None:
             build_env["SEGFIT_PREVIOUS_BUILD"] = str(previous)
         with publishing.reading(previous) if previous else contextlib.nullcontext():
@@ -182,16 +208,25 @@ def build_candidate(options: BuildOptions, published: Path, force: bool = False)
             # rows, not the data (dbt's guidance: run unit tests in development and CI). `dbt build` and
             # `dbt test --select test_type:unit` run them, and `make test` does on an empty warehouse.
             skip_unit_tests = ["--exclude", "test_type:unit"]
-            skip_customers = (["--exclude", *CUSTOMER_SIDE] if options.append and _same_customers(previous, options)
-                              else [])
+            skip_customers = (["--exclude", *CUSTOMER_SIDE]
+                              if options.append and _same_customers(previous, fingerprints) else [])
             if skip_customers:
                 log.info("the customers file is the published build's (same SHA-256): its models are kept")
             skip_history = ["--exclude", HISTORY] if skip_customers and _same_flag_rule(previous, options) else []
             if skip_history:
                 log.info("so is the anomaly rule (threshold and mode): no customer's segment, retention or flag can "
                          "change, and the history snapshot is kept as it is")
-            code = warehouse.run_dbt(["build", "--vars", json.dumps(options.dbt_vars()), *skip_unit_tests,
-                                      *skip_customers, *skip_history], slot.target, build=build_env)
+            command = ["build", "--vars", json.dumps(options.dbt_vars()), *skip_unit_tests, *skip_customers,
+                       *skip_history]
+            if options.append:
+                # the build starts from a copy of the published warehouse (its stored transactions), made
+                # while dbt starts and parses; dbt's first connection waits for it (build_gate). The
+                # published file is untouched until the new one is published whole.
+                with copying_in_background(previous, slot.target) as gate:
+                    code = warehouse.run_dbt(command, slot.target, build={**build_env, build_gate.ENVIRONMENT_VARIABLE:
+                                                                           str(gate)})
+            else:
+                code = warehouse.run_dbt(command, slot.target, build=build_env)
         if code != 0:
             raise SegfitError(f"dbt build failed (exit {code}); the published warehouse {published} is unchanged")
         dbt_runner.keep_saved_parse(slot.target)
@@ -231,9 +266,9 @@ def _same_flag_rule(previous: Path, options: BuildOptions) -> bool:
     return rows == [(threshold, mode)]
 
 
-def _same_customers(previous: Path | None, options: BuildOptions) -> bool:
+def _same_customers(previous: Path | None, fingerprints: dict[str, dict[str, object]]) -> bool:
     """Was the published build made from a customers file with this one's content (marts.build_metadata)?"""
-    fingerprint = options.input_fingerprints().get("customers")
+    fingerprint = fingerprints.get("customers")
     if previous is None or fingerprint is None:
         return False
     with duckdb.connect(str(previous), read_only=True) as con:  # the caller holds its read lock

@@ -25,7 +25,7 @@ def dbt_executable() -> str:
 # Set by the CLI for one build only (the input paths, the build history comes from, the inputs' sizes and
 # hashes); never inherited from the caller's environment.
 BUILD_ENVIRONMENT = ("SEGFIT_CUSTOMERS_PATH", "SEGFIT_TRANSACTIONS_PATH", "SEGFIT_PREVIOUS_BUILD",
-                     "SEGFIT_INPUT_FINGERPRINTS", "SEGFIT_PARSE_INPUTS")
+                     "SEGFIT_INPUT_FINGERPRINTS", "SEGFIT_PARSE_INPUTS", "SEGFIT_BUILD_GATE")
 
 
 def dbt_environment(database_path: Path, build: Mapping[str, str] | None = None) -> dict[str, str]:
