@@ -395,12 +395,19 @@
     {{ return('table') }}
 {%- endmacro %}
 
-{#- The relation an input file is read from: the dbt source segfit_inputs.<kind> (DuckDB reads it in place
-    through dbt-duckdb's external_location). dbt-spark has no external sources: on Spark the file reader is
-    used directly, and the source() call keeps the file in the lineage. -#}
+{#- The relation an input file is read from: the file reader on the path this run was given, rendered when
+    the model runs, and the source() call keeps the file in the lineage. The source's own location (its
+    external_location, which the source tests and `dbt source freshness` read) is fixed while dbt parses,
+    and under the segfit CLI it is a stand-in name (_staging__sources.yml), so staging reads the path itself.
+    `dbt build --empty` reads none of it: dbt gives the source a limit of 0, and so does this reader. -#}
 {% macro segfit_source_relation(kind, path) -%}
     {{ return(adapter.dispatch('segfit_source_relation', 'segfit')(kind, path)) }}
 {%- endmacro %}
 {% macro default__segfit_source_relation(kind, path) -%}
-    {{ return(source('segfit_inputs', kind)) }}
+    {%- set declared = source('segfit_inputs', kind) -%}
+    {%- set reader = segfit_file_reader(path) -%}
+    {%- if declared.limit is not none -%}
+        {{ return('(select * from ' ~ reader ~ ' where false limit ' ~ declared.limit ~ ')') }}
+    {%- endif -%}
+    {{ return(reader) }}
 {%- endmacro %}

@@ -140,6 +140,25 @@ def copy_database(source: Path, target: Path) -> None:
 
 
 @contextlib.contextmanager
+def linked_inputs(directory: Path, options: BuildOptions) -> Iterator[None]:
+    """Link each given input file under its parse stand-in name (``parse_stand_in``) in ``directory``, where
+    dbt runs: while dbt parses, the sources in models/staging/_staging__sources.yml name these links (through
+    SEGFIT_PARSE_INPUTS), so a new day's file name changes nothing dbt parsed, and the source tests read the
+    real file through them. The staging models read the real path. Removed when dbt is done."""
+    links = []
+    try:
+        for kind, path in (("customers", options.customers), ("transactions", options.transactions)):
+            if path is not None:
+                link = directory / parse_stand_in(kind, path)
+                link.symlink_to(path)
+                links.append(link)
+        yield
+    finally:
+        for link in links:
+            link.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
 def copying_in_background(source: Path, target: Path) -> Iterator[Path]:
     """Copy ``source`` to ``target`` in a thread, and yield the gate file (build_gate) that says when it is
     written, or why not. On leaving, the copy has ended; a failed copy raises SegfitError (after whatever
@@ -203,7 +222,9 @@ def build_candidate(options: BuildOptions, published: Path, force: bool = False)
         build_env = {**options.dbt_env(), "SEGFIT_INPUT_FINGERPRINTS": json.dumps(fingerprints)}
         if previous is not None:
             build_env["SEGFIT_PREVIOUS_BUILD"] = str(previous)
-        with publishing.reading(previous) if previous else contextlib.nullcontext():
+        with contextlib.ExitStack() as stack:
+            if previous is not None:
+                stack.enter_context(publishing.reading(previous))
             # segfit's builds are production runs: they skip the dbt unit tests, which test the SQL on fixed
             # rows, not the data (dbt's guidance: run unit tests in development and CI). `dbt build` and
             # `dbt test --select test_type:unit` run them, and `make test` does on an empty warehouse.
@@ -218,6 +239,7 @@ def build_candidate(options: BuildOptions, published: Path, force: bool = False)
                          "change, and the history snapshot is kept as it is")
             command = ["build", "--vars", json.dumps(options.dbt_vars()), *skip_unit_tests, *skip_customers,
                        *skip_history]
+            stack.enter_context(linked_inputs(slot.target.parent, options))
             if options.append:
                 # the build starts from a copy of the published warehouse (its stored transactions), made
                 # while dbt starts and parses; dbt's first connection waits for it (build_gate). The
