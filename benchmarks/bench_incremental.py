@@ -20,6 +20,8 @@ For each size (N customers : M transactions, time order, the generator of bench_
    sensitive to other load) and the dbt model sum from run_results.json, and the ratios
    incremental / full (target: wall <= 0.25).
 
+Each timed build starts from a settled disk (``--before-each``: sync by default; see BEFORE_EACH).
+
     .venv/bin/python benchmarks/bench_incremental.py --sizes 200000:4000000
     make bench-incremental SIZES=1000000:20000000
 """
@@ -74,12 +76,32 @@ def split_last_days(transactions: Path, out: Path) -> dict[str, object]:
             "total_rows": total}
 
 
-def segfit_build(args: list[str], warehouse: Path, workdir: Path, label: str) -> dict:
+# What happens before each timed build (--before-each): the builds run back to back here, while a daily append
+# comes a day after the build before it. "sync" (the default) flushes the previous step's writes first (each
+# build starts with nothing pending on the disk; files stay in the page cache); "drop-caches" also empties the
+# page cache (every file is read from disk: the coldest case; needs root); "nothing" runs them as they come
+# (sessions 6-9: a build then waits for the previous one's gigabytes of writeback, which the append's copy of
+# the warehouse feels most).
+BEFORE_EACH = ("sync", "drop-caches", "nothing")
+
+
+def settle(before_each: str) -> float:
+    """Prepare the machine as ``before_each`` says; returns the seconds it took (not part of the build)."""
+    started = time.perf_counter()
+    if before_each in ("sync", "drop-caches"):
+        os.sync()
+    if before_each == "drop-caches":
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+    return time.perf_counter() - started
+
+
+def segfit_build(args: list[str], warehouse: Path, workdir: Path, label: str, before_each: str = "sync") -> dict:
     """One ``segfit build`` as a user runs it (dbt's artifacts in the build's own ``dbt_target/``, where the
     next build finds the saved parse); its run_results are read from the published build."""
     segfit = Path(sys.executable).with_name("segfit")
     command = [str(segfit), "build", *args, "--warehouse", str(warehouse)]
     env = {k: v for k, v in os.environ.items() if k not in ("DBT_TARGET_PATH", "DBT_LOG_PATH")}
+    settle_s = settle(before_each)
     load_before = os.getloadavg()[0]
     measured = bench_build.run_measured(command, env=env, log_path=workdir / f"{label}.log", cwd=PROJECT_DIR)
     if measured["exit_code"] != 0:
@@ -88,6 +110,8 @@ def segfit_build(args: list[str], warehouse: Path, workdir: Path, label: str) ->
     measured.update(bench_build.summarize_run_results(artifacts / "run_results.json"))
     measured["parse"] = parse_facts(artifacts)
     measured["loadavg_1m_before"] = load_before
+    measured["before_each"] = before_each
+    measured["settle_s"] = settle_s
     measured["command"] = " ".join(command)
     measured["cpu_s"] = measured["cpu_user_s"] + measured["cpu_sys_s"]
     measured.pop("marks", None)
@@ -118,7 +142,7 @@ def recomputed_records(warehouse: Path) -> dict[str, int]:
             "records_without_segmentation_date": no_date}
 
 
-def bench(n: int, m: int, seed: int, data_dir: Path) -> dict:
+def bench(n: int, m: int, seed: int, data_dir: Path, before_each: str = "sync") -> dict:
     inputs = bench_build.ensure_data(n, m, seed, data_dir, order="time")
     workdir = data_dir / f"incremental_{n}_{m}"
     shutil.rmtree(workdir, ignore_errors=True)
@@ -137,11 +161,11 @@ def bench(n: int, m: int, seed: int, data_dir: Path) -> dict:
                         appended, workdir, "base")
     log("first append onto the stored build: --append-transactions previous_day.parquet")
     first_append = segfit_build([*customers, "--append-transactions", str(split["paths"]["previous_day"])],
-                                appended, workdir, "first_append")
+                                appended, workdir, "first_append", before_each)
     log(f"first append: {first_append['wall_s']:.1f} s wall, {first_append['cpu_s']:.1f} CPU s")
     log("incremental (the next day's append, as in daily use): --append-transactions day.parquet")
     incremental = segfit_build([*customers, "--append-transactions", str(split["paths"]["day"])], appended,
-                               workdir, "incremental")
+                               workdir, "incremental", before_each)
     log(f"incremental: {incremental['wall_s']:.1f} s wall, {incremental['cpu_s']:.1f} CPU s")
 
     full_warehouse = workdir / "full" / "segfit.duckdb"
@@ -149,7 +173,7 @@ def bench(n: int, m: int, seed: int, data_dir: Path) -> dict:
     # daily use: a full rebuild also replaces a published build (its history is carried over)
     shutil.copytree(appended.parent, full_warehouse.parent, symlinks=True, dirs_exist_ok=True)
     log("full rebuild: --transactions transactions.parquet")
-    full = segfit_build([*customers, "--transactions", str(inputs["transactions"])], full_warehouse, workdir, "full")
+    full = segfit_build([*customers, "--transactions", str(inputs["transactions"])], full_warehouse, workdir, "full", before_each)
     log(f"full: {full['wall_s']:.1f} s wall, {full['cpu_s']:.1f} CPU s")
 
     same = fit_summary(appended) == fit_summary(full_warehouse)
@@ -176,6 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=None, help="data seed (default: demo_data.DEFAULT_SEED)")
     parser.add_argument("--data-dir", type=Path, default=PROJECT_DIR / "benchmarks" / "data")
     parser.add_argument("--out", type=Path, default=PROJECT_DIR / "benchmarks" / "results" / "incremental.json")
+    parser.add_argument("--before-each", choices=BEFORE_EACH, default="sync",
+                        help="before each timed build: flush pending writes (sync, the default), also empty the "
+                             "page cache (drop-caches, needs root), or nothing")
     args = parser.parse_args(argv)
     if args.seed is None:
         sys.path.insert(0, str(PROJECT_DIR))
@@ -183,9 +210,9 @@ def main(argv: list[str] | None = None) -> int:
 
         args.seed = DEFAULT_SEED
     result = {"machine": bench_build.machine_facts(), "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-              "sizes": []}
+              "before_each": args.before_each, "sizes": []}
     for n, m in bench_build.parse_sizes(args.sizes):
-        size = bench(n, m, args.seed, args.data_dir)
+        size = bench(n, m, args.seed, args.data_dir, args.before_each)
         result["sizes"].append(size)
         args.out.write_text(json.dumps(result, indent=2, default=str))
         print(f"| {n:,} / {m:,} | day {size['split']['day_rows']:,} rows | incremental "

@@ -10,6 +10,7 @@ import logging
 import math
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -167,6 +168,7 @@ def copying_in_background(source: Path, target: Path) -> Iterator[Path]:
     failure: list[BaseException] = []
 
     def copy() -> None:
+        started = time.perf_counter()
         try:
             copy_database(source, target)
         except BaseException as error:  # reported by the caller's thread
@@ -174,6 +176,8 @@ def copying_in_background(source: Path, target: Path) -> Iterator[Path]:
             build_gate.open_gate(gate, f"copying {source} failed: {error}")
         else:
             build_gate.open_gate(gate)
+            log.info("copied the published warehouse (%.2f GB) in %.1f s", target.stat().st_size / 1e9,
+                     time.perf_counter() - started)
 
     thread = threading.Thread(target=copy, name="segfit-copy", daemon=True)
     thread.start()
