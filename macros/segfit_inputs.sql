@@ -399,15 +399,11 @@
     the model runs, and the source() call keeps the file in the lineage. The source's own location (its
     external_location, which the source tests and `dbt source freshness` read) is fixed while dbt parses,
     and under the segfit CLI it is a stand-in name (_staging__sources.yml), so staging reads the path itself.
-    `dbt build --empty` reads none of it: dbt gives the source a limit of 0, and so does this reader. -#}
+    The reader is the source relation's location (dbt-duckdb's `external`), so the relation renders as
+    dbt's own: `dbt build --empty` reads none of the file (dbt gives the source a limit of 0). -#}
 {% macro segfit_source_relation(kind, path) -%}
     {{ return(adapter.dispatch('segfit_source_relation', 'segfit')(kind, path)) }}
 {%- endmacro %}
 {% macro default__segfit_source_relation(kind, path) -%}
-    {%- set declared = source('segfit_inputs', kind) -%}
-    {%- set reader = segfit_file_reader(path) -%}
-    {%- if declared.limit is not none -%}
-        {{ return('(select * from ' ~ reader ~ ' where false limit ' ~ declared.limit ~ ')') }}
-    {%- endif -%}
-    {{ return(reader) }}
+    {{ return(source('segfit_inputs', kind).incorporate(external=segfit_file_reader(path))) }}
 {%- endmacro %}

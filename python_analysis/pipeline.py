@@ -233,11 +233,12 @@ def build_candidate(options: BuildOptions, published: Path, force: bool = False)
             # rows, not the data (dbt's guidance: run unit tests in development and CI). `dbt build` and
             # `dbt test --select test_type:unit` run them, and `make test` does on an empty warehouse.
             skip_unit_tests = ["--exclude", "test_type:unit"]
-            skip_customers = (["--exclude", *CUSTOMER_SIDE]
-                              if options.append and _same_customers(previous, fingerprints) else [])
+            published_rows = _published_metadata(previous) if options.append else []
+            skip_customers = (["--exclude", *CUSTOMER_SIDE] if _same_customers(published_rows, fingerprints) else [])
             if skip_customers:
                 log.info("the customers file is the published build's (same SHA-256): its models are kept")
-            skip_history = ["--exclude", HISTORY] if skip_customers and _same_flag_rule(previous, options) else []
+            skip_history = (["--exclude", HISTORY] if skip_customers and _same_flag_rule(published_rows, options)
+                            else [])
             if skip_history:
                 log.info("so is the anomaly rule (threshold and mode): no customer's segment, retention or flag can "
                          "change, and the history snapshot is kept as it is")
@@ -278,28 +279,30 @@ CUSTOMER_SIDE = ("+int_customer_records_deduplicated", "+duplicate_customer_keys
 HISTORY = "customer_segment_fit_history"
 
 
-def _same_flag_rule(previous: Path, options: BuildOptions) -> bool:
-    """Did the published build flag anomalies with this build's threshold and mode (marts.build_metadata)?"""
+def _published_metadata(previous: Path) -> list[tuple]:
+    """marts.build_metadata of the published build: (source, file_sha256, anomaly_threshold,
+    anomaly_threshold_mode) per input. The caller holds its read lock."""
+    with duckdb.connect(str(previous), read_only=True) as con:
+        return con.execute("select source, file_sha256, anomaly_threshold, anomaly_threshold_mode "
+                           "from marts.build_metadata").fetchall()
+
+
+def _same_flag_rule(published_rows: list[tuple], options: BuildOptions) -> bool:
+    """Did the published build flag anomalies with this build's threshold and mode?"""
     effective = options.dbt_vars()
     try:
         threshold = float(effective["anomaly_threshold"])
     except (TypeError, ValueError):
         return False  # dbt's own validation reports it
     mode = str(effective["anomaly_threshold_mode"]).strip().lower()
-    with duckdb.connect(str(previous), read_only=True) as con:  # the caller holds its read lock
-        rows = con.execute("select distinct anomaly_threshold, anomaly_threshold_mode from marts.build_metadata"
-                           ).fetchall()
-    return rows == [(threshold, mode)]
+    return {(row[2], row[3]) for row in published_rows} == {(threshold, mode)}
 
 
-def _same_customers(previous: Path | None, fingerprints: dict[str, dict[str, object]]) -> bool:
-    """Was the published build made from a customers file with this one's content (marts.build_metadata)?"""
+def _same_customers(published_rows: list[tuple], fingerprints: dict[str, dict[str, object]]) -> bool:
+    """Was the published build made from a customers file with this one's content?"""
     fingerprint = fingerprints.get("customers")
-    if previous is None or fingerprint is None:
-        return False
-    with duckdb.connect(str(previous), read_only=True) as con:  # the caller holds its read lock
-        row = con.execute("select file_sha256 from marts.build_metadata where source = 'customers'").fetchone()
-    return row is not None and row[0] == fingerprint["sha256"]
+    stored = [row[1] for row in published_rows if row[0] == "customers"]
+    return fingerprint is not None and stored == [fingerprint["sha256"]]
 
 
 def build(options: BuildOptions, published: Path, force: bool = False) -> Path:

@@ -1,5 +1,6 @@
 """When an append leaves the history snapshot out (pipeline._same_flag_rule): only when the published build
-flagged anomalies with this build's threshold and mode, as its marts.build_metadata records them."""
+flagged anomalies with this build's threshold and mode, as its marts.build_metadata records them
+(pipeline._published_metadata)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,9 @@ def _published(tmp_path: Path, rows: list[tuple[str, float, str]]) -> Path:
     path = tmp_path / "published.duckdb"
     with duckdb.connect(str(path)) as con:
         con.execute("create schema marts")
-        con.execute("create table marts.build_metadata (source text, anomaly_threshold double, "
+        con.execute("create table marts.build_metadata (source text, file_sha256 text, anomaly_threshold double, "
                     "anomaly_threshold_mode text)")
-        con.executemany("insert into marts.build_metadata values (?, ?, ?)", rows)
+        con.executemany("insert into marts.build_metadata values (?, 'a1b2', ?, ?)", rows)
     return path
 
 
@@ -36,11 +37,11 @@ def test_the_snapshot_is_left_out_only_under_the_stored_anomaly_rule(tmp_path, o
     published = _published(tmp_path, STORED)
     built = pipeline.BuildOptions(customers=tmp_path / "c.csv", transactions=tmp_path / "t.csv", append=True,
                                   **options)
-    assert pipeline._same_flag_rule(published, built) is same
+    assert pipeline._same_flag_rule(pipeline._published_metadata(published), built) is same
 
 
 def test_a_warehouse_whose_rows_disagree_keeps_the_snapshot(tmp_path):
     # a partial run can leave the two rows with different rules: then nothing is known, and the snapshot runs
     published = _published(tmp_path, [("customers", 0.15, "absolute"), ("transactions", 0.2, "absolute")])
     built = pipeline.BuildOptions(customers=tmp_path / "c.csv", transactions=tmp_path / "t.csv", append=True)
-    assert pipeline._same_flag_rule(published, built) is False
+    assert pipeline._same_flag_rule(pipeline._published_metadata(published), built) is False
