@@ -229,21 +229,8 @@ def build_candidate(options: BuildOptions, published: Path, force: bool = False)
         with contextlib.ExitStack() as stack:
             if previous is not None:
                 stack.enter_context(publishing.reading(previous))
-            # segfit's builds are production runs: they skip the dbt unit tests, which test the SQL on fixed
-            # rows, not the data (dbt's guidance: run unit tests in development and CI). `dbt build` and
-            # `dbt test --select test_type:unit` run them, and `make test` does on an empty warehouse.
-            skip_unit_tests = ["--exclude", "test_type:unit"]
-            published_rows = _published_metadata(previous) if options.append else []
-            skip_customers = (["--exclude", *CUSTOMER_SIDE] if _same_customers(published_rows, fingerprints) else [])
-            if skip_customers:
-                log.info("the customers file is the published build's (same SHA-256): its models are kept")
-            skip_history = (["--exclude", HISTORY] if skip_customers and _same_flag_rule(published_rows, options)
-                            else [])
-            if skip_history:
-                log.info("so is the anomaly rule (threshold and mode): no customer's segment, retention or flag can "
-                         "change, and the history snapshot is kept as it is")
-            command = ["build", "--vars", json.dumps(options.dbt_vars()), *skip_unit_tests, *skip_customers,
-                       *skip_history]
+            command = ["build", "--vars", json.dumps(options.dbt_vars()),
+                       *left_out(_published_metadata(previous) if options.append else [], options, fingerprints)]
             stack.enter_context(linked_inputs(slot.target.parent, options))
             if options.append:
                 # the build starts from a copy of the published warehouse (its stored transactions), made
@@ -261,6 +248,27 @@ def build_candidate(options: BuildOptions, published: Path, force: bool = False)
         slot.discard()
         raise
     return slot
+
+
+def left_out(published_rows: list[tuple], options: BuildOptions, fingerprints: dict[str, dict[str, object]]
+             ) -> list[str]:
+    """The ``--exclude`` arguments of a build: what it need not run, each said in one line.
+
+    segfit's builds are production runs: they skip the dbt unit tests, which test the SQL on fixed rows, not
+    the data (dbt's guidance: run unit tests in development and CI). `dbt build` and `dbt test --select
+    test_type:unit` run them, and `make test` does on an empty warehouse. An append whose customers file is
+    the published build's (``published_rows``: its marts.build_metadata; none for other builds) keeps the
+    customer side (CUSTOMER_SIDE), and, under the same anomaly rule, the history snapshot (HISTORY)."""
+    excluded = ["--exclude", "test_type:unit"]
+    if not _same_customers(published_rows, fingerprints):
+        return excluded
+    log.info("the customers file is the published build's (same SHA-256): its models are kept")
+    excluded += ["--exclude", *CUSTOMER_SIDE]
+    if _same_flag_rule(published_rows, options):
+        log.info("so is the anomaly rule (threshold and mode): no customer's segment, retention or flag can "
+                 "change, and the history snapshot is kept as it is")
+        excluded += ["--exclude", HISTORY]
+    return excluded
 
 
 # the models (with their ancestors and tests) that read only the customers file: an appending run whose
